@@ -1,0 +1,467 @@
+//! The endpoints of SPEC.md. Each fills the session's reusable [`Response`]; the hot ones
+//! (`/ping`, `compute/fast`) write their bodies without allocating.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::json::{write_f64, write_int, write_str};
+use super::{App, Endpoint, ErrorCode, METHOD_NAMES, Outcome, RequestCtx};
+use crate::http::{Head, Response, Status};
+use crate::jobs::JobDone;
+use crate::time::Now;
+
+/// The largest |number| whose square fits in an i64.
+pub const MAX_NUMBER: i64 = 3_037_000_499;
+/// The longest `/api/v1/sleep`.
+pub const MAX_SLEEP_MS: u64 = 60_000;
+/// The most events one `/api/v1/stream` sends.
+pub const MAX_STREAM_EVENTS: u32 = 100_000;
+/// The longest interval between stream events.
+pub const MAX_STREAM_INTERVAL_MS: u64 = 60_000;
+
+#[derive(Deserialize)]
+struct ComputeRequest {
+    number: i64,
+}
+
+/// Exposition formats of `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Json,
+    Prometheus,
+    OpenMetrics,
+}
+
+impl App {
+    /// Runs the endpoint of an admitted request whose body is complete.
+    pub(crate) fn dispatch(&self, now: Now, head: &Head, body: &[u8], ctx: &mut RequestCtx, res: &mut Response) -> Outcome {
+        res.clear();
+        self.common_headers(ctx, res);
+        let endpoint = ctx.endpoint.expect("invariant: dispatch follows a successful admit");
+        match endpoint {
+            Endpoint::Ping => {
+                res.header("Content-Type", b"text/plain; charset=utf-8");
+                res.body_mut().extend_from_slice(b"pong");
+            }
+            Endpoint::ComputeFast => match self.parse_number(body) {
+                Ok(n) => self.compute_response(now, ctx, res, 0, n.wrapping_mul(n)),
+                Err(msg) => self.error(now, ctx, res, ErrorCode::InvalidRequest, &msg),
+            },
+            Endpoint::ComputeIntensive => match self.parse_number(body) {
+                Ok(n) => {
+                    let deadline = now.mono.add(self.config.request_timeout);
+                    match self.queue.submit(now.mono, n, deadline) {
+                        Ok(wait) => return Outcome::Job(wait),
+                        Err(_) => {
+                            res.header("Retry-After", b"1");
+                            self.error(now, ctx, res, ErrorCode::ServiceOverloaded, "job queue is full");
+                        }
+                    }
+                }
+                Err(msg) => self.error(now, ctx, res, ErrorCode::InvalidRequest, &msg),
+            },
+            Endpoint::Echo => {
+                let ct = head.header("content-type").unwrap_or(b"application/octet-stream");
+                res.header("Content-Type", ct);
+                res.body_mut().extend_from_slice(body);
+            }
+            Endpoint::User => {
+                let id = &head.target()[ctx.param.0 as usize..ctx.param.1 as usize];
+                res.header("Content-Type", b"application/json");
+                let b = res.body_mut();
+                b.extend_from_slice(b"{\"id\":");
+                write_str(b, id);
+                b.push(b'}');
+            }
+            Endpoint::Health => self.health(now, res),
+            Endpoint::Metrics | Endpoint::Stats => self.metrics_response(now, head, res),
+            Endpoint::Sleep => match query_u64(head.query(), "ms") {
+                Ok(Some(ms)) if ms <= MAX_SLEEP_MS => {
+                    return Outcome::Sleep { until: now.mono.add(Duration::from_millis(ms)), ms };
+                }
+                Ok(None) => self.error(now, ctx, res, ErrorCode::InvalidRequest, "query parameter ms is required"),
+                _ => self.error(now, ctx, res, ErrorCode::InvalidRequest, "ms must be an integer from 0 to 60000"),
+            },
+            Endpoint::Stream => {
+                let count = query_u64(head.query(), "count").map(|c| c.unwrap_or(10));
+                let interval = query_u64(head.query(), "interval_ms").map(|i| i.unwrap_or(1000));
+                match (count, interval) {
+                    (Ok(count), Ok(ms)) if count <= u64::from(MAX_STREAM_EVENTS) && ms <= MAX_STREAM_INTERVAL_MS => {
+                        res.header("Content-Type", b"text/event-stream");
+                        res.header("Cache-Control", b"no-cache");
+                        return Outcome::Stream { count: count as u32, interval: Duration::from_millis(ms) };
+                    }
+                    _ => self.error(
+                        now,
+                        ctx,
+                        res,
+                        ErrorCode::InvalidRequest,
+                        "count must be 0..=100000 and interval_ms 0..=60000",
+                    ),
+                }
+            }
+        }
+        Outcome::Respond
+    }
+
+    fn parse_number(&self, body: &[u8]) -> Result<i64, String> {
+        let req: ComputeRequest =
+            serde_json::from_slice(body).map_err(|e| format!("invalid request body: {e}; expected {{\"number\": <integer>}}"))?;
+        if req.number.unsigned_abs() > MAX_NUMBER as u64 {
+            return Err(format!("number out of range: |number| must be at most {MAX_NUMBER}"));
+        }
+        Ok(req.number)
+    }
+
+    fn compute_response(&self, now: Now, ctx: &RequestCtx, res: &mut Response, job_id: u64, result: i64) {
+        res.header("Content-Type", b"application/json");
+        let b = res.body_mut();
+        b.extend_from_slice(b"{\"request_id\":");
+        write_str(b, ctx.id.as_str());
+        b.extend_from_slice(b",\"job_id\":");
+        write_int(b, job_id);
+        b.extend_from_slice(b",\"result\":");
+        write_int(b, result);
+        b.extend_from_slice(b",\"latency_us\":");
+        write_int(b, now.mono.since(ctx.started).as_micros() as u64);
+        b.extend_from_slice(b",\"timestamp\":");
+        write_int(b, now.unix_secs());
+        b.push(b'}');
+    }
+
+    /// The response to a job's outcome.
+    pub(crate) fn job_response(&self, now: Now, ctx: &RequestCtx, done: JobDone, res: &mut Response) {
+        res.clear();
+        self.common_headers(ctx, res);
+        match done {
+            JobDone::Completed { id, result, .. } => self.compute_response(now, ctx, res, id, result),
+            JobDone::TimedOut => self.error(now, ctx, res, ErrorCode::Timeout, "job did not finish within REQUEST_TIMEOUT"),
+            JobDone::Failed => self.error(now, ctx, res, ErrorCode::ProcessingError, "job failed"),
+        }
+    }
+
+    /// The response to `/api/v1/sleep` once its time has come.
+    pub(crate) fn sleep_response(&self, ctx: &RequestCtx, ms: u64, res: &mut Response) {
+        res.clear();
+        self.common_headers(ctx, res);
+        res.header("Content-Type", b"application/json");
+        let b = res.body_mut();
+        b.extend_from_slice(b"{\"slept_ms\":");
+        write_int(b, ms);
+        b.push(b'}');
+    }
+
+    /// Appends server-sent event number `seq` (from 1) to `out`.
+    pub(crate) fn stream_event(&self, now: Now, ctx: &RequestCtx, seq: u32, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"id: ");
+        write_int(out, seq);
+        out.extend_from_slice(b"\nevent: tick\ndata: {\"seq\":");
+        write_int(out, seq);
+        out.extend_from_slice(b",\"request_id\":");
+        write_str(out, ctx.id.as_str());
+        out.extend_from_slice(b",\"timestamp\":");
+        write_int(out, now.unix_secs());
+        out.extend_from_slice(b"}\n\n");
+    }
+
+    fn health(&self, now: Now, res: &mut Response) {
+        let workers = self.workers_alive.load(std::sync::atomic::Ordering::Relaxed);
+        let pool_ok = workers >= self.config.worker_count;
+        let mut healthy = pool_ok;
+        res.header("Content-Type", b"application/json");
+        res.header("Cache-Control", b"no-store");
+        let mut statuses: Vec<(&str, &str)> = vec![("worker_pool", if pool_ok { "healthy" } else { "unhealthy" })];
+        for (name, check) in &self.checks {
+            let ok = check();
+            healthy &= ok;
+            statuses.push((name, if ok { "healthy" } else { "unhealthy" }));
+        }
+        if self.is_draining() {
+            healthy = false;
+            statuses.push(("server", "draining"));
+        }
+        res.set_status(if healthy { Status::OK } else { Status::SERVICE_UNAVAILABLE });
+        let b = res.body_mut();
+        b.extend_from_slice(b"{\"status\":{");
+        for (i, (name, state)) in statuses.iter().enumerate() {
+            if i > 0 {
+                b.push(b',');
+            }
+            write_str(b, name);
+            b.push(b':');
+            write_str(b, state);
+        }
+        b.extend_from_slice(b"},\"timestamp\":");
+        write_int(b, now.unix_secs());
+        b.extend_from_slice(b",\"version\":\"");
+        b.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
+        b.extend_from_slice(b"\",\"runtime\":");
+        write_str(b, self.runtime);
+        b.extend_from_slice(b",\"uptime_seconds\":");
+        write_f64(b, now.mono.since(self.started.mono).as_secs_f64());
+        b.push(b'}');
+    }
+
+    fn metrics_response(&self, now: Now, head: &Head, res: &mut Response) {
+        let format = negotiate(head);
+        let process = self.process.as_ref().map(|p| p()).unwrap_or_default();
+        match format {
+            Format::Json => {
+                res.header("Content-Type", b"application/json");
+                let body = self.metrics_json(now, &process);
+                res.body_mut().extend_from_slice(body.as_bytes());
+            }
+            Format::Prometheus | Format::OpenMetrics => {
+                let om = format == Format::OpenMetrics;
+                res.header(
+                    "Content-Type",
+                    if om {
+                        b"application/openmetrics-text; version=1.0.0; charset=utf-8"
+                    } else {
+                        b"text/plain; version=0.0.4; charset=utf-8"
+                    },
+                );
+                let body = self.metrics_text(now, &process, om);
+                res.body_mut().extend_from_slice(body.as_bytes());
+            }
+        }
+    }
+
+    fn requests_per_sec(&self, now: Now, total: u64) -> f64 {
+        let mut w = self.rate_window.lock().unwrap_or_else(|p| p.into_inner());
+        let (t0, n0) = *w;
+        let dt = now.mono.since(t0).as_secs_f64();
+        let rate = if dt > 0.0 { total.saturating_sub(n0) as f64 / dt } else { 0.0 };
+        // Slide the window once it is at least a second old, so the figure is recent.
+        if dt >= 1.0 {
+            *w = (now.mono, total);
+        }
+        rate
+    }
+
+    fn metrics_json(&self, now: Now, p: &super::ProcessStats) -> String {
+        let t = self.metrics.totals();
+        let lat = self.metrics.latency().snapshot();
+        let q = self.queue.stats();
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let wait = self.queue.queue_wait.snapshot();
+        let success_rate = if t.total == 0 { 100.0 } else { t.success as f64 * 100.0 / t.total as f64 };
+        let v = serde_json::json!({
+            "total_requests": t.total,
+            "success_count": t.success,
+            "error_count": t.errors,
+            "rejected_count": t.rejected,
+            "active_requests": t.active_requests,
+            "active_connections": t.active_connections,
+            "success_rate": (success_rate * 100.0).round() / 100.0,
+            "avg_latency_us": lat.mean().round() as u64,
+            "p50_latency_us": lat.quantile(0.50),
+            "p95_latency_us": lat.quantile(0.95),
+            "p99_latency_us": lat.quantile(0.99),
+            "requests_per_sec": (self.requests_per_sec(now, t.total) * 10.0).round() / 10.0,
+            "queue_depth": self.queue.depth(),
+            "queue_capacity": self.queue.capacity(),
+            "queue_wait_avg_us": wait.mean().round() as u64,
+            "queue_wait_p99_us": wait.quantile(0.99),
+            "worker_count": self.config.worker_count,
+            "jobs_completed": load(&q.completed),
+            "jobs_rejected": load(&q.rejected),
+            "jobs_cancelled": load(&q.cancelled),
+            "jobs_timed_out": load(&q.timed_out),
+            "jobs_failed": load(&q.failed),
+            "connections_total": t.connections_total,
+            "connections_refused": t.connections_refused,
+            "log_lines_dropped": p.log_lines_dropped,
+            "uptime_seconds": (now.mono.since(self.started.mono).as_secs_f64() * 1000.0).round() / 1000.0,
+            "memory_rss_bytes": p.rss_bytes,
+            "runtime": self.runtime,
+            "timestamp": now.unix_secs(),
+        });
+        v.to_string()
+    }
+
+    fn metrics_text(&self, now: Now, p: &super::ProcessStats, om: bool) -> String {
+        let t = self.metrics.totals();
+        let q = self.queue.stats();
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let mut s = String::with_capacity(8192);
+        let family = |s: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, String)]| {
+            // OpenMetrics names a counter family without `_total`; its samples keep it.
+            let family_name = if om && kind == "counter" { name.trim_end_matches("_total") } else { name };
+            let _ = writeln!(s, "# HELP {family_name} {help}");
+            let _ = writeln!(s, "# TYPE {family_name} {kind}");
+            for (labels, value) in samples {
+                if labels.is_empty() {
+                    let _ = writeln!(s, "{name} {value}");
+                } else {
+                    let _ = writeln!(s, "{name}{{{labels}}} {value}");
+                }
+            }
+        };
+        let num = |v: u64| v.to_string();
+        family(&mut s, "weir_requests_total", "counter", "HTTP requests answered, by outcome.", &[
+            ("outcome=\"success\"", num(t.success)),
+            ("outcome=\"error\"", num(t.errors)),
+        ]);
+        family(&mut s, "weir_requests_rejected_total", "counter", "Requests refused by a rate limit (429).", &[("", num(t.rejected))]);
+        family(&mut s, "weir_active_requests", "gauge", "Requests in progress.", &[("", t.active_requests.to_string())]);
+        family(&mut s, "weir_active_connections", "gauge", "Open client connections.", &[("", t.active_connections.to_string())]);
+        family(&mut s, "weir_connections_total", "counter", "Client connections, by outcome.", &[
+            ("outcome=\"accepted\"", num(t.connections_total - t.connections_refused)),
+            ("outcome=\"refused\"", num(t.connections_refused)),
+        ]);
+        family(&mut s, "weir_jobs_total", "counter", "Intensive jobs, by how they ended.", &[
+            ("outcome=\"completed\"", num(load(&q.completed))),
+            ("outcome=\"rejected\"", num(load(&q.rejected))),
+            ("outcome=\"cancelled\"", num(load(&q.cancelled))),
+            ("outcome=\"timed_out\"", num(load(&q.timed_out))),
+            ("outcome=\"failed\"", num(load(&q.failed))),
+        ]);
+        family(&mut s, "weir_job_queue_depth", "gauge", "Jobs waiting in the queue.", &[("", num(self.queue.depth() as u64))]);
+        family(&mut s, "weir_job_queue_capacity", "gauge", "Places in the job queue.", &[("", num(self.queue.capacity() as u64))]);
+        family(&mut s, "weir_workers", "gauge", "Configured worker threads.", &[("", num(self.config.worker_count as u64))]);
+        for (name, help, h) in [
+            ("weir_job_queue_wait_seconds", "Time jobs spent queued.", &self.queue.queue_wait),
+            ("weir_job_run_seconds", "Time jobs spent running.", &self.queue.run_time),
+        ] {
+            let snap = h.snapshot();
+            let _ = writeln!(s, "# HELP {name} {help}");
+            let _ = writeln!(s, "# TYPE {name} summary");
+            if om {
+                let _ = writeln!(s, "# UNIT {name} seconds");
+            }
+            for qv in [0.5, 0.99] {
+                let _ = writeln!(s, "{name}{{quantile=\"{qv}\"}} {}", snap.quantile(qv) as f64 / 1e6);
+            }
+            let _ = writeln!(s, "{name}_sum {}", snap.sum as f64 / 1e6);
+            let _ = writeln!(s, "{name}_count {}", snap.count);
+        }
+        family(&mut s, "weir_log_lines_dropped_total", "counter", "Log lines dropped by a full log buffer.", &[("", num(p.log_lines_dropped))]);
+        family(&mut s, "weir_draining", "gauge", "1 while a graceful shutdown is under way.", &[("", num(u64::from(self.is_draining())))]);
+        family(&mut s, "weir_build_info", "gauge", "Build information.", &[(
+            &format!("version=\"{}\",runtime=\"{}\"", env!("CARGO_PKG_VERSION"), self.runtime),
+            "1".into(),
+        )]);
+        family(&mut s, "weir_uptime_seconds", "gauge", "Seconds since start.", &[("", now.mono.since(self.started.mono).as_secs_f64().to_string())]);
+        family(&mut s, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", &[("", p.cpu_seconds.to_string())]);
+        family(&mut s, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", &[("", num(p.rss_bytes))]);
+        family(&mut s, "process_open_fds", "gauge", "Number of open file descriptors.", &[("", num(p.open_fds))]);
+        family(&mut s, "process_max_fds", "gauge", "Maximum number of open file descriptors.", &[("", num(p.max_fds))]);
+        family(&mut s, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", &[("", p.start_time_seconds.to_string())]);
+        if om {
+            self.metrics.write_duration_histogram(&mut s, &METHOD_NAMES);
+            s.push_str("# EOF\n");
+        } else {
+            let mut h = String::new();
+            self.metrics.write_duration_histogram(&mut h, &METHOD_NAMES);
+            // `# UNIT` is OpenMetrics-only; the 0.0.4 text format has no such line.
+            for line in h.lines().filter(|l| !l.starts_with("# UNIT")) {
+                s.push_str(line);
+                s.push('\n');
+            }
+        }
+        s
+    }
+}
+
+/// Picks the exposition format: `?format=prometheus|openmetrics|json`, else the `Accept`
+/// media range with the highest q among JSON, Prometheus text and OpenMetrics (ties go to
+/// the earlier one; `*/*` and a missing header mean JSON).
+fn negotiate(head: &Head) -> Format {
+    if let Ok(Some(f)) = query_str(head.query(), "format") {
+        match f {
+            "prometheus" | "text" => return Format::Prometheus,
+            "openmetrics" => return Format::OpenMetrics,
+            "json" => return Format::Json,
+            _ => {}
+        }
+    }
+    let Some(accept) = head.header("accept").and_then(|a| std::str::from_utf8(a).ok()) else {
+        return Format::Json;
+    };
+    let mut best: Option<(f32, Format)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let mut q = 1.0f32;
+        for p in parts {
+            if let Some((k, v)) = p.split_once('=') {
+                if k.trim().eq_ignore_ascii_case("q") {
+                    q = v.trim().parse().unwrap_or(0.0);
+                }
+            }
+        }
+        let format = match media.as_str() {
+            "application/openmetrics-text" => Format::OpenMetrics,
+            "text/plain" => Format::Prometheus,
+            "application/json" | "application/*" | "*/*" => Format::Json,
+            _ => continue,
+        };
+        if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
+            best = Some((q, format));
+        }
+    }
+    best.map_or(Format::Json, |(_, f)| f)
+}
+
+fn query_str<'q>(query: Option<&'q str>, key: &str) -> Result<Option<&'q str>, ()> {
+    let Some(q) = query else { return Ok(None) };
+    for pair in q.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == key {
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
+}
+
+/// An unsigned integer query parameter: `Ok(None)` when absent, `Err` when not a number.
+fn query_u64(query: Option<&str>, key: &str) -> Result<Option<u64>, ()> {
+    match query_str(query, key)? {
+        None => Ok(None),
+        Some(v) if !v.is_empty() && v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(v.parse().map_err(|_| ())?)),
+        Some(_) => Err(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Limits;
+
+    fn head(raw: &str) -> Head {
+        let mut h = Head::default();
+        h.parse(raw.as_bytes(), &Limits::default()).unwrap().unwrap();
+        h
+    }
+
+    #[test]
+    fn negotiation_follows_accept_and_query() {
+        let prom3 = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+        let cases = [
+            (format!("GET /metrics HTTP/1.1\r\nHost: a\r\nAccept: {prom3}\r\n\r\n"), Format::OpenMetrics),
+            ("GET /metrics HTTP/1.1\r\nHost: a\r\nAccept: text/plain;version=0.0.4;q=0.9,*/*;q=0.1\r\n\r\n".into(), Format::Prometheus),
+            ("GET /metrics HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n".into(), Format::Json),
+            ("GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n".into(), Format::Json),
+            ("GET /metrics HTTP/1.1\r\nHost: a\r\nAccept: text/html,*/*;q=0.8\r\n\r\n".into(), Format::Json),
+            ("GET /metrics HTTP/1.1\r\nHost: a\r\nAccept: application/json, text/plain\r\n\r\n".into(), Format::Json),
+            ("GET /metrics?format=prometheus HTTP/1.1\r\nHost: a\r\n\r\n".into(), Format::Prometheus),
+            ("GET /metrics?x=1&format=openmetrics HTTP/1.1\r\nHost: a\r\n\r\n".into(), Format::OpenMetrics),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(negotiate(&head(&raw)), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn query_parsing() {
+        assert_eq!(query_u64(Some("ms=10&x=2"), "ms"), Ok(Some(10)));
+        assert_eq!(query_u64(Some("x=2"), "ms"), Ok(None));
+        assert_eq!(query_u64(None, "ms"), Ok(None));
+        assert_eq!(query_u64(Some("ms=-1"), "ms"), Err(()));
+        assert_eq!(query_u64(Some("ms="), "ms"), Err(()));
+        assert_eq!(query_u64(Some("ms=99999999999999999999"), "ms"), Err(()));
+    }
+}

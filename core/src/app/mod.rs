@@ -1,0 +1,604 @@
+//! The application: one [`App`] per process, shared by every connection.
+//!
+//! `App` holds the configuration, the frozen router, the limiters, the job queue, the metrics,
+//! the health checks and the connection/draining state. Every method takes `&self` and the hot
+//! path is lock-free (the per-IP table, when enabled, takes one of 64 shard locks). The HTTP
+//! session calls it at three points: [`App::admit`] when a head is complete (routing, auth,
+//! rate limits — before any body is read), `dispatch` when the body is complete, and
+//! `finish` when the response is queued (metrics, access log).
+
+pub mod error;
+mod handlers;
+pub mod json;
+pub mod request_id;
+pub mod router;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::http::{Head, Limits, Method, Response, Status};
+use crate::jobs::{JobQueue, JobWait};
+use crate::limit::{Gcra, KeyedGcra, Quota, Verdict, client_key};
+use crate::metrics::{Metrics, RequestRecord};
+use crate::time::{Instant, Now};
+pub use error::{ErrorCode, write_error};
+pub use request_id::RequestId;
+use router::{Match, Router, RouterBuilder};
+
+/// The endpoints of SPEC.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// `GET /ping`
+    Ping,
+    /// `GET /health`
+    Health,
+    /// `GET /metrics`
+    Metrics,
+    /// `GET /api/v1/stats`
+    Stats,
+    /// `POST /api/v1/compute/fast`
+    ComputeFast,
+    /// `POST /api/v1/compute/intensive`
+    ComputeIntensive,
+    /// `POST /echo`
+    Echo,
+    /// `GET /users/:id`
+    User,
+    /// `GET /api/v1/sleep?ms=N`
+    Sleep,
+    /// `GET /api/v1/stream?count=N&interval_ms=M`
+    Stream,
+}
+
+impl Endpoint {
+    /// Monitoring endpoints are never rate limited.
+    fn is_monitoring(self) -> bool {
+        matches!(self, Endpoint::Health | Endpoint::Metrics | Endpoint::Stats)
+    }
+}
+
+/// Process figures the runtime supplies for `/metrics` (the core reads no `/proc`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ProcessStats {
+    /// Resident set size.
+    pub rss_bytes: u64,
+    /// Open file descriptors.
+    pub open_fds: u64,
+    /// The descriptor limit.
+    pub max_fds: u64,
+    /// User + system CPU time.
+    pub cpu_seconds: f64,
+    /// Process start, Unix seconds.
+    pub start_time_seconds: f64,
+    /// Log lines dropped because the log buffer was full.
+    pub log_lines_dropped: u64,
+}
+
+impl ProcessStats {
+    /// Builds the figures (the struct is `non_exhaustive` for future fields).
+    pub fn new(rss_bytes: u64, open_fds: u64, max_fds: u64, cpu_seconds: f64, start_time_seconds: f64, log_lines_dropped: u64) -> Self {
+        ProcessStats { rss_bytes, open_fds, max_fds, cpu_seconds, start_time_seconds, log_lines_dropped }
+    }
+}
+
+type HealthCheck = Box<dyn Fn() -> bool + Send + Sync>;
+type ProcessProbe = Box<dyn Fn() -> ProcessStats + Send + Sync>;
+
+/// Builds an [`App`].
+pub struct AppBuilder {
+    config: Config,
+    runtime: &'static str,
+    seed: u64,
+    checks: Vec<(String, HealthCheck)>,
+    process: Option<ProcessProbe>,
+}
+
+impl std::fmt::Debug for AppBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppBuilder").field("runtime", &self.runtime).finish_non_exhaustive()
+    }
+}
+
+impl AppBuilder {
+    /// The runtime's name as reported by `/health` and `/metrics` (`tokio`, `smol`, `std`).
+    pub fn runtime(mut self, name: &'static str) -> Self {
+        self.runtime = name;
+        self
+    }
+
+    /// The seed of the request-ID generator (the runtime passes a random value).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Registers a named health check; `/health` answers 503 while any returns false.
+    pub fn health_check(mut self, name: impl Into<String>, check: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.checks.push((name.into(), Box::new(check)));
+        self
+    }
+
+    /// The source of process figures for `/metrics`.
+    pub fn process_stats(mut self, probe: impl Fn() -> ProcessStats + Send + Sync + 'static) -> Self {
+        self.process = Some(Box::new(probe));
+        self
+    }
+
+    /// Freezes the application; `now` is its start time.
+    pub fn build(self, now: Now) -> Arc<App> {
+        let c = &self.config;
+        let router = RouterBuilder::default()
+            .route(Method::Get, "/ping", Endpoint::Ping)
+            .route(Method::Post, "/api/v1/compute/fast", Endpoint::ComputeFast)
+            .route(Method::Post, "/api/v1/compute/intensive", Endpoint::ComputeIntensive)
+            .route(Method::Get, "/health", Endpoint::Health)
+            .route(Method::Get, "/metrics", Endpoint::Metrics)
+            .route(Method::Get, "/api/v1/stats", Endpoint::Stats)
+            .route(Method::Post, "/echo", Endpoint::Echo)
+            .route(Method::Get, "/users/:id", Endpoint::User)
+            .route(Method::Get, "/api/v1/sleep", Endpoint::Sleep)
+            .route(Method::Get, "/api/v1/stream", Endpoint::Stream)
+            .build();
+        let mut labels = router.patterns();
+        labels.push("unmatched");
+        let global = Quota::new(c.rate_limit, c.rate_burst).map(Gcra::new);
+        let per_ip = Quota::new(c.rate_limit_per_ip, c.rate_limit_per_ip)
+            .map(|q| KeyedGcra::new(q, c.rate_limit_max_keys));
+        let mut policy = Vec::new();
+        if let Some(g) = &global {
+            policy.push(format!("\"global\";q={};w={}", g.quota().burst(), g.quota().window_secs()));
+        }
+        if let Some(k) = &per_ip {
+            policy.push(format!("\"per-ip\";q={};w={}", k.quota().burst(), k.quota().window_secs()));
+        }
+        Arc::new(App {
+            limits: Limits {
+                max_header_bytes: c.max_header_bytes,
+                max_headers: c.max_headers,
+                max_uri_bytes: c.max_uri_bytes,
+                max_body_bytes: c.max_body_bytes,
+            },
+            queue: JobQueue::new(c.queue_size, c.job_cost),
+            metrics: Metrics::new(labels),
+            unmatched_route: router.patterns().len() as u8,
+            router,
+            global,
+            per_ip,
+            policy_header: (!policy.is_empty()).then(|| policy.join(", ")),
+            connections: AtomicUsize::new(0),
+            workers_alive: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            started: now,
+            runtime: self.runtime,
+            seed: self.seed,
+            checks: self.checks,
+            process: self.process,
+            rate_window: Mutex::new((now.mono, 0)),
+            config: self.config,
+        })
+    }
+}
+
+/// The shared application state (see the module docs).
+pub struct App {
+    config: Config,
+    limits: Limits,
+    router: Router<Endpoint>,
+    unmatched_route: u8,
+    metrics: Metrics,
+    queue: JobQueue,
+    global: Option<Gcra>,
+    per_ip: Option<KeyedGcra>,
+    policy_header: Option<String>,
+    connections: AtomicUsize,
+    workers_alive: AtomicUsize,
+    draining: AtomicBool,
+    started: Now,
+    runtime: &'static str,
+    seed: u64,
+    checks: Vec<(String, HealthCheck)>,
+    process: Option<ProcessProbe>,
+    /// (time, total requests) of the last rate sample, for `requests_per_sec`.
+    rate_window: Mutex<(Instant, u64)>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("runtime", &self.runtime).field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Per-request state the session keeps between [`App::admit`], dispatch and finish.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestCtx {
+    /// The request's ID.
+    pub id: RequestId,
+    /// When the head was complete.
+    pub started: Instant,
+    /// The method.
+    pub method: Method,
+    endpoint: Option<Endpoint>,
+    route: u8,
+    param: (u32, u32),
+    client_ip: Option<IpAddr>,
+    verdict: Option<(Verdict, &'static str)>,
+    open: bool,
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        RequestCtx {
+            id: RequestId::default(),
+            started: Instant::ZERO,
+            method: Method::Get,
+            endpoint: None,
+            route: u8::MAX,
+            param: (0, 0),
+            client_ip: None,
+            verdict: None,
+            open: false,
+        }
+    }
+}
+
+/// What a handler asks the session to do next.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The response is complete in the `Response`.
+    Respond,
+    /// Wait for a queued job, then call [`App::job_response`].
+    Job(JobWait),
+    /// Answer at `until` with [`App::sleep_response`].
+    Sleep { until: Instant, ms: u64 },
+    /// Stream `count` server-sent events, one every `interval`.
+    Stream { count: u32, interval: Duration },
+}
+
+impl App {
+    /// A builder for `config`.
+    pub fn builder(config: Config) -> AppBuilder {
+        AppBuilder { config, runtime: "embedded", seed: 0x5EED, checks: Vec::new(), process: None }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The HTTP limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The job queue (workers take from it).
+    pub fn queue(&self) -> &JobQueue {
+        &self.queue
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The runtime name.
+    pub fn runtime(&self) -> &'static str {
+        self.runtime
+    }
+
+    /// A worker thread started (the `worker_pool` health check counts them).
+    pub fn worker_started(&self) {
+        self.workers_alive.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A worker thread stopped.
+    pub fn worker_stopped(&self) {
+        self.workers_alive.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Starts a graceful drain: new connections are refused with 503, in-flight requests are
+    /// answered with `Connection: close`, idle connections close. Queued jobs still run.
+    pub fn begin_drain(&self, _now: Now) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether a drain has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
+    }
+
+    /// Claims a connection slot; false past `MAX_CONNECTIONS` or while draining.
+    pub(crate) fn open_connection(&self) -> bool {
+        if self.is_draining() {
+            self.metrics.connection_opened(false);
+            return false;
+        }
+        let prev = self.connections.fetch_add(1, Ordering::AcqRel);
+        if prev >= self.config.max_connections {
+            self.connections.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.connection_opened(false);
+            return false;
+        }
+        self.metrics.connection_opened(true);
+        true
+    }
+
+    /// Releases a slot claimed by `open_connection`.
+    pub(crate) fn close_connection(&self) {
+        self.connections.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.connection_closed();
+    }
+
+    /// Starts a request whose head could not be parsed or was refused by the HTTP layer.
+    pub(crate) fn begin_unparsed(&self, now: Now, ctx: &mut RequestCtx, peer: SocketAddr) {
+        *ctx = RequestCtx {
+            id: RequestId::generate(self.seed),
+            started: now.mono,
+            route: self.unmatched_route,
+            client_ip: Some(peer.ip()),
+            open: true,
+            ..RequestCtx::default()
+        };
+        self.metrics.request_started();
+    }
+
+    /// Routes a complete head and applies auth and rate limits. True: read the body and
+    /// dispatch; false: `res` holds the refusal (404, 405, 401, 429).
+    pub(crate) fn admit(&self, now: Now, head: &Head, peer: SocketAddr, ctx: &mut RequestCtx, res: &mut Response) -> bool {
+        let id = match head.header("x-request-id").and_then(RequestId::from_client) {
+            Some(id) => id,
+            None => RequestId::generate(self.seed),
+        };
+        *ctx = RequestCtx { id, started: now.mono, method: head.method, open: true, ..RequestCtx::default() };
+        self.metrics.request_started();
+        res.clear();
+        let path = head.path();
+        let (endpoint, route, param) = match self.router.lookup(head.method, path) {
+            Match::Found { route, endpoint, param } => (endpoint, route, param),
+            Match::MethodNotAllowed { route, allow } => {
+                ctx.route = route;
+                res.header("Allow", allow.as_bytes());
+                self.error(now, ctx, res, ErrorCode::MethodNotAllowed, "method not allowed for this route");
+                return false;
+            }
+            Match::NotFound => {
+                ctx.route = self.unmatched_route;
+                self.error(now, ctx, res, ErrorCode::NotFound, "no route for this path");
+                return false;
+            }
+        };
+        ctx.route = route;
+        ctx.endpoint = Some(endpoint);
+        if let Some(p) = param {
+            let base = head.target().as_ptr() as usize;
+            let start = (p.as_ptr() as usize - base) as u32;
+            ctx.param = (start, start + p.len() as u32);
+        }
+        if self.config.access_log || self.per_ip.is_some() {
+            ctx.client_ip = Some(self.client_ip(head, peer));
+        }
+        if !endpoint.is_monitoring() && !self.check_rate(now, ctx, res) {
+            return false;
+        }
+        if let Some(token) = &self.config.api_token {
+            if path.starts_with("/api/") && !bearer_matches(head.header("authorization"), token.as_bytes()) {
+                res.header("WWW-Authenticate", b"Bearer");
+                self.error(now, ctx, res, ErrorCode::Unauthorized, "missing or invalid bearer token");
+                return false;
+            }
+        }
+        true
+    }
+
+    fn check_rate(&self, now: Now, ctx: &mut RequestCtx, res: &mut Response) -> bool {
+        let mut verdict: Option<(Verdict, &'static str)> = None;
+        if let Some(g) = &self.global {
+            verdict = Some((g.check(now.mono), "global"));
+        }
+        if let (Some(k), Some(ip)) = (&self.per_ip, ctx.client_ip) {
+            let v = k.check(client_key(ip), now.mono);
+            // Report the tighter of the two: a refusal, else the lower remaining.
+            let tighter = match verdict {
+                None => true,
+                Some((g, _)) => (g.allowed && !v.allowed) || (g.allowed == v.allowed && v.remaining < g.remaining),
+            };
+            if tighter {
+                verdict = Some((v, "per-ip"));
+            }
+        }
+        ctx.verdict = verdict;
+        match verdict {
+            Some((v, _)) if !v.allowed => {
+                res.header_num("Retry-After", v.retry_after_secs);
+                self.error(now, ctx, res, ErrorCode::RateLimitExceeded, "rate limit exceeded");
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// The client address: the peer, or with `TRUST_PROXY` the right-most `X-Forwarded-For`
+    /// entry not in `TRUSTED_PROXIES` (the left-most entries are client-controlled).
+    fn client_ip(&self, head: &Head, peer: SocketAddr) -> IpAddr {
+        let c = &self.config;
+        let peer_ip = peer.ip();
+        if !c.trust_proxy {
+            return peer_ip;
+        }
+        let trusted = |ip: IpAddr| c.trusted_proxies.iter().any(|n| n.contains(ip));
+        if !c.trusted_proxies.is_empty() && !trusted(peer_ip) {
+            // The peer is not one of our proxies: its header is the client's own words.
+            return peer_ip;
+        }
+        let mut rightmost_untrusted: Option<Option<IpAddr>> = None;
+        let mut leftmost: Option<IpAddr> = None;
+        for value in head.headers("x-forwarded-for") {
+            for entry in value.split(|&b| b == b',') {
+                let ip = parse_forwarded_ip(entry.trim_ascii());
+                if leftmost.is_none() {
+                    leftmost = ip;
+                }
+                match ip {
+                    Some(ip) if trusted(ip) => {}
+                    other => rightmost_untrusted = Some(other),
+                }
+            }
+        }
+        match rightmost_untrusted {
+            Some(Some(ip)) => ip,
+            // The nearest untrusted hop is unreadable: do not guess past it.
+            Some(None) => peer_ip,
+            None => leftmost.unwrap_or(peer_ip),
+        }
+    }
+
+    /// Fills `res` with an error envelope for this request.
+    pub(crate) fn error(&self, now: Now, ctx: &RequestCtx, res: &mut Response, code: ErrorCode, message: &str) {
+        self.common_headers(ctx, res);
+        write_error(res, code, message, ctx.id.as_str(), now.unix_secs());
+    }
+
+    /// Headers every response of a request carries: `X-Request-ID`, and under a limit
+    /// `RateLimit-Policy` and `RateLimit`.
+    fn common_headers(&self, ctx: &RequestCtx, res: &mut Response) {
+        res.header("X-Request-ID", ctx.id.as_str().as_bytes());
+        if let (Some(policy), Some((v, name))) = (&self.policy_header, ctx.verdict) {
+            res.header("RateLimit-Policy", policy.as_bytes());
+            let mut line = [0u8; 96];
+            let mut w = &mut line[..];
+            use std::io::Write as _;
+            let _ = write!(w, "\"{name}\";r={};t={}", v.remaining, v.reset_secs);
+            let left = w.len();
+            res.header("RateLimit", &line[..line.len() - left]);
+        }
+    }
+
+    /// Records a finished request: metrics and the access log line.
+    pub(crate) fn finish(&self, now: Now, ctx: &mut RequestCtx, head: Option<&Head>, status: Status) {
+        if !ctx.open {
+            return;
+        }
+        ctx.open = false;
+        let latency = now.mono.since(ctx.started);
+        self.metrics.request_finished(RequestRecord {
+            method: method_index(ctx.method),
+            route: ctx.route,
+            status: status.code(),
+            latency,
+        });
+        if self.config.access_log {
+            let path = head.map_or("-", |h| h.path());
+            tracing::info!(
+                target: "weir::access",
+                request_id = ctx.id.as_str(),
+                method = ctx.method.as_str(),
+                path,
+                status = status.code(),
+                latency_ms = latency.as_secs_f64() * 1e3,
+                client_ip = %ctx.client_ip.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
+            );
+        }
+    }
+}
+
+/// Metric label order of methods (index = `method_index`).
+pub(crate) const METHOD_NAMES: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "_OTHER"];
+
+fn method_index(m: Method) -> u8 {
+    match m {
+        Method::Get => 0,
+        Method::Head => 1,
+        Method::Post => 2,
+        Method::Put => 3,
+        Method::Delete => 4,
+        Method::Patch => 5,
+        Method::Options => 6,
+        _ => 7,
+    }
+}
+
+fn parse_forwarded_ip(entry: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(entry).ok()?;
+    s.parse::<IpAddr>().ok().or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
+/// `Authorization: Bearer <token>` compared in constant time (for a given token length).
+fn bearer_matches(header: Option<&[u8]>, token: &[u8]) -> bool {
+    let Some(h) = header else { return false };
+    let h = h.trim_ascii();
+    if h.len() < 7 || !h[..7].eq_ignore_ascii_case(b"bearer ") {
+        return false;
+    }
+    let given = h[7..].trim_ascii();
+    let mut diff = given.len() ^ token.len();
+    for i in 0..token.len() {
+        diff |= usize::from(given.get(i).copied().unwrap_or(0) ^ token[i]);
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_token_check() {
+        assert!(bearer_matches(Some(b"Bearer s3cret"), b"s3cret"));
+        assert!(bearer_matches(Some(b"bearer  s3cret "), b"s3cret"));
+        assert!(!bearer_matches(Some(b"Bearer s3cre"), b"s3cret"));
+        assert!(!bearer_matches(Some(b"Bearer s3cret2"), b"s3cret"));
+        assert!(!bearer_matches(Some(b"Basic s3cret"), b"s3cret"));
+        assert!(!bearer_matches(None, b"s3cret"));
+    }
+
+    fn app(env: &[(&str, &str)]) -> Arc<App> {
+        let c = Config::from_sources(env.iter().copied(), std::iter::empty::<&str>(), 1).unwrap();
+        App::builder(c).build(Now::default())
+    }
+
+    fn head(raw: &str) -> Head {
+        let mut h = Head::default();
+        h.parse(raw.as_bytes(), &Limits::default()).unwrap().unwrap();
+        h
+    }
+
+    #[test]
+    fn forwarded_for_takes_the_rightmost_untrusted_hop() {
+        let peer: SocketAddr = "10.0.0.5:1000".parse().unwrap();
+        let h = head("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6, 1.2.3.4\r\nX-Forwarded-For: 10.0.0.9\r\n\r\n");
+        let off = app(&[]);
+        assert_eq!(off.client_ip(&h, peer), peer.ip(), "TRUST_PROXY off: the peer");
+        let on = app(&[("TRUST_PROXY", "true"), ("TRUSTED_PROXIES", "10.0.0.0/8")]);
+        assert_eq!(on.client_ip(&h, peer), "1.2.3.4".parse::<IpAddr>().unwrap());
+        let untrusted_peer: SocketAddr = "7.7.7.7:1".parse().unwrap();
+        assert_eq!(on.client_ip(&h, untrusted_peer), untrusted_peer.ip(), "a non-proxy peer's header is ignored");
+        let no_list = app(&[("TRUST_PROXY", "true")]);
+        assert_eq!(no_list.client_ip(&h, peer), "10.0.0.9".parse::<IpAddr>().unwrap(), "only the peer is trusted");
+        let garbage = head("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4, junk\r\n\r\n");
+        assert_eq!(no_list.client_ip(&garbage, peer), peer.ip());
+        let ported = head("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: [2001:db8::1]:443\r\n\r\n");
+        assert_eq!(no_list.client_ip(&ported, peer), "2001:db8::1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn connection_limit_and_drain_refuse() {
+        let a = app(&[("MAX_CONNECTIONS", "2")]);
+        assert!(a.open_connection() && a.open_connection());
+        assert!(!a.open_connection());
+        a.close_connection();
+        assert!(a.open_connection());
+        a.begin_drain(Now::default());
+        a.close_connection();
+        assert!(!a.open_connection());
+        assert_eq!(a.metrics().totals().connections_refused, 2);
+    }
+}

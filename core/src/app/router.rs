@@ -1,0 +1,184 @@
+//! The router: method + path → endpoint, with `:param` segments, 404, and 405 with `Allow`.
+//!
+//! Invariants: built once at start-up and then read-only; a lookup allocates nothing (it walks
+//! the path's segments against each route's); `HEAD` is served by a `GET` route; the `Allow`
+//! text of each route is computed at build time.
+
+use crate::http::Method;
+
+/// A route pattern's segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Segment {
+    Static(&'static str),
+    Param,
+}
+
+#[derive(Debug)]
+struct Route<E> {
+    pattern: &'static str,
+    segments: Vec<Segment>,
+    methods: Vec<(Method, E)>,
+    allow: String,
+}
+
+/// The result of a lookup.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Match<'p, E> {
+    /// A route and method matched.
+    Found {
+        /// The route's index (stable: the order of [`RouterBuilder::route`] calls).
+        route: u8,
+        /// The endpoint registered for the method.
+        endpoint: E,
+        /// The value of the route's `:param` segment, if it has one.
+        param: Option<&'p str>,
+    },
+    /// The path matched a route that does not take this method.
+    MethodNotAllowed {
+        /// The route's index.
+        route: u8,
+        /// The `Allow` header value.
+        allow: &'p str,
+    },
+    /// No route has this path.
+    NotFound,
+}
+
+/// Builds a [`Router`].
+#[derive(Debug)]
+pub struct RouterBuilder<E> {
+    routes: Vec<Route<E>>,
+}
+
+impl<E: Copy> Default for RouterBuilder<E> {
+    fn default() -> Self {
+        RouterBuilder { routes: Vec::new() }
+    }
+}
+
+impl<E: Copy> RouterBuilder<E> {
+    /// Registers `endpoint` for `method` on `pattern` (`/users/:id`). The same pattern may be
+    /// registered for several methods.
+    pub fn route(mut self, method: Method, pattern: &'static str, endpoint: E) -> Self {
+        assert!(pattern.starts_with('/'), "route pattern must start with '/': {pattern}");
+        let segments: Vec<Segment> = pattern[1..]
+            .split('/')
+            .map(|s| if s.starts_with(':') { Segment::Param } else { Segment::Static(s) })
+            .collect();
+        assert!(segments.iter().filter(|s| **s == Segment::Param).count() <= 1, "one :param per route");
+        match self.routes.iter_mut().find(|r| r.pattern == pattern) {
+            Some(r) => r.methods.push((method, endpoint)),
+            None => {
+                assert!(self.routes.len() < 255, "at most 255 routes (route ids are u8)");
+                self.routes.push(Route { pattern, segments, methods: vec![(method, endpoint)], allow: String::new() })
+            }
+        }
+        self
+    }
+
+    /// Freezes the table.
+    pub fn build(mut self) -> Router<E> {
+        for r in &mut self.routes {
+            let mut names: Vec<&str> = Vec::new();
+            for (m, _) in &r.methods {
+                names.push(m.as_str());
+                if *m == Method::Get {
+                    names.push("HEAD");
+                }
+            }
+            names.sort_unstable();
+            names.dedup();
+            r.allow = names.join(", ");
+        }
+        Router { routes: self.routes }
+    }
+}
+
+/// The frozen routing table.
+#[derive(Debug)]
+pub struct Router<E> {
+    routes: Vec<Route<E>>,
+}
+
+impl<E: Copy> Router<E> {
+    /// Route patterns, indexed by route id (metric labels).
+    pub fn patterns(&self) -> Vec<&'static str> {
+        self.routes.iter().map(|r| r.pattern).collect()
+    }
+
+    /// Looks `method` and `path` up.
+    pub fn lookup<'p>(&'p self, method: Method, path: &'p str) -> Match<'p, E> {
+        let Some(rest) = path.strip_prefix('/') else { return Match::NotFound };
+        for (i, r) in self.routes.iter().enumerate() {
+            let Some(param) = match_segments(&r.segments, rest) else { continue };
+            let want = if method == Method::Head { Method::Get } else { method };
+            let exact = r.methods.iter().find(|(m, _)| *m == method);
+            return match exact.or_else(|| r.methods.iter().find(|(m, _)| *m == want)) {
+                Some(&(_, endpoint)) => Match::Found { route: i as u8, endpoint, param },
+                None => Match::MethodNotAllowed { route: i as u8, allow: &r.allow },
+            };
+        }
+        Match::NotFound
+    }
+}
+
+/// Matches `path` (without its leading '/') against `segments`; `Some(param)` on a match.
+fn match_segments<'p>(segments: &[Segment], path: &'p str) -> Option<Option<&'p str>> {
+    let mut parts = path.split('/');
+    let mut param = None;
+    for seg in segments {
+        let part = parts.next()?;
+        match seg {
+            Segment::Static(s) if *s == part => {}
+            Segment::Static(_) => return None,
+            Segment::Param if part.is_empty() => return None,
+            Segment::Param => param = Some(part),
+        }
+    }
+    parts.next().is_none().then_some(param)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router() -> Router<u32> {
+        RouterBuilder::default()
+            .route(Method::Get, "/ping", 1)
+            .route(Method::Get, "/users/:id", 2)
+            .route(Method::Post, "/echo", 3)
+            .route(Method::Post, "/api/v1/compute/fast", 4)
+            .route(Method::Delete, "/users/:id", 5)
+            .build()
+    }
+
+    #[test]
+    fn static_and_param_routes() {
+        let r = router();
+        assert_eq!(r.lookup(Method::Get, "/ping"), Match::Found { route: 0, endpoint: 1, param: None });
+        assert_eq!(r.lookup(Method::Get, "/users/42"), Match::Found { route: 1, endpoint: 2, param: Some("42") });
+        assert_eq!(r.lookup(Method::Delete, "/users/x"), Match::Found { route: 1, endpoint: 5, param: Some("x") });
+        assert_eq!(r.lookup(Method::Post, "/api/v1/compute/fast"), Match::Found { route: 3, endpoint: 4, param: None });
+    }
+
+    #[test]
+    fn head_is_served_by_get() {
+        assert_eq!(router().lookup(Method::Head, "/ping"), Match::Found { route: 0, endpoint: 1, param: None });
+    }
+
+    #[test]
+    fn not_found_and_method_not_allowed() {
+        let r = router();
+        for p in ["/", "/pin", "/ping/", "/users", "/users/", "/users/1/2", "ping", ""] {
+            assert_eq!(r.lookup(Method::Get, p), Match::NotFound, "{p}");
+        }
+        assert_eq!(r.lookup(Method::Post, "/ping"), Match::MethodNotAllowed { route: 0, allow: "GET, HEAD" });
+        assert_eq!(r.lookup(Method::Get, "/echo"), Match::MethodNotAllowed { route: 2, allow: "POST" });
+        assert_eq!(r.lookup(Method::Put, "/users/1"), Match::MethodNotAllowed { route: 1, allow: "DELETE, GET, HEAD" });
+    }
+
+    #[test]
+    fn patterns_are_labels() {
+        assert_eq!(router().patterns(), vec!["/ping", "/users/:id", "/echo", "/api/v1/compute/fast"]);
+    }
+}

@@ -1,0 +1,613 @@
+//! Request heads: parsing on `httparse`, the framing rules that stop smuggling, and limits.
+//!
+//! Invariants: a [`Head`] is reused across requests and owns a copy of the head bytes, so the
+//! connection's receive buffer can be compacted while the body is read; header positions are
+//! index ranges into that copy (no allocation once its capacity is warm); every rejection is a
+//! [`HeadError`] carrying the status it implies, and every one of them closes the connection,
+//! because framing can no longer be trusted.
+
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+use super::response::Status;
+
+/// Hard cap on `MAX_HEADERS`, so the parse array lives on the stack (httparse needs a slice).
+pub const MAX_HEADERS_CAP: usize = 1024;
+
+/// The limits a head is parsed under (from `Config`).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Request line plus header fields, in bytes (431 past it).
+    pub max_header_bytes: usize,
+    /// Number of header fields (431 past it).
+    pub max_headers: usize,
+    /// Request-target length (414 past it).
+    pub max_uri_bytes: usize,
+    /// Decoded body length (413 past it).
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            max_uri_bytes: 8 * 1024,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Request methods weir distinguishes; anything else is `Other` (and gets a 405 or 404).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Method {
+    /// `GET`
+    Get,
+    /// `HEAD`
+    Head,
+    /// `POST`
+    Post,
+    /// `PUT`
+    Put,
+    /// `DELETE`
+    Delete,
+    /// `PATCH`
+    Patch,
+    /// `OPTIONS`
+    Options,
+    /// Any other token.
+    Other,
+}
+
+impl Method {
+    fn from_bytes(m: &str) -> Method {
+        match m {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "PATCH" => Method::Patch,
+            "OPTIONS" => Method::Options,
+            _ => Method::Other,
+        }
+    }
+
+    /// The method's name (`OTHER` for unknown tokens).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Patch => "PATCH",
+            Method::Options => "OPTIONS",
+            Method::Other => "OTHER",
+        }
+    }
+}
+
+/// The HTTP version of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// HTTP/1.0: close by default, `Connection: keep-alive` opts in.
+    Http10,
+    /// HTTP/1.1: persistent by default.
+    Http11,
+}
+
+/// How the request body is framed (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    None,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// Why a head was rejected; each maps to one status and always closes the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeadError {
+    /// Syntax error in the request line or a header (400).
+    Malformed(&'static str),
+    /// Request-target longer than `MAX_URI_BYTES` (414).
+    UriTooLong,
+    /// Head longer than `MAX_HEADER_BYTES` or more than `MAX_HEADERS` fields (431).
+    HeadersTooLarge,
+    /// `Content-Length` above `MAX_BODY_BYTES` (413).
+    BodyTooLarge,
+    /// A version other than 1.0 / 1.1 (505).
+    Version,
+    /// A transfer coding weir does not implement (501).
+    UnsupportedCoding,
+    /// An `Expect` other than `100-continue` (417).
+    Expectation,
+}
+
+impl HeadError {
+    /// The status this error is answered with.
+    pub fn status(self) -> Status {
+        match self {
+            HeadError::Malformed(_) => Status::BAD_REQUEST,
+            HeadError::UriTooLong => Status::URI_TOO_LONG,
+            HeadError::HeadersTooLarge => Status::HEADERS_TOO_LARGE,
+            HeadError::BodyTooLarge => Status::PAYLOAD_TOO_LARGE,
+            HeadError::Version => Status::VERSION_NOT_SUPPORTED,
+            HeadError::UnsupportedCoding => Status::NOT_IMPLEMENTED,
+            HeadError::Expectation => Status::EXPECTATION_FAILED,
+        }
+    }
+
+    /// A human message for the error envelope.
+    pub fn message(self) -> &'static str {
+        match self {
+            HeadError::Malformed(why) => why,
+            HeadError::UriTooLong => "request-target too long",
+            HeadError::HeadersTooLarge => "request header fields too large",
+            HeadError::BodyTooLarge => "request body too large",
+            HeadError::Version => "HTTP version not supported",
+            HeadError::UnsupportedCoding => "transfer coding not implemented",
+            HeadError::Expectation => "only Expect: 100-continue is supported",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Field {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// One parsed request head. Reused: [`Head::parse`] overwrites it.
+#[derive(Debug)]
+pub struct Head {
+    bytes: Vec<u8>,
+    fields: Vec<Field>,
+    target: (u32, u32),
+    /// The method.
+    pub method: Method,
+    /// The version.
+    pub version: Version,
+    /// How the body is framed.
+    pub framing: Framing,
+    /// Whether the connection may persist after this request (version + `Connection`).
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent.
+    pub expect_continue: bool,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Head {
+            bytes: Vec::new(),
+            fields: Vec::new(),
+            target: (0, 0),
+            method: Method::Get,
+            version: Version::Http11,
+            framing: Framing::None,
+            keep_alive: true,
+            expect_continue: false,
+        }
+    }
+}
+
+fn range(r: (u32, u32)) -> Range<usize> {
+    r.0 as usize..r.1 as usize
+}
+
+impl Head {
+    /// Parses a head from the start of `input`. `Ok(None)`: incomplete, read more (the caller
+    /// enforces the size limits on incomplete input with [`Head::check_partial`]).
+    /// `Ok(Some(n))`: the head is the first `n` bytes.
+    pub fn parse(&mut self, input: &[u8], limits: &Limits) -> Result<Option<usize>, HeadError> {
+        let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
+        let slots = &mut raw[..limits.max_headers.clamp(1, MAX_HEADERS_CAP)];
+        let mut req = httparse::Request::new(&mut []);
+        let status = httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, input, slots);
+        let len = match status {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Self::check_partial(input, limits).map(|()| None),
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::HeadersTooLarge),
+            Err(httparse::Error::Version) => return Err(version_error(input)),
+            Err(e) => return Err(HeadError::Malformed(parse_error_message(e))),
+        };
+        if len > limits.max_header_bytes {
+            return Err(HeadError::HeadersTooLarge);
+        }
+        let path = req.path.expect("invariant: a complete request has a target");
+        if path.len() > limits.max_uri_bytes {
+            return Err(HeadError::UriTooLong);
+        }
+        let head = &input[..len];
+        // httparse accepts a bare LF as a line end; a strict server does not (a smuggling
+        // vector when a proxy in front reads lines differently).
+        if memchr_bare_lf(head) {
+            return Err(HeadError::Malformed("bare LF in request head"));
+        }
+        let base = input.as_ptr() as usize;
+        let off = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+        self.bytes.clear();
+        self.bytes.extend_from_slice(head);
+        self.fields.clear();
+        self.target = (off(path.as_bytes()), off(path.as_bytes()) + path.len() as u32);
+        self.method = Method::from_bytes(req.method.expect("invariant: complete request has a method"));
+        self.version = if req.version == Some(0) { Version::Http10 } else { Version::Http11 };
+        let mut content_length: Option<u64> = None;
+        let mut chunked = false;
+        let mut has_te = false;
+        let mut hosts = 0;
+        let mut conn_close = false;
+        let mut conn_keep_alive = false;
+        self.expect_continue = false;
+        for h in req.headers.iter() {
+            let name = h.name.as_bytes();
+            let value = h.value;
+            self.fields.push(Field {
+                name: (off(name), off(name) + name.len() as u32),
+                value: (off(value), off(value) + value.len() as u32),
+            });
+            // httparse rejects CTLs except HTAB; it allows obs-text, which is fine in values.
+            match name.len() {
+                4 if name.eq_ignore_ascii_case(b"host") => hosts += 1,
+                6 if name.eq_ignore_ascii_case(b"expect") => {
+                    if trim(value).eq_ignore_ascii_case(b"100-continue") {
+                        self.expect_continue = true;
+                    } else {
+                        return Err(HeadError::Expectation);
+                    }
+                }
+                10 if name.eq_ignore_ascii_case(b"connection") => {
+                    for token in value.split(|&b| b == b',').map(trim) {
+                        if token.eq_ignore_ascii_case(b"close") {
+                            conn_close = true;
+                        } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                            conn_keep_alive = true;
+                        }
+                    }
+                }
+                14 if name.eq_ignore_ascii_case(b"content-length") => {
+                    let n = parse_content_length(value)?;
+                    if content_length.is_some_and(|prev| prev != n) {
+                        return Err(HeadError::Malformed("conflicting Content-Length headers"));
+                    }
+                    content_length = Some(n);
+                }
+                17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                    has_te = true;
+                    for coding in value.split(|&b| b == b',').map(trim) {
+                        if chunked {
+                            // Anything after `chunked` (including a second `chunked`) means
+                            // the final coding is not a single chunked: RFC 9112 §6.3.
+                            return Err(HeadError::Malformed("chunked must be the final transfer coding, once"));
+                        }
+                        if coding.eq_ignore_ascii_case(b"chunked") {
+                            chunked = true;
+                        } else if coding.is_empty() {
+                            return Err(HeadError::Malformed("empty transfer coding"));
+                        } else if !coding.iter().all(|&b| is_token(b)) {
+                            return Err(HeadError::Malformed("malformed Transfer-Encoding"));
+                        } else {
+                            return Err(HeadError::UnsupportedCoding);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if has_te && !chunked {
+            return Err(HeadError::Malformed("final transfer coding is not chunked"));
+        }
+        if has_te && self.version == Version::Http10 {
+            return Err(HeadError::Malformed("Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        if has_te && content_length.is_some() {
+            return Err(HeadError::Malformed("both Content-Length and Transfer-Encoding"));
+        }
+        match (self.version, hosts) {
+            (Version::Http11, 0) => return Err(HeadError::Malformed("missing Host header")),
+            (_, 2..) => return Err(HeadError::Malformed("more than one Host header")),
+            _ => {}
+        }
+        self.framing = match content_length {
+            _ if chunked => Framing::Chunked,
+            Some(n) if n > limits.max_body_bytes as u64 => return Err(HeadError::BodyTooLarge),
+            Some(0) | None => Framing::None,
+            Some(n) => Framing::Length(n),
+        };
+        self.keep_alive = match self.version {
+            Version::Http11 => !conn_close,
+            Version::Http10 => conn_keep_alive && !conn_close,
+        };
+        if self.framing == Framing::None {
+            self.expect_continue = false;
+        }
+        Ok(Some(len))
+    }
+
+    /// Limits for a head that is not complete yet: 414 while the request line alone is too
+    /// long, 431 once the buffered head passes `MAX_HEADER_BYTES`.
+    pub fn check_partial(input: &[u8], limits: &Limits) -> Result<(), HeadError> {
+        let line_done = input.contains(&b'\n');
+        // Allow for the method and version around the target.
+        if !line_done && input.len() > limits.max_uri_bytes + 32 {
+            return Err(HeadError::UriTooLong);
+        }
+        if input.len() > limits.max_header_bytes {
+            return Err(HeadError::HeadersTooLarge);
+        }
+        Ok(())
+    }
+
+    /// The request-target as sent (`/path?query`).
+    pub fn target(&self) -> &str {
+        std::str::from_utf8(&self.bytes[range(self.target)])
+            .expect("invariant: httparse only accepts visible ASCII in the target")
+    }
+
+    /// The path part of the target.
+    pub fn path(&self) -> &str {
+        let t = self.target();
+        t.split_once('?').map_or(t, |(p, _)| p)
+    }
+
+    /// The query part of the target, without `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.target().split_once('?').map(|(_, q)| q)
+    }
+
+    /// The first value of header `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        let name = name.as_bytes();
+        self.fields.iter().find_map(|f| {
+            let n = &self.bytes[range(f.name)];
+            (n.len() == name.len() && n.eq_ignore_ascii_case(name)).then(|| &self.bytes[range(f.value)])
+        })
+    }
+
+    /// Every value of header `name`, in order.
+    pub fn headers<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.fields.iter().filter_map(move |f| {
+            let n = &self.bytes[range(f.name)];
+            n.eq_ignore_ascii_case(name.as_bytes()).then(|| &self.bytes[range(f.value)])
+        })
+    }
+
+    /// All header fields as (name, value).
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields.iter().map(|f| (&self.bytes[range(f.name)], &self.bytes[range(f.value)]))
+    }
+
+    /// Heap bytes held by this head's buffers.
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.capacity() + self.fields.capacity() * std::mem::size_of::<Field>()
+    }
+
+    /// Frees the buffers (an idle connection keeps no head memory).
+    pub fn release(&mut self) {
+        self.bytes = Vec::new();
+        self.fields = Vec::new();
+    }
+}
+
+fn memchr_bare_lf(head: &[u8]) -> bool {
+    let mut prev = 0u8;
+    for &b in head {
+        if b == b'\n' && prev != b'\r' {
+            return true;
+        }
+        prev = b;
+    }
+    false
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    v.trim_ascii()
+}
+
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `Content-Length` = 1*DIGIT; a list of identical values is tolerated (RFC 9110 §8.6).
+fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
+    let mut found: Option<u64> = None;
+    for part in value.split(|&b| b == b',') {
+        let part = trim(part);
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return Err(HeadError::Malformed("malformed Content-Length"));
+        }
+        let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        if found.is_some_and(|f| f != n) {
+            return Err(HeadError::Malformed("conflicting Content-Length values"));
+        }
+        found = Some(n);
+    }
+    found.ok_or(HeadError::Malformed("malformed Content-Length"))
+}
+
+/// httparse reports any bad version token the same way; a well-formed `HTTP/x.y` other than
+/// 1.0/1.1 is a 505, anything else a 400.
+fn version_error(input: &[u8]) -> HeadError {
+    let line_end = input.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(input.len());
+    let line = &input[..line_end];
+    let token = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    let well_formed = token.len() == 8
+        && token.starts_with(b"HTTP/")
+        && token[5].is_ascii_digit()
+        && token[6] == b'.'
+        && token[7].is_ascii_digit();
+    if well_formed { HeadError::Version } else { HeadError::Malformed("malformed HTTP version") }
+}
+
+fn parse_error_message(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "invalid header name (whitespace before colon, obs-fold or bad byte)",
+        httparse::Error::HeaderValue => "invalid byte in header value",
+        httparse::Error::NewLine => "malformed line ending",
+        httparse::Error::Status => "malformed request line",
+        httparse::Error::Token => "invalid method or token",
+        httparse::Error::TooManyHeaders => "too many headers",
+        httparse::Error::Version => "malformed HTTP version",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Result<Option<usize>, HeadError> {
+        Head::default().parse(raw.as_bytes(), &Limits::default())
+    }
+
+    fn status(raw: &str) -> u16 {
+        parse(raw).expect_err("must be rejected").status().code()
+    }
+
+    #[test]
+    fn parses_a_simple_get() {
+        let mut h = Head::default();
+        let raw = b"GET /users/7?x=1 HTTP/1.1\r\nHost: a\r\nX-Request-ID: abc\r\n\r\nrest";
+        assert_eq!(h.parse(raw, &Limits::default()), Ok(Some(raw.len() - 4)));
+        assert_eq!(h.method, Method::Get);
+        assert_eq!(h.target(), "/users/7?x=1");
+        assert_eq!(h.path(), "/users/7");
+        assert_eq!(h.query(), Some("x=1"));
+        assert_eq!(h.header("x-request-id"), Some(&b"abc"[..]));
+        assert_eq!(h.framing, Framing::None);
+        assert!(h.keep_alive);
+    }
+
+    #[test]
+    fn partial_heads_ask_for_more() {
+        assert_eq!(parse("GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None));
+        assert_eq!(parse("GE"), Ok(None));
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let mut h = Head::default();
+        let l = Limits::default();
+        h.parse(b"GET / HTTP/1.0\r\n\r\n", &l).unwrap();
+        assert!(!h.keep_alive, "1.0 closes by default");
+        h.parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", &l).unwrap();
+        assert!(h.keep_alive, "1.0 opts in");
+        h.parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", &l).unwrap();
+        assert!(!h.keep_alive);
+        h.parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade, Close\r\n\r\n", &l).unwrap();
+        assert!(!h.keep_alive);
+    }
+
+    #[test]
+    fn content_length_and_chunked_framing() {
+        let mut h = Head::default();
+        let l = Limits::default();
+        h.parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n", &l).unwrap();
+        assert_eq!(h.framing, Framing::Length(12));
+        h.parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\n", &l).unwrap();
+        assert_eq!(h.framing, Framing::Length(3));
+        h.parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n", &l).unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+    }
+
+    // One test per framing rule of SPEC.md "HTTP/1.1 behaviour".
+    #[test]
+    fn rejects_content_length_with_transfer_encoding() {
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn rejects_differing_content_lengths() {
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 4\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn rejects_malformed_content_length() {
+        for v in ["-1", "+3", "3a", "", "0x10", "1 2", "99999999999999999999"] {
+            let raw = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {v}\r\n\r\n");
+            assert_eq!(status(&raw), 400, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_transfer_encoding_not_ending_in_chunked() {
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"), 501);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;x\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn rejects_obs_fold() {
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n  folded\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn rejects_whitespace_before_colon() {
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nX-A : b\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn rejects_control_bytes_in_values() {
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\0c\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\rc\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\x7fc\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn rejects_bare_lf() {
+        assert_eq!(status("GET / HTTP/1.1\nHost: a\n\n"), 400);
+    }
+
+    #[test]
+    fn rejects_transfer_encoding_in_http10() {
+        assert_eq!(status("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn rejects_missing_or_repeated_host_in_http11() {
+        assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
+        assert_eq!(parse("GET / HTTP/1.0\r\n\r\n").map(|o| o.is_some()), Ok(true));
+    }
+
+    #[test]
+    fn versions_other_than_10_11_are_505() {
+        assert_eq!(status("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
+        assert_eq!(status("GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505);
+        assert_eq!(status("GET / HTTX/1.1\r\nHost: a\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn unknown_expectation_is_417() {
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\nContent-Length: 1\r\n\r\n"), 417);
+    }
+
+    #[test]
+    fn limits_431_414_413() {
+        let limits = Limits { max_header_bytes: 256, max_headers: 4, max_uri_bytes: 64, max_body_bytes: 10 };
+        let mut h = Head::default();
+        let many = "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
+        assert_eq!(h.parse(many.as_bytes(), &limits), Err(HeadError::HeadersTooLarge));
+        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nA: {}\r\n\r\n", "x".repeat(300));
+        assert_eq!(h.parse(big.as_bytes(), &limits), Err(HeadError::HeadersTooLarge));
+        let partial_big = format!("GET / HTTP/1.1\r\nHost: a\r\nA: {}", "x".repeat(300));
+        assert_eq!(h.parse(partial_big.as_bytes(), &limits), Err(HeadError::HeadersTooLarge));
+        let long_uri = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "u".repeat(100));
+        assert_eq!(h.parse(long_uri.as_bytes(), &limits), Err(HeadError::UriTooLong));
+        let partial_uri = format!("GET /{}", "u".repeat(100));
+        assert_eq!(h.parse(partial_uri.as_bytes(), &limits), Err(HeadError::UriTooLong));
+        let body = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n";
+        assert_eq!(h.parse(body.as_bytes(), &limits), Err(HeadError::BodyTooLarge));
+        assert_eq!(HeadError::HeadersTooLarge.status().code(), 431);
+        assert_eq!(HeadError::UriTooLong.status().code(), 414);
+        assert_eq!(HeadError::BodyTooLarge.status().code(), 413);
+    }
+}

@@ -1,0 +1,269 @@
+//! Responses: status codes, the reusable [`Response`] a handler fills, and wire encoding.
+//!
+//! Invariants: every response carries `Date`, `Server` and either `Content-Length` or
+//! `Transfer-Encoding: chunked`; a `HEAD` response has the headers of its `GET` and no body;
+//! encoding appends to the session's output buffer and allocates nothing once it is warm.
+
+use std::io::Write as _;
+
+/// The `Server` header value.
+pub const SERVER: &str = concat!("weir/", env!("CARGO_PKG_VERSION"));
+
+/// An HTTP status code with its reason phrase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Status(u16);
+
+impl Status {
+    /// 100
+    pub const CONTINUE: Status = Status(100);
+    /// 200
+    pub const OK: Status = Status(200);
+    /// 400
+    pub const BAD_REQUEST: Status = Status(400);
+    /// 401
+    pub const UNAUTHORIZED: Status = Status(401);
+    /// 404
+    pub const NOT_FOUND: Status = Status(404);
+    /// 405
+    pub const METHOD_NOT_ALLOWED: Status = Status(405);
+    /// 408
+    pub const REQUEST_TIMEOUT: Status = Status(408);
+    /// 413
+    pub const PAYLOAD_TOO_LARGE: Status = Status(413);
+    /// 414
+    pub const URI_TOO_LONG: Status = Status(414);
+    /// 417
+    pub const EXPECTATION_FAILED: Status = Status(417);
+    /// 429
+    pub const TOO_MANY_REQUESTS: Status = Status(429);
+    /// 431
+    pub const HEADERS_TOO_LARGE: Status = Status(431);
+    /// 500
+    pub const INTERNAL_ERROR: Status = Status(500);
+    /// 501
+    pub const NOT_IMPLEMENTED: Status = Status(501);
+    /// 503
+    pub const SERVICE_UNAVAILABLE: Status = Status(503);
+    /// 504
+    pub const GATEWAY_TIMEOUT: Status = Status(504);
+    /// 505
+    pub const VERSION_NOT_SUPPORTED: Status = Status(505);
+
+    /// The numeric code.
+    pub const fn code(self) -> u16 {
+        self.0
+    }
+
+    /// Whether this is a 2xx status.
+    pub const fn is_success(self) -> bool {
+        self.0 >= 200 && self.0 < 300
+    }
+
+    /// The status line, `HTTP/1.1 200 OK\r\n`.
+    pub fn status_line(self) -> &'static [u8] {
+        match self.0 {
+            100 => b"HTTP/1.1 100 Continue\r\n",
+            200 => b"HTTP/1.1 200 OK\r\n",
+            400 => b"HTTP/1.1 400 Bad Request\r\n",
+            401 => b"HTTP/1.1 401 Unauthorized\r\n",
+            404 => b"HTTP/1.1 404 Not Found\r\n",
+            405 => b"HTTP/1.1 405 Method Not Allowed\r\n",
+            408 => b"HTTP/1.1 408 Request Timeout\r\n",
+            413 => b"HTTP/1.1 413 Content Too Large\r\n",
+            414 => b"HTTP/1.1 414 URI Too Long\r\n",
+            417 => b"HTTP/1.1 417 Expectation Failed\r\n",
+            429 => b"HTTP/1.1 429 Too Many Requests\r\n",
+            431 => b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+            500 => b"HTTP/1.1 500 Internal Server Error\r\n",
+            501 => b"HTTP/1.1 501 Not Implemented\r\n",
+            503 => b"HTTP/1.1 503 Service Unavailable\r\n",
+            504 => b"HTTP/1.1 504 Gateway Timeout\r\n",
+            505 => b"HTTP/1.1 505 HTTP Version Not Supported\r\n",
+            _ => b"HTTP/1.1 500 Internal Server Error\r\n",
+        }
+    }
+}
+
+/// How a response body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// `Content-Length`, body included.
+    Length,
+    /// `Transfer-Encoding: chunked`; chunks follow.
+    Chunked,
+    /// No length: the body ends when the connection closes (HTTP/1.0 streams).
+    UntilClose,
+}
+
+/// A response being built by a handler. Reused by its session: `clear` keeps capacity.
+#[derive(Debug)]
+pub struct Response {
+    status: Status,
+    headers: Vec<u8>,
+    body: Vec<u8>,
+    close: bool,
+}
+
+impl Default for Response {
+    fn default() -> Self {
+        Response { status: Status::OK, headers: Vec::new(), body: Vec::new(), close: false }
+    }
+}
+
+impl Response {
+    /// Resets to an empty `200` keeping the buffers.
+    pub fn clear(&mut self) {
+        self.status = Status::OK;
+        self.headers.clear();
+        self.body.clear();
+        self.close = false;
+    }
+
+    /// Sets the status.
+    pub fn set_status(&mut self, status: Status) {
+        self.status = status;
+    }
+
+    /// The status.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// Adds a header line. `value` must not contain CR or LF (asserted: it is our own data or
+    /// a value httparse already validated).
+    pub fn header(&mut self, name: &str, value: &[u8]) {
+        assert!(!value.iter().any(|&b| b == b'\r' || b == b'\n'), "header value with CR/LF");
+        self.headers.extend_from_slice(name.as_bytes());
+        self.headers.extend_from_slice(b": ");
+        self.headers.extend_from_slice(value);
+        self.headers.extend_from_slice(b"\r\n");
+    }
+
+    /// Adds a header whose value is a number.
+    pub fn header_num(&mut self, name: &str, value: u64) {
+        let mut b = itoa::Buffer::new();
+        self.header(name, b.format(value).as_bytes());
+    }
+
+    /// The body being built.
+    pub fn body_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.body
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Asks for the connection to close after this response.
+    pub fn set_close(&mut self) {
+        self.close = true;
+    }
+
+    /// Whether the handler asked to close.
+    pub fn wants_close(&self) -> bool {
+        self.close
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.headers.capacity() + self.body.capacity()
+    }
+
+    /// Frees the buffers.
+    pub fn release(&mut self) {
+        self.headers = Vec::new();
+        self.body = Vec::new();
+    }
+
+    /// Encodes the response into `out`. `date` is the cached IMF-fixdate; `connection` the
+    /// `Connection` header to send, if any; `with_body` is false for `HEAD`; `framing` says
+    /// how the body is delimited (a streamed body follows later, chunk by chunk).
+    pub fn encode(&self, out: &mut Vec<u8>, date: &[u8; 29], connection: Option<&str>, with_body: bool, framing: BodyFraming) {
+        out.extend_from_slice(self.status.status_line());
+        out.extend_from_slice(b"Server: ");
+        out.extend_from_slice(SERVER.as_bytes());
+        out.extend_from_slice(b"\r\nDate: ");
+        out.extend_from_slice(date);
+        match framing {
+            BodyFraming::Length => {
+                out.extend_from_slice(b"\r\nContent-Length: ");
+                let mut b = itoa::Buffer::new();
+                out.extend_from_slice(b.format(self.body.len()).as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            BodyFraming::Chunked => out.extend_from_slice(b"\r\nTransfer-Encoding: chunked\r\n"),
+            BodyFraming::UntilClose => out.extend_from_slice(b"\r\n"),
+        }
+        if let Some(c) = connection {
+            out.extend_from_slice(b"Connection: ");
+            out.extend_from_slice(c.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(&self.headers);
+        out.extend_from_slice(b"\r\n");
+        if with_body && framing == BodyFraming::Length {
+            out.extend_from_slice(&self.body);
+        }
+    }
+}
+
+/// Appends one chunk (`len-hex CRLF data CRLF`); an empty `data` is skipped (it would end
+/// the stream).
+pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    write!(out, "{:x}\r\n", data.len()).expect("invariant: writing to a Vec cannot fail");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the last chunk of a chunked body.
+pub fn encode_last_chunk(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"0\r\n\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_content_length_response() {
+        let mut r = Response::default();
+        r.header("Content-Type", b"text/plain");
+        r.body_mut().extend_from_slice(b"pong");
+        let mut out = Vec::new();
+        r.encode(&mut out, b"Sun, 06 Nov 1994 08:49:37 GMT", None, true, BodyFraming::Length);
+        let want = format!(
+            "HTTP/1.1 200 OK\r\nServer: {SERVER}\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 4\r\nContent-Type: text/plain\r\n\r\npong"
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+    }
+
+    #[test]
+    fn head_keeps_length_but_no_body() {
+        let mut r = Response::default();
+        r.body_mut().extend_from_slice(b"pong");
+        let mut out = Vec::new();
+        r.encode(&mut out, b"Sun, 06 Nov 1994 08:49:37 GMT", Some("close"), false, BodyFraming::Length);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("Content-Length: 4\r\n") && s.contains("Connection: close\r\n"));
+        assert!(s.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn chunks() {
+        let mut out = Vec::new();
+        encode_chunk(&mut out, b"hello world!!!!!!");
+        encode_chunk(&mut out, b"");
+        encode_last_chunk(&mut out);
+        assert_eq!(out, b"11\r\nhello world!!!!!!\r\n0\r\n\r\n");
+    }
+
+    #[test]
+    #[should_panic(expected = "CR/LF")]
+    fn header_injection_is_a_bug() {
+        Response::default().header("X", b"a\r\nEvil: 1");
+    }
+}

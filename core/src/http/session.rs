@@ -1,0 +1,712 @@
+//! One HTTP/1.1 connection as a sans-IO state machine.
+//!
+//! Inputs (`handle_*`) change state; outputs (`poll_*`) are drained after every input, in the
+//! order `poll_transmit` → `poll_effect` → `poll_timeout`. Invariants:
+//! - responses leave in request order (a request is dispatched only once the previous one's
+//!   response is queued), so pipelining is answered in order;
+//! - every protocol error is answered here with its status and closes the connection;
+//! - buffered input is bounded (`MAX_HEADER_BYTES` + one read chunk) and so is queued output
+//!   (reading pauses while more than [`OUT_HIGH_WATER`] bytes wait to be written);
+//! - `now` never goes backwards: an earlier `now` is clamped to the latest seen;
+//! - `handle_timeout` is idempotent and safe to call early;
+//! - in steady state on a keep-alive connection nothing allocates: the buffers are reused,
+//!   and released after [`SHRINK_AFTER`] of idleness, so an idle connection holds no heap.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::body::BodyDecoder;
+use super::request::{Framing, Head, Method, Version};
+use super::response::{BodyFraming, Response, Status, encode_chunk, encode_last_chunk};
+use crate::app::{App, ErrorCode, Outcome, RequestCtx};
+use crate::jobs::{JobDone, JobWait, JobWatch};
+use crate::time::{Instant, Now, http_date};
+
+/// Bytes the receive buffer starts with (a typical head is 100–800 bytes, and a 16-deep
+/// pipeline of small requests fits).
+pub const INITIAL_RECV: usize = 4096;
+
+/// The least free space [`Session::recv_buf`] offers, so reads are not tiny.
+pub const MIN_READ: usize = 1024;
+
+/// Queued output above which the session stops reading and dispatching (hyper pauses at a
+/// similar size): a pipelining client that does not read cannot make the server buffer more.
+pub const OUT_HIGH_WATER: usize = 64 * 1024;
+
+/// Idle time after which a keep-alive connection releases its buffers (quinn issue #729:
+/// idle connections should cost no buffer memory; waiting a moment keeps busy connections
+/// from reallocating between requests).
+pub const SHRINK_AFTER: Duration = Duration::from_secs(1);
+
+/// Why a session wants its connection closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// Orderly: the last response was written (or the peer closed while idle).
+    Done,
+    /// The peer stopped reading for `WRITE_TIMEOUT`: abort without lingering.
+    WriteTimeout,
+    /// The socket failed.
+    IoError,
+    /// The peer went away mid-request (its queued job, if any, was cancelled).
+    PeerGone,
+}
+
+impl CloseReason {
+    /// Whether the runtime should half-close and drain the socket briefly before closing,
+    /// so that the peer reads the last response instead of a reset.
+    pub fn wants_linger(self) -> bool {
+        matches!(self, CloseReason::Done)
+    }
+}
+
+/// A socket failure, forwarded by the runtime (opaque: the session only needs to know that
+/// the connection is unusable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoFailure(std::io::ErrorKind);
+
+impl From<std::io::ErrorKind> for IoFailure {
+    fn from(kind: std::io::ErrorKind) -> Self {
+        IoFailure(kind)
+    }
+}
+
+/// What the session asks of its runtime besides writing bytes.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Effect {
+    /// Wait for this job as well as the socket and the timer; when it resolves call
+    /// [`Session::handle_job_ready`]. Dropping it cancels nothing.
+    AwaitJob(JobWatch),
+    /// Close the connection (after the bytes of `poll_transmit` are written, which by then
+    /// is nothing).
+    Close(CloseReason),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+enum Timer {
+    /// The request head must be complete.
+    Header,
+    /// The request body must make progress.
+    Body,
+    /// An idle keep-alive connection closes.
+    Idle,
+    /// Queued output must make progress.
+    Write,
+    /// A queued job must finish (`REQUEST_TIMEOUT`).
+    Request,
+    /// A sleeping or streaming handler's next step.
+    Handler,
+    /// An idle connection releases its buffers.
+    Shrink,
+}
+
+const TIMERS: [Timer; 7] =
+    [Timer::Header, Timer::Body, Timer::Idle, Timer::Write, Timer::Request, Timer::Handler, Timer::Shrink];
+
+#[derive(Debug)]
+enum State {
+    /// Waiting for (the rest of) a request head.
+    Head,
+    /// Reading a body; `admitted` false means it is read only to be discarded before the
+    /// refusal already in `res` is sent.
+    Body { decoder: BodyDecoder, admitted: bool },
+    /// Waiting for a queued job.
+    Job(JobWait),
+    /// `/api/v1/sleep`: answer when the handler timer fires.
+    Sleep { ms: u64 },
+    /// `/api/v1/stream`: `left` events to go; `chunked` unless the client speaks HTTP/1.0.
+    Stream { left: u32, seq: u32, interval: Duration, chunked: bool },
+    /// Write what is queued, then close.
+    Closing(CloseReason),
+    /// Closed: the `Close` effect has been emitted or is pending.
+    Closed,
+}
+
+/// One connection (see the module docs). Owned by one task or thread; never shared.
+#[derive(Debug)]
+pub struct Session {
+    app: Arc<App>,
+    peer: SocketAddr,
+    counted: bool,
+    recv: Vec<u8>,
+    rpos: usize,
+    rend: usize,
+    out: Vec<u8>,
+    sent: usize,
+    head: Head,
+    head_valid: bool,
+    body: Vec<u8>,
+    res: Response,
+    ctx: RequestCtx,
+    state: State,
+    keep_alive: bool,
+    timers: [Option<Instant>; TIMERS.len()],
+    job_effect: Option<JobWatch>,
+    close_effect: Option<CloseReason>,
+    latest: Now,
+    date_secs: u64,
+    date: [u8; 29],
+    served: u64,
+}
+
+impl App {
+    /// A session for a new connection from `peer`. Past `MAX_CONNECTIONS`, or while
+    /// draining, the session answers 503 `SERVICE_OVERLOADED` and closes.
+    pub fn session(self: &Arc<Self>, peer: SocketAddr, now: Now) -> Session {
+        let counted = self.open_connection();
+        let mut s = Session {
+            app: self.clone(),
+            peer,
+            counted,
+            recv: Vec::new(),
+            rpos: 0,
+            rend: 0,
+            out: Vec::new(),
+            sent: 0,
+            head: Head::default(),
+            head_valid: false,
+            body: Vec::new(),
+            res: Response::default(),
+            ctx: RequestCtx::default(),
+            state: State::Head,
+            keep_alive: true,
+            timers: [None; TIMERS.len()],
+            job_effect: None,
+            close_effect: None,
+            latest: now,
+            date_secs: u64::MAX,
+            date: [0; 29],
+            served: 0,
+        };
+        s.set_timer(Timer::Header, now.mono.add(self.config().header_timeout));
+        if !counted {
+            s.app.begin_unparsed(now, &mut s.ctx, peer);
+            s.res.clear();
+            s.res.header("Retry-After", b"1");
+            let msg = if s.app.is_draining() { "server is shutting down" } else { "connection limit reached" };
+            s.app.error(now, &s.ctx, &mut s.res, ErrorCode::ServiceOverloaded, msg);
+            s.send_response(now);
+            s.after_input(now);
+        }
+        s
+    }
+}
+
+impl Session {
+    // ---- inputs ----------------------------------------------------------------------
+
+    /// Free space to read into, straight into session memory (then call `handle_read`).
+    /// Empty when [`Session::wants_read`] is false.
+    pub fn recv_buf(&mut self) -> &mut [u8] {
+        if !self.wants_read() {
+            return &mut [];
+        }
+        if self.rpos == self.rend {
+            self.rpos = 0;
+            self.rend = 0;
+        }
+        if self.recv.len() - self.rend < MIN_READ {
+            if self.rpos > 0 {
+                self.recv.copy_within(self.rpos..self.rend, 0);
+                self.rend -= self.rpos;
+                self.rpos = 0;
+            }
+            if self.recv.len() - self.rend < MIN_READ {
+                let want = (self.recv.len() * 2).max(INITIAL_RECV).min(self.recv_limit());
+                self.recv.resize(want, 0);
+            }
+        }
+        &mut self.recv[self.rend..]
+    }
+
+    /// `n` bytes were read into [`Session::recv_buf`].
+    pub fn handle_read(&mut self, now: Now, n: usize) {
+        let now = self.clamp(now);
+        assert!(self.rend + n <= self.recv.len(), "handle_read({n}) past the buffer given by recv_buf");
+        self.rend += n;
+        self.drive(now);
+        self.after_input(now);
+    }
+
+    /// Copies `bytes` in (tests, fuzzing, runtimes that read elsewhere); returns how many
+    /// were taken — fewer than offered only while the session does not want to read.
+    pub fn feed(&mut self, now: Now, bytes: &[u8]) -> usize {
+        let mut taken = 0;
+        while taken < bytes.len() {
+            let buf = self.recv_buf();
+            if buf.is_empty() {
+                break;
+            }
+            let n = buf.len().min(bytes.len() - taken);
+            buf[..n].copy_from_slice(&bytes[taken..taken + n]);
+            taken += n;
+            self.handle_read(now, n);
+        }
+        taken
+    }
+
+    /// The peer closed its sending side.
+    pub fn handle_eof(&mut self, now: Now) {
+        let now = self.clamp(now);
+        match self.state {
+            State::Closing(_) | State::Closed => {}
+            State::Head if self.rpos == self.rend => self.state = State::Closing(CloseReason::Done),
+            _ => {
+                // A partial request, a pending job, sleep or stream: the client left.
+                self.abandon(now);
+                self.state = State::Closing(CloseReason::PeerGone);
+            }
+        }
+        self.after_input(now);
+    }
+
+    /// The socket failed; the session closes without writing more.
+    pub fn handle_io_error(&mut self, now: Now, _failure: IoFailure) {
+        let now = self.clamp(now);
+        self.abandon(now);
+        self.out.clear();
+        self.sent = 0;
+        self.state = State::Closing(CloseReason::IoError);
+        self.after_input(now);
+    }
+
+    /// Deadlines up to `now` have passed. Idempotent and safe to call early.
+    pub fn handle_timeout(&mut self, now: Now) {
+        let now = self.clamp(now);
+        for t in TIMERS {
+            match self.timers[t as usize] {
+                Some(at) if at <= now.mono => self.timers[t as usize] = None,
+                _ => continue,
+            }
+            self.on_timer(now, t);
+        }
+        self.drive(now);
+        self.after_input(now);
+    }
+
+    /// The job of the last `AwaitJob` effect may have resolved (spurious calls are fine).
+    pub fn handle_job_ready(&mut self, now: Now) {
+        let now = self.clamp(now);
+        let done = match &self.state {
+            State::Job(wait) => wait.try_done(),
+            _ => None,
+        };
+        if let Some(done) = done {
+            self.finish_job(now, done);
+        }
+        self.drive(now);
+        self.after_input(now);
+    }
+
+    /// The server began draining: an idle connection closes now, a busy one after its
+    /// current response (which carries `Connection: close`).
+    pub fn handle_drain(&mut self, now: Now) {
+        let now = self.clamp(now);
+        self.keep_alive = false;
+        if matches!(self.state, State::Head) && self.rpos == self.rend && self.sent == self.out.len() {
+            self.state = State::Closing(CloseReason::Done);
+        }
+        self.after_input(now);
+    }
+
+    /// `n` bytes of [`Session::poll_transmit`] were written.
+    pub fn advance_transmit(&mut self, now: Now, n: usize) {
+        let now = self.clamp(now);
+        assert!(self.sent + n <= self.out.len(), "advance_transmit past the queued output");
+        self.sent += n;
+        if self.sent == self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+            self.timers[Timer::Write as usize] = None;
+        } else if n > 0 {
+            self.set_timer(Timer::Write, now.mono.add(self.app.config().write_timeout));
+        }
+        self.drive(now);
+        self.after_input(now);
+    }
+
+    // ---- outputs ---------------------------------------------------------------------
+
+    /// Bytes to write now. Changed by every input; `advance_transmit` consumes them.
+    pub fn poll_transmit(&self) -> Option<&[u8]> {
+        (self.sent < self.out.len()).then(|| &self.out[self.sent..])
+    }
+
+    /// The next effect: `AwaitJob` after a request was queued, `Close` once all output is
+    /// written and the connection is done. Changed by every input.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        if let Some(w) = self.job_effect.take() {
+            return Some(Effect::AwaitJob(w));
+        }
+        self.close_effect.take().map(Effect::Close)
+    }
+
+    /// The earliest deadline; call `handle_timeout` when it passes. Changed by every input.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.iter().flatten().min().copied()
+    }
+
+    /// Whether the runtime should read. False once closing, while the receive buffer is full
+    /// or while output backs up. Changed by every input.
+    pub fn wants_read(&self) -> bool {
+        !matches!(self.state, State::Closing(_) | State::Closed)
+            && self.rend - self.rpos < self.recv_limit() - MIN_READ
+            && self.out.len() - self.sent <= OUT_HIGH_WATER
+    }
+
+    /// Whether the connection is closed (the `Close` effect was or will be emitted).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Heap bytes this session holds in its buffers (not counting its own struct).
+    pub fn heap_bytes(&self) -> usize {
+        self.recv.capacity() + self.out.capacity() + self.body.capacity() + self.head.heap_bytes() + self.res.heap_bytes()
+    }
+
+    /// Requests answered on this connection.
+    pub fn requests_served(&self) -> u64 {
+        self.served
+    }
+
+    // ---- the machine -----------------------------------------------------------------
+
+    fn recv_limit(&self) -> usize {
+        self.app.limits().max_header_bytes + 2 * MIN_READ
+    }
+
+    fn clamp(&mut self, now: Now) -> Now {
+        let now = if now.mono < self.latest.mono { Now { mono: self.latest.mono, ..now } } else { now };
+        self.latest = now;
+        now
+    }
+
+    fn set_timer(&mut self, t: Timer, at: Instant) {
+        self.timers[t as usize] = Some(at);
+    }
+
+    fn clear_timer(&mut self, t: Timer) {
+        self.timers[t as usize] = None;
+    }
+
+    /// Processes buffered input as far as it goes.
+    fn drive(&mut self, now: Now) {
+        loop {
+            if self.out.len() - self.sent > OUT_HIGH_WATER {
+                return;
+            }
+            match &mut self.state {
+                State::Head => {
+                    if self.rpos == self.rend {
+                        if !self.keep_alive || self.app.is_draining() && self.served > 0 {
+                            self.state = State::Closing(CloseReason::Done);
+                        } else if self.timers[Timer::Header as usize].is_none() {
+                            if self.timers[Timer::Idle as usize].is_none() {
+                                self.set_timer(Timer::Idle, now.mono.add(self.app.config().idle_timeout));
+                            }
+                            if self.timers[Timer::Shrink as usize].is_none() && self.heap_bytes() > 0 {
+                                self.set_timer(Timer::Shrink, now.mono.add(SHRINK_AFTER));
+                            }
+                        }
+                        return;
+                    }
+                    self.clear_timer(Timer::Shrink);
+                    let input = &self.recv[self.rpos..self.rend];
+                    match self.head.parse(input, self.app.limits()) {
+                        Ok(None) => {
+                            self.clear_timer(Timer::Idle);
+                            if self.timers[Timer::Header as usize].is_none() {
+                                self.set_timer(Timer::Header, now.mono.add(self.app.config().header_timeout));
+                            }
+                            return;
+                        }
+                        Err(e) => {
+                            self.head_valid = false;
+                            self.protocol_error(now, e.status(), e.message());
+                            return;
+                        }
+                        Ok(Some(len)) => {
+                            self.rpos += len;
+                            self.head_valid = true;
+                            self.clear_timer(Timer::Header);
+                            self.clear_timer(Timer::Idle);
+                            self.start_request(now);
+                        }
+                    }
+                }
+                State::Body { decoder, admitted } => {
+                    let admitted = *admitted;
+                    let input = &self.recv[self.rpos..self.rend];
+                    let out = if admitted { Some(&mut self.body) } else { None };
+                    match decoder.decode(input, out) {
+                        Err(e) => {
+                            self.protocol_error(now, e.status(), e.message());
+                            return;
+                        }
+                        Ok(p) => {
+                            self.rpos += p.consumed;
+                            if !p.done {
+                                if p.consumed > 0 || self.timers[Timer::Body as usize].is_none() {
+                                    self.set_timer(Timer::Body, now.mono.add(self.app.config().header_timeout));
+                                }
+                                return;
+                            }
+                            self.clear_timer(Timer::Body);
+                            self.state = State::Head;
+                            if admitted {
+                                self.dispatch(now);
+                            } else {
+                                self.send_response(now);
+                            }
+                        }
+                    }
+                }
+                State::Job(_) | State::Sleep { .. } | State::Stream { .. } | State::Closing(_) | State::Closed => return,
+            }
+        }
+    }
+
+    /// A complete head is in `self.head`: admit it, then read its body or dispatch.
+    fn start_request(&mut self, now: Now) {
+        self.keep_alive &= self.head.keep_alive;
+        let admitted = self.app.admit(now, &self.head, self.peer, &mut self.ctx, &mut self.res);
+        let decoder = match self.head.framing {
+            Framing::None => None,
+            Framing::Length(n) => Some(BodyDecoder::length(n)),
+            Framing::Chunked => {
+                Some(BodyDecoder::chunked(self.app.limits().max_body_bytes, self.app.limits().max_header_bytes))
+            }
+        };
+        match (decoder, admitted) {
+            (None, true) => self.dispatch(now),
+            (None, false) => self.send_response(now),
+            (Some(_), false) if self.head.expect_continue => {
+                // The client waits for our word before sending the body: refuse and close
+                // rather than read a body we would discard (RFC 9110 §10.1.1).
+                self.keep_alive = false;
+                self.send_response(now);
+            }
+            (Some(decoder), admitted) => {
+                if admitted && self.head.expect_continue && self.rpos == self.rend {
+                    self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+                self.body.clear();
+                self.set_timer(Timer::Body, now.mono.add(self.app.config().header_timeout));
+                self.state = State::Body { decoder, admitted };
+            }
+        }
+    }
+
+    fn dispatch(&mut self, now: Now) {
+        match self.app.dispatch(now, &self.head, &self.body, &mut self.ctx, &mut self.res) {
+            Outcome::Respond => self.send_response(now),
+            Outcome::Job(wait) => {
+                self.job_effect = Some(wait.watcher());
+                self.set_timer(Timer::Request, now.mono.add(self.app.config().request_timeout));
+                self.state = State::Job(wait);
+            }
+            Outcome::Sleep { until, ms } => {
+                self.set_timer(Timer::Handler, until);
+                self.state = State::Sleep { ms };
+            }
+            Outcome::Stream { count, interval } => {
+                let chunked = self.head.version == Version::Http11;
+                if !chunked {
+                    // HTTP/1.0 has no chunked coding: the body ends when the connection does.
+                    self.keep_alive = false;
+                }
+                let connection = self.connection_header();
+                self.refresh_date(now);
+                let with_body = self.head.method != Method::Head;
+                let framing = if chunked { BodyFraming::Chunked } else { BodyFraming::UntilClose };
+                self.res.encode(&mut self.out, &self.date, connection, with_body, framing);
+                self.arm_write(now);
+                if count == 0 || !with_body {
+                    self.end_stream(now, chunked && with_body);
+                } else {
+                    self.set_timer(Timer::Handler, now.mono.add(interval));
+                    self.state = State::Stream { left: count, seq: 0, interval, chunked };
+                }
+            }
+        }
+    }
+
+    fn on_timer(&mut self, now: Now, t: Timer) {
+        match (t, &mut self.state) {
+            (Timer::Header, State::Head) => {
+                self.protocol_error(now, Status::REQUEST_TIMEOUT, "request head not received within HEADER_TIMEOUT");
+            }
+            (Timer::Body, State::Body { .. }) => {
+                self.protocol_error(now, Status::REQUEST_TIMEOUT, "request body stalled past HEADER_TIMEOUT");
+            }
+            (Timer::Idle, State::Head) if self.rpos == self.rend => self.state = State::Closing(CloseReason::Done),
+            (Timer::Write, State::Closed) => {}
+            (Timer::Write, _) => {
+                self.abandon(now);
+                self.out.clear();
+                self.sent = 0;
+                self.state = State::Closing(CloseReason::WriteTimeout);
+            }
+            (Timer::Request, State::Job(wait)) => {
+                let done = wait.time_out();
+                self.finish_job(now, done);
+            }
+            (Timer::Handler, State::Sleep { ms }) => {
+                let ms = *ms;
+                self.state = State::Head;
+                self.app.sleep_response(&self.ctx, ms, &mut self.res);
+                self.send_response(now);
+            }
+            (Timer::Handler, State::Stream { left, seq, interval, chunked }) => {
+                *left -= 1;
+                *seq += 1;
+                let (left, seq, interval, chunked) = (*left, *seq, *interval, *chunked);
+                let event = self.res.body_mut();
+                event.clear();
+                self.app.stream_event(now, &self.ctx, seq, event);
+                if chunked {
+                    encode_chunk(&mut self.out, self.res.body());
+                } else {
+                    self.out.extend_from_slice(self.res.body());
+                }
+                self.arm_write(now);
+                if left == 0 {
+                    self.end_stream(now, chunked);
+                } else {
+                    self.set_timer(Timer::Handler, now.mono.add(interval));
+                }
+            }
+            (Timer::Shrink, State::Head) if self.rpos == self.rend && self.sent == self.out.len() => {
+                self.release_buffers();
+            }
+            _ => {}
+        }
+    }
+
+    fn end_stream(&mut self, now: Now, chunked: bool) {
+        if chunked {
+            encode_last_chunk(&mut self.out);
+        }
+        self.app.finish(now, &mut self.ctx, Some(&self.head), Status::OK);
+        self.served += 1;
+        self.after_response(now);
+    }
+
+    fn finish_job(&mut self, now: Now, done: JobDone) {
+        self.clear_timer(Timer::Request);
+        // The job has ended, so dropping the wait cancels nothing.
+        self.state = State::Head;
+        self.app.job_response(now, &self.ctx, done, &mut self.res);
+        self.send_response(now);
+    }
+
+    fn connection_header(&mut self) -> Option<&'static str> {
+        if !self.keep_alive || self.res.wants_close() || self.app.is_draining() {
+            self.keep_alive = false;
+            Some("close")
+        } else if self.head_valid && self.head.version == Version::Http10 {
+            Some("keep-alive")
+        } else {
+            None
+        }
+    }
+
+    fn refresh_date(&mut self, now: Now) {
+        let secs = now.unix_secs();
+        if secs != self.date_secs {
+            self.date_secs = secs;
+            self.date = http_date(secs);
+        }
+    }
+
+    fn arm_write(&mut self, now: Now) {
+        if self.sent < self.out.len() && self.timers[Timer::Write as usize].is_none() {
+            self.set_timer(Timer::Write, now.mono.add(self.app.config().write_timeout));
+        }
+    }
+
+    /// Queues `self.res` as the response to the current request and moves on.
+    fn send_response(&mut self, now: Now) {
+        let connection = self.connection_header();
+        self.refresh_date(now);
+        let with_body = !(self.head_valid && self.head.method == Method::Head);
+        self.res.encode(&mut self.out, &self.date, connection, with_body, BodyFraming::Length);
+        let head = self.head_valid.then_some(&self.head);
+        self.app.finish(now, &mut self.ctx, head, self.res.status());
+        self.served += 1;
+        self.arm_write(now);
+        self.after_response(now);
+    }
+
+    fn after_response(&mut self, now: Now) {
+        if self.keep_alive {
+            self.state = State::Head;
+            self.set_timer(Timer::Idle, now.mono.add(self.app.config().idle_timeout));
+        } else {
+            self.state = State::Closing(CloseReason::Done);
+        }
+    }
+
+    /// Answers a protocol error with its status and the envelope, then closes.
+    fn protocol_error(&mut self, now: Now, status: Status, message: &str) {
+        self.keep_alive = false;
+        if !self.ctx_open() {
+            self.app.begin_unparsed(now, &mut self.ctx, self.peer);
+        }
+        self.res.clear();
+        self.app.error(now, &self.ctx, &mut self.res, ErrorCode::for_status(status), message);
+        self.state = State::Head;
+        self.send_response(now);
+    }
+
+    fn ctx_open(&self) -> bool {
+        matches!(self.state, State::Body { .. } | State::Job(_) | State::Sleep { .. } | State::Stream { .. })
+    }
+
+    /// The client left or the socket failed mid-request: cancel what is pending.
+    fn abandon(&mut self, _now: Now) {
+        if self.ctx_open() {
+            self.app.metrics().request_abandoned();
+        }
+        // Dropping a JobWait cancels a job that has not started.
+        self.state = State::Closed;
+        self.timers = [None; TIMERS.len()];
+    }
+
+    fn release_buffers(&mut self) {
+        self.recv = Vec::new();
+        self.rpos = 0;
+        self.rend = 0;
+        self.out = Vec::new();
+        self.sent = 0;
+        self.body = Vec::new();
+        self.head.release();
+        self.head_valid = false;
+        self.res.release();
+    }
+
+    /// Emits `Close` once closing and all output is written.
+    fn after_input(&mut self, _now: Now) {
+        if let State::Closing(reason) = self.state {
+            if self.sent == self.out.len() || reason != CloseReason::Done {
+                self.state = State::Closed;
+                self.timers = [None; TIMERS.len()];
+                self.close_effect = Some(reason);
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.ctx_open() {
+            self.app.metrics().request_abandoned();
+        }
+        if self.counted {
+            self.app.close_connection();
+        }
+    }
+}

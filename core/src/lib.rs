@@ -1,0 +1,90 @@
+//! # weir-core: the sans-IO engine of weir
+//!
+//! Everything weir decides — HTTP/1.1 parsing and framing, routing, rate limits, the job
+//! queue, metrics, health — lives here, and none of it touches a socket, a clock, a thread or
+//! a file. Bytes go in, bytes and effects come out, and time is an argument ([`Now`]).
+//! The `rt` cargo feature adds the only code that may read clocks or start threads: the
+//! runtime glue shared by the three binaries (system clock, worker threads, logging set-up,
+//! process figures).
+//!
+//! ## Run loop
+//!
+//! One [`App`] per process ([`App::builder`]), one [`Session`] per connection
+//! ([`App::session`]). After **every** input, drain the outputs in this order:
+//!
+//! 1. write what [`Session::poll_transmit`] yields, then [`Session::advance_transmit`] with the
+//!    number of bytes written (partial writes are fine);
+//! 2. take every [`Effect`] from [`Session::poll_effect`]: keep an [`Effect::AwaitJob`] watch,
+//!    and on [`Effect::Close`] close the socket (half-close and drain briefly when
+//!    [`CloseReason::wants_linger`]) and drop the session;
+//! 3. wait for the first of: the socket readable (if [`Session::wants_read`]) or writable (if
+//!    output is pending), the deadline [`Session::poll_timeout`], the job watch, a drain signal;
+//! 4. feed what happened: [`Session::recv_buf`] + [`Session::handle_read`] (or
+//!    [`Session::handle_eof`] on a zero-byte read), [`Session::handle_timeout`],
+//!    [`Session::handle_job_ready`], [`Session::handle_drain`], [`Session::handle_io_error`].
+//!
+//! Blocking (one thread per connection), in outline:
+//!
+//! ```no_run
+//! # use std::{io::{Read, Write}, net::TcpStream, sync::Arc};
+//! # use weir_core::{App, Effect, Now};
+//! # fn now() -> Now { unimplemented!() }
+//! # fn serve(app: Arc<App>, mut sock: TcpStream) -> std::io::Result<()> {
+//! let mut session = app.session(sock.peer_addr()?, now());
+//! loop {
+//!     while let Some(bytes) = session.poll_transmit() {
+//!         let n = sock.write(bytes)?;
+//!         session.advance_transmit(now(), n);
+//!     }
+//!     while let Some(effect) = session.poll_effect() {
+//!         if let Effect::Close(_) = effect { return Ok(()); }
+//!     }
+//!     // (set a read timeout from session.poll_timeout(); wait on a job watch if any)
+//!     let n = sock.read(session.recv_buf())?;
+//!     if n == 0 { session.handle_eof(now()) } else { session.handle_read(now(), n) }
+//!     session.handle_timeout(now());
+//! }
+//! # }
+//! ```
+//!
+//! Async (tokio), in outline:
+//!
+//! ```ignore
+//! loop {
+//!     flush(&mut session, &stream)?;                       // poll_transmit / advance_transmit
+//!     for effect in effects(&mut session) { ... }          // AwaitJob(watch) / Close
+//!     let event = select! {                                // the session is not borrowed here
+//!         r = stream.ready(interest) => Event::Io(r),
+//!         _ = sleep_until(session.poll_timeout()) => Event::Timer,
+//!         _ = &mut watch => Event::Job,
+//!         _ = drain.changed() => Event::Drain,
+//!     };
+//!     match event { ... }                                  // handle_read / handle_timeout / ...
+//! }
+//! ```
+//!
+//! The queued jobs of `/api/v1/compute/intensive` are run by worker threads the runtime
+//! starts (the `rt` feature's `run_worker`), taking from [`App::queue`].
+//!
+//! ## Invariants
+//! - `now` passed to a session never goes backwards (it is clamped if it does);
+//! - peer bytes never panic; an `expect` or `assert!` here names the invariant it guards;
+//! - nothing on the steady-state request path allocates (see `tests/alloc.rs`).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod jobs;
+pub mod limit;
+pub mod metrics;
+#[cfg(feature = "rt")]
+pub mod rt;
+pub mod time;
+
+pub use app::{App, AppBuilder, ProcessStats};
+pub use config::{Config, ConfigError};
+pub use http::{CloseReason, Effect, IoFailure, Session};
+pub use time::{Instant, Now};

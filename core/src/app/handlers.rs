@@ -107,6 +107,10 @@ impl App {
     }
 
     fn parse_number(&self, body: &[u8]) -> Result<i64, String> {
+        // serde would also accept `[42]` for a one-field struct; the contract is an object.
+        if body.trim_ascii_start().first() != Some(&b'{') {
+            return Err("invalid request body: expected a JSON object {\"number\": <integer>}".into());
+        }
         let req: ComputeRequest =
             serde_json::from_slice(body).map_err(|e| format!("invalid request body: {e}; expected {{\"number\": <integer>}}"))?;
         if req.number.unsigned_abs() > MAX_NUMBER as u64 {

@@ -184,6 +184,7 @@ impl App {
         s.set_timer(Timer::Header, now.mono.add(self.config().header_timeout));
         if !counted {
             s.app.begin_unparsed(now, &mut s.ctx, peer);
+            s.keep_alive = false;
             s.res.clear();
             s.res.header("Retry-After", b"1");
             let msg = if s.app.is_draining() { "server is shutting down" } else { "connection limit reached" };

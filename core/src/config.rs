@@ -120,6 +120,20 @@ pub struct Config {
     pub backlog: u32,
     /// `LOG_BUFFER_LINES`: lines the non-blocking log writer holds before it drops.
     pub log_buffer_lines: usize,
+    /// `IO_THREADS`: threads serving connections (tokio, smol).
+    pub io_threads: usize,
+    /// `RUNTIME_LAYOUT`: how the async runtimes spread connections over their threads.
+    pub layout: Layout,
+}
+
+/// `RUNTIME_LAYOUT`: executors of the async runtimes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Layout {
+    /// One single-threaded executor per I/O thread, all accepting on the shared listener.
+    PerCore,
+    /// One work-stealing executor over all I/O threads (tokio multi-thread, smol shared).
+    Shared,
 }
 
 /// One setting: its variable, flag, default and help line. The table drives parsing and `--help`.
@@ -156,6 +170,8 @@ const SETTINGS: &[Setting] = &[
     Setting { env: "WORKER_COUNT", flag: "workers", default: "", help: "worker threads (default: 2 x cores)" },
     Setting { env: "JOB_COST", flag: "job-cost", default: "50000", help: "rounds of CPU work per intensive job" },
     Setting { env: "BACKLOG", flag: "backlog", default: "4096", help: "listen backlog" },
+    Setting { env: "IO_THREADS", flag: "io-threads", default: "", help: "threads serving connections in tokio and smol (default: cores; std uses one per connection)" },
+    Setting { env: "RUNTIME_LAYOUT", flag: "runtime-layout", default: "per-core", help: "per-core (one single-threaded executor per I/O thread) or shared (one work-stealing pool)" },
     Setting { env: "LOG_BUFFER_LINES", flag: "log-buffer-lines", default: "65536", help: "log lines buffered before dropping" },
 ];
 
@@ -311,6 +327,15 @@ impl Config {
             job_cost: src.u64("JOB_COST")?,
             backlog: src.size("BACKLOG", 1, 1 << 20)? as u32,
             log_buffer_lines: src.size("LOG_BUFFER_LINES", 16, 1 << 24)?,
+            io_threads: match src.raw("IO_THREADS") {
+                None => cores.max(1),
+                Some(_) => src.size("IO_THREADS", 1, 1024)?,
+            },
+            layout: src.parse("RUNTIME_LAYOUT", "per-core or shared", |v| match v {
+                "per-core" => Some(Layout::PerCore),
+                "shared" => Some(Layout::Shared),
+                _ => None,
+            })?,
         };
         if cfg.rate_limit > 0 && cfg.rate_burst == 0 {
             return Err(ConfigError::Invalid {
@@ -329,7 +354,7 @@ impl Config {
              rate_limit_per_ip={} rate_limit_max_keys={} trust_proxy={} max_connections={} \
              max_header_bytes={} max_headers={} max_uri_bytes={} max_body_bytes={} header_timeout={:?} \
              idle_timeout={:?} write_timeout={:?} request_timeout={:?} shutdown_timeout={:?} \
-             access_log={} api_token={} backlog={}",
+             access_log={} api_token={} backlog={} io_threads={} layout={:?}",
             self.listen,
             self.environment,
             self.worker_count,
@@ -353,6 +378,8 @@ impl Config {
             self.access_log,
             if self.api_token.is_some() { "set" } else { "unset" },
             self.backlog,
+            self.io_threads,
+            self.layout,
         )
     }
 }

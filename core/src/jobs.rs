@@ -187,10 +187,17 @@ impl JobQueue {
         self.rx.try_recv().ok().map(|slot| Job { slot, queue: self })
     }
 
-    /// Waits up to `timeout` for a job (worker threads only).
+    /// Waits for a job until `stop` fires (its sender dropped or sent to); queued jobs are
+    /// still handed out first. `None`: stop and the queue is empty (worker threads only).
     #[cfg(feature = "rt")]
-    pub fn take_timeout(&self, timeout: Duration) -> Option<Job<'_>> {
-        self.rx.recv_timeout(timeout).ok().map(|slot| Job { slot, queue: self })
+    pub fn take_until(&self, stop: &Receiver<()>) -> Option<Job<'_>> {
+        if let Ok(slot) = self.rx.try_recv() {
+            return Some(Job { slot, queue: self });
+        }
+        crossbeam_channel::select! {
+            recv(self.rx) -> slot => slot.ok().map(|slot| Job { slot, queue: self }),
+            recv(stop) -> _ => self.rx.try_recv().ok().map(|slot| Job { slot, queue: self }),
+        }
     }
 
     /// Refuses new jobs from now on (queued ones still run).

@@ -1,1 +1,209 @@
-fn main(){}
+//! weir on tokio: one current-thread runtime per I/O thread sharing the listener (default,
+//! `RUNTIME_LAYOUT=per-core`), or one multi-thread runtime (`RUNTIME_LAYOUT=shared`).
+//! This file only moves bytes between sockets and `weir_core::Session`, waits, and handles
+//! signals; every decision is in the core.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use weir_core::config::Layout;
+use weir_core::jobs::JobWatch;
+use weir_core::rt::{Server, clock, net};
+use weir_core::{App, CloseReason, Effect, Session};
+
+fn main() {
+    let mut server = match Server::start("weir-tokio", "tokio") {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("weir-tokio: {e}");
+            std::process::exit(1);
+        }
+    };
+    server.listener.set_nonblocking(true).expect("invariant: a bound listener can be non-blocking");
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let config = server.app.config().clone();
+    let main_rt = match config.layout {
+        Layout::Shared => tokio::runtime::Builder::new_multi_thread().worker_threads(config.io_threads).enable_all().build(),
+        _ => {
+            for i in 1..config.io_threads {
+                let (app, rx) = (server.app.clone(), drain_rx.clone());
+                let listener = server.listener.try_clone().expect("invariant: a listener fd can be duplicated");
+                std::thread::Builder::new()
+                    .name(format!("weir-io-{i}"))
+                    .spawn(move || current_thread().block_on(accept_loop(app, listener, rx)))
+                    .expect("invariant: the OS can start the I/O threads");
+            }
+            Ok(current_thread())
+        }
+    }
+    .expect("invariant: the tokio runtime starts");
+    let code = main_rt.block_on(async move {
+        let listener = server.listener.try_clone().expect("invariant: a listener fd can be duplicated");
+        tokio::spawn(accept_loop(server.app.clone(), listener, drain_rx));
+        wait_for_signal().await;
+        server.begin_drain();
+        let _ = drain_tx.send(true);
+        loop {
+            tokio::select! {
+                _ = wait_for_signal() => weir_core::rt::exit_now(),
+                _ = tokio::time::sleep(Duration::from_millis(10)) => if server.drained() { break },
+            }
+        }
+        server.finish()
+    });
+    std::process::exit(code);
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("invariant: the tokio runtime starts")
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("invariant: SIGTERM can be handled");
+    let mut int = signal(SignalKind::interrupt()).expect("invariant: SIGINT can be handled");
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+}
+
+async fn accept_loop(app: Arc<App>, listener: std::net::TcpListener, mut drain: watch::Receiver<bool>) {
+    let listener = TcpListener::from_std(listener).expect("invariant: the listener registers with tokio");
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    tokio::spawn(connection(app.clone(), stream, peer, drain.clone()));
+                }
+                Err(e) => {
+                    if let Some(pause) = net::accept_error(&e) {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+            },
+            _ = drain.changed() => return,
+        }
+    }
+}
+
+/// What woke a connection: the session is touched only after the wait returns one of these.
+enum Wake {
+    Io(std::io::Result<tokio::io::Ready>),
+    Timer,
+    Job,
+    Drain,
+}
+
+async fn connection(app: Arc<App>, stream: TcpStream, peer: SocketAddr, mut drain: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let mut s = app.session(peer, clock::now());
+    let mut job: Option<JobWatch> = None;
+    let mut drain_seen = *drain.borrow();
+    if drain_seen {
+        s.handle_drain(clock::now());
+    }
+    let sleep = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(sleep);
+    let mut armed: Option<weir_core::Instant> = None;
+    loop {
+        flush(&mut s, &stream);
+        while let Some(effect) = s.poll_effect() {
+            match effect {
+                Effect::AwaitJob(w) => job = Some(w),
+                Effect::Close(reason) => return close(stream, reason).await,
+                _ => {}
+            }
+        }
+        let mut interest = None;
+        if s.wants_read() {
+            interest = Some(Interest::READABLE);
+        }
+        if s.poll_transmit().is_some() {
+            interest = Some(interest.map_or(Interest::WRITABLE, |i| i | Interest::WRITABLE));
+        }
+        let deadline = s.poll_timeout();
+        if deadline != armed {
+            if let Some(d) = deadline {
+                sleep.as_mut().reset(tokio::time::Instant::from_std(clock::to_std(d)));
+            }
+            armed = deadline;
+        }
+        let waiting_job = job.is_some();
+        let job_ready = std::future::poll_fn(|cx| match job.as_mut() {
+            Some(j) => Pin::new(j).poll(cx),
+            None => Poll::Pending,
+        });
+        let wake = tokio::select! {
+            biased;
+            r = stream.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => Wake::Io(r),
+            _ = job_ready, if waiting_job => Wake::Job,
+            _ = &mut sleep, if armed.is_some() => Wake::Timer,
+            _ = drain.changed(), if !drain_seen => Wake::Drain,
+        };
+        let now = clock::now();
+        match wake {
+            Wake::Io(Ok(ready)) => {
+                if ready.is_readable() && s.wants_read() {
+                    match stream.try_read(s.recv_buf()) {
+                        Ok(0) => s.handle_eof(now),
+                        Ok(n) => s.handle_read(now, n),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => s.handle_io_error(now, e.kind().into()),
+                    }
+                }
+                if ready.is_read_closed() && !ready.is_readable() {
+                    s.handle_eof(now);
+                }
+            }
+            Wake::Io(Err(e)) => s.handle_io_error(now, e.kind().into()),
+            Wake::Timer => {
+                armed = None;
+                s.handle_timeout(now);
+            }
+            Wake::Job => {
+                job = None;
+                s.handle_job_ready(now);
+            }
+            Wake::Drain => {
+                drain_seen = true;
+                s.handle_drain(now);
+            }
+        }
+    }
+}
+
+/// Writes what the session has queued until the socket would block.
+fn flush(s: &mut Session, stream: &TcpStream) {
+    while let Some(bytes) = s.poll_transmit() {
+        match stream.try_write(bytes) {
+            Ok(n) => s.advance_transmit(clock::now(), n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) => return s.handle_io_error(clock::now(), e.kind().into()),
+        }
+    }
+}
+
+/// Closes the socket; after an orderly end, half-closes and drains briefly so the peer reads
+/// the last response rather than a reset.
+async fn close(mut stream: TcpStream, reason: CloseReason) {
+    if !reason.wants_linger() {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let mut left = net::LINGER_BYTES;
+    let _ = tokio::time::timeout(net::LINGER_TIME, async {
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}

@@ -2,8 +2,12 @@
 
 /// Appends `s` as a JSON string literal, escaping what RFC 8259 requires.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    write_utf8(out, s.as_bytes());
+}
+
+/// [`write_str`] for bytes the caller knows are UTF-8 (request IDs, which are ASCII).
+pub fn write_utf8(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
-    let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {

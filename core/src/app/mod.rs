@@ -470,15 +470,24 @@ impl App {
     /// Headers every response of a request carries: `X-Request-ID`, and under a limit
     /// `RateLimit-Policy` and `RateLimit`.
     fn common_headers(&self, ctx: &RequestCtx, res: &mut Response) {
-        res.header("X-Request-ID", ctx.id.as_str().as_bytes());
+        res.header("X-Request-ID", ctx.id.as_bytes());
         if let (Some(policy), Some((v, name))) = (&self.policy_header, ctx.verdict) {
             res.header("RateLimit-Policy", policy.as_bytes());
-            let mut line = [0u8; 96];
-            let mut w = &mut line[..];
-            use std::io::Write as _;
-            let _ = write!(w, "\"{name}\";r={};t={}", v.remaining, v.reset_secs);
-            let left = w.len();
-            res.header("RateLimit", &line[..line.len() - left]);
+            // `"name";r=<remaining>;t=<reset>` without the formatting machinery (hot path).
+            let mut line = [0u8; 80];
+            let mut len = 0;
+            let mut put = |bytes: &[u8]| {
+                line[len..len + bytes.len()].copy_from_slice(bytes);
+                len += bytes.len();
+            };
+            let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
+            put(b"\"");
+            put(name.as_bytes());
+            put(b"\";r=");
+            put(r.format(v.remaining).as_bytes());
+            put(b";t=");
+            put(t.format(v.reset_secs).as_bytes());
+            res.header("RateLimit", &line[..len]);
         }
     }
 

@@ -40,6 +40,11 @@ impl Default for RequestId {
 }
 
 impl RequestId {
+    /// The ID bytes (visible ASCII).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
     /// The ID text.
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.bytes[..self.len as usize]).expect("invariant: IDs are ASCII")
@@ -75,17 +80,17 @@ impl RequestId {
         raw[6] = raw[6] & 0x0f | 0x40; // version 4
         raw[8] = raw[8] & 0x3f | 0x80; // RFC 9562 variant
         let mut id = RequestId { len: 36, bytes: [0; MAX_REQUEST_ID] };
+        // Byte i of the UUID goes to text position POS[i] (dashes at 8, 13, 18, 23).
+        const POS: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut o = 0;
-        for (i, b) in raw.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                id.bytes[o] = b'-';
-                o += 1;
-            }
-            id.bytes[o] = HEX[(b >> 4) as usize];
-            id.bytes[o + 1] = HEX[(b & 15) as usize];
-            o += 2;
+        for (b, &p) in raw.iter().zip(POS.iter()) {
+            id.bytes[p] = HEX[(b >> 4) as usize];
+            id.bytes[p + 1] = HEX[(b & 15) as usize];
         }
+        id.bytes[8] = b'-';
+        id.bytes[13] = b'-';
+        id.bytes[18] = b'-';
+        id.bytes[23] = b'-';
         id
     }
 }

@@ -6,17 +6,13 @@
 
 use crate::http::Method;
 
-/// A route pattern's segment.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Segment {
-    Static(&'static str),
-    Param,
-}
-
 #[derive(Debug)]
 struct Route<E> {
     pattern: &'static str,
-    segments: Vec<Segment>,
+    /// The pattern split at its `:param` segment: `("/users/", Some("/posts"))` for
+    /// `/users/:id/posts`, `("/ping", None)` for a static route.
+    prefix: &'static str,
+    suffix: Option<&'static str>,
     methods: Vec<(Method, E)>,
     allow: String,
 }
@@ -61,16 +57,19 @@ impl<E: Copy> RouterBuilder<E> {
     /// registered for several methods.
     pub fn route(mut self, method: Method, pattern: &'static str, endpoint: E) -> Self {
         assert!(pattern.starts_with('/'), "route pattern must start with '/': {pattern}");
-        let segments: Vec<Segment> = pattern[1..]
-            .split('/')
-            .map(|s| if s.starts_with(':') { Segment::Param } else { Segment::Static(s) })
-            .collect();
-        assert!(segments.iter().filter(|s| **s == Segment::Param).count() <= 1, "one :param per route");
+        assert!(pattern.matches("/:").count() <= 1, "one :param per route: {pattern}");
+        let (prefix, suffix) = match pattern.find("/:") {
+            Some(at) => {
+                let rest = &pattern[at + 2..];
+                (&pattern[..at + 1], Some(rest.find('/').map_or("", |slash| &rest[slash..])))
+            }
+            None => (pattern, None),
+        };
         match self.routes.iter_mut().find(|r| r.pattern == pattern) {
             Some(r) => r.methods.push((method, endpoint)),
             None => {
                 assert!(self.routes.len() < 255, "at most 255 routes (route ids are u8)");
-                self.routes.push(Route { pattern, segments, methods: vec![(method, endpoint)], allow: String::new() })
+                self.routes.push(Route { pattern, prefix, suffix, methods: vec![(method, endpoint)], allow: String::new() })
             }
         }
         self
@@ -108,9 +107,8 @@ impl<E: Copy> Router<E> {
 
     /// Looks `method` and `path` up.
     pub fn lookup<'p>(&'p self, method: Method, path: &'p str) -> Match<'p, E> {
-        let Some(rest) = path.strip_prefix('/') else { return Match::NotFound };
         for (i, r) in self.routes.iter().enumerate() {
-            let Some(param) = match_segments(&r.segments, rest) else { continue };
+            let Some(param) = match_route(r.prefix, r.suffix, path) else { continue };
             let want = if method == Method::Head { Method::Get } else { method };
             let exact = r.methods.iter().find(|(m, _)| *m == method);
             return match exact.or_else(|| r.methods.iter().find(|(m, _)| *m == want)) {
@@ -122,20 +120,13 @@ impl<E: Copy> Router<E> {
     }
 }
 
-/// Matches `path` (without its leading '/') against `segments`; `Some(param)` on a match.
-fn match_segments<'p>(segments: &[Segment], path: &'p str) -> Option<Option<&'p str>> {
-    let mut parts = path.split('/');
-    let mut param = None;
-    for seg in segments {
-        let part = parts.next()?;
-        match seg {
-            Segment::Static(s) if *s == part => {}
-            Segment::Static(_) => return None,
-            Segment::Param if part.is_empty() => return None,
-            Segment::Param => param = Some(part),
-        }
-    }
-    parts.next().is_none().then_some(param)
+/// Matches `path` against a split pattern; `Some(param)` on a match (byte comparisons only).
+fn match_route<'p>(prefix: &str, suffix: Option<&str>, path: &'p str) -> Option<Option<&'p str>> {
+    let Some(suffix) = suffix else { return (path == prefix).then_some(None) };
+    let rest = path.strip_prefix(prefix)?;
+    let end = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
+    let (param, tail) = rest.split_at(end);
+    (!param.is_empty() && tail == suffix).then_some(Some(param))
 }
 
 #[cfg(test)]
@@ -149,6 +140,7 @@ mod tests {
             .route(Method::Post, "/echo", 3)
             .route(Method::Post, "/api/v1/compute/fast", 4)
             .route(Method::Delete, "/users/:id", 5)
+            .route(Method::Get, "/users/:id/posts", 6)
             .build()
     }
 
@@ -159,6 +151,8 @@ mod tests {
         assert_eq!(r.lookup(Method::Get, "/users/42"), Match::Found { route: 1, endpoint: 2, param: Some("42") });
         assert_eq!(r.lookup(Method::Delete, "/users/x"), Match::Found { route: 1, endpoint: 5, param: Some("x") });
         assert_eq!(r.lookup(Method::Post, "/api/v1/compute/fast"), Match::Found { route: 3, endpoint: 4, param: None });
+        assert_eq!(r.lookup(Method::Get, "/users/9/posts"), Match::Found { route: 4, endpoint: 6, param: Some("9") });
+        assert_eq!(r.lookup(Method::Get, "/users/9/post"), Match::NotFound);
     }
 
     #[test]
@@ -179,6 +173,6 @@ mod tests {
 
     #[test]
     fn patterns_are_labels() {
-        assert_eq!(router().patterns(), vec!["/ping", "/users/:id", "/echo", "/api/v1/compute/fast"]);
+        assert_eq!(router().patterns(), vec!["/ping", "/users/:id", "/echo", "/api/v1/compute/fast", "/users/:id/posts"]);
     }
 }

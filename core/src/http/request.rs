@@ -168,7 +168,10 @@ struct Field {
 pub struct Head {
     bytes: Vec<u8>,
     fields: Vec<Field>,
-    target: (u32, u32),
+    /// The request-target, copied as the `&str` httparse validated (no re-validation later).
+    target: String,
+    /// Where the path ends in `target` (at `?` or the end).
+    path_end: usize,
     /// The method.
     pub method: Method,
     /// The version.
@@ -186,7 +189,8 @@ impl Default for Head {
         Head {
             bytes: Vec::new(),
             fields: Vec::new(),
-            target: (0, 0),
+            target: String::new(),
+            path_end: 0,
             method: Method::Get,
             version: Version::Http11,
             framing: Framing::None,
@@ -234,7 +238,9 @@ impl Head {
         self.bytes.clear();
         self.bytes.extend_from_slice(head);
         self.fields.clear();
-        self.target = (off(path.as_bytes()), off(path.as_bytes()) + path.len() as u32);
+        self.target.clear();
+        self.target.push_str(path);
+        self.path_end = path.bytes().position(|b| b == b'?').unwrap_or(path.len());
         self.method = Method::from_bytes(req.method.expect("invariant: complete request has a method"));
         self.version = if req.version == Some(0) { Version::Http10 } else { Version::Http11 };
         let mut content_length: Option<u64> = None;
@@ -345,19 +351,17 @@ impl Head {
 
     /// The request-target as sent (`/path?query`).
     pub fn target(&self) -> &str {
-        std::str::from_utf8(&self.bytes[range(self.target)])
-            .expect("invariant: httparse only accepts visible ASCII in the target")
+        &self.target
     }
 
     /// The path part of the target.
     pub fn path(&self) -> &str {
-        let t = self.target();
-        t.split_once('?').map_or(t, |(p, _)| p)
+        &self.target[..self.path_end]
     }
 
     /// The query part of the target, without `?`.
     pub fn query(&self) -> Option<&str> {
-        self.target().split_once('?').map(|(_, q)| q)
+        self.target.get(self.path_end + 1..).filter(|_| self.path_end < self.target.len())
     }
 
     /// The first value of header `name` (ASCII case-insensitive).
@@ -384,13 +388,14 @@ impl Head {
 
     /// Heap bytes held by this head's buffers.
     pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity() + self.fields.capacity() * std::mem::size_of::<Field>()
+        self.bytes.capacity() + self.fields.capacity() * std::mem::size_of::<Field>() + self.target.capacity()
     }
 
     /// Frees the buffers (an idle connection keeps no head memory).
     pub fn release(&mut self) {
         self.bytes = Vec::new();
         self.fields = Vec::new();
+        self.target = String::new();
     }
 }
 

@@ -1,0 +1,45 @@
+//! Process figures for `/metrics` from `/proc` (Linux; zeros elsewhere) and the fd limit.
+
+use crate::app::ProcessStats;
+
+/// Raises `RLIMIT_NOFILE`'s soft limit to its hard limit; returns the limit in force.
+pub fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if let Some(max) = lim.maximum {
+        if lim.current.is_some_and(|c| c < max) {
+            let _ = setrlimit(Resource::Nofile, Rlimit { current: Some(max), maximum: Some(max) });
+        }
+    }
+    fd_limit()
+}
+
+fn fd_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// Reads the current process figures.
+pub fn stats() -> ProcessStats {
+    let page = rustix::param::page_size() as u64;
+    let ticks = rustix::param::clock_ticks_per_second().max(1) as f64;
+    let rss = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * page);
+    let (mut cpu, mut start) = (0.0, 0.0);
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the parenthesised command name; utime is field 14, starttime 22.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            cpu = (num(11) + num(12)) / ticks;
+            let boot = std::fs::read_to_string("/proc/stat")
+                .ok()
+                .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse::<f64>().ok())))
+                .unwrap_or(0.0);
+            start = boot + num(19) / ticks;
+        }
+    }
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    ProcessStats::new(rss, fds, fd_limit(), cpu, start, super::logging::dropped())
+}

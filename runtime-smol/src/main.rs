@@ -1,1 +1,214 @@
-fn main(){}
+//! weir on smol's parts: `async-io` for sockets and timers, `async-executor` to run
+//! connections — one executor per I/O thread (default, `RUNTIME_LAYOUT=per-core`) or one
+//! shared by all (`RUNTIME_LAYOUT=shared`). Only moves bytes and waits; decisions are in
+//! the core.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use async_executor::{Executor, LocalExecutor};
+use async_io::{Async, Timer};
+use event_listener::Event;
+use futures_lite::FutureExt;
+use weir_core::config::Layout;
+use weir_core::jobs::JobWatch;
+use weir_core::rt::{Server, clock, net};
+use weir_core::{App, CloseReason, Effect, Session};
+
+fn main() {
+    let server = match Server::start("weir-smol", "smol") {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("weir-smol: {e}");
+            std::process::exit(1);
+        }
+    };
+    let drain = Arc::new(Event::new());
+    let config = server.app.config().clone();
+    let shared = Arc::new(Executor::new());
+    for i in 0..config.io_threads {
+        let (app, drain, shared) = (server.app.clone(), drain.clone(), shared.clone());
+        let listener = server.listener.try_clone().expect("invariant: a listener fd can be duplicated");
+        let layout = config.layout;
+        std::thread::Builder::new()
+            .name(format!("weir-io-{i}"))
+            .spawn(move || match layout {
+                Layout::Shared => {
+                    let ex = shared.clone();
+                    async_io::block_on(shared.run(accept_loop(app, listener, drain, move |f| ex.spawn(f).detach())))
+                }
+                _ => {
+                    let ex = Arc::new(LocalExecutor::new());
+                    let spawner = ex.clone();
+                    let ex_ref: &LocalExecutor<'_> = &ex;
+                    async_io::block_on(ex_ref.run(accept_loop(app, listener, drain, move |f| spawner.spawn(f).detach())))
+                }
+            })
+            .expect("invariant: the OS can start the I/O threads");
+    }
+    let code = server.run_until_signalled(|| {
+        drain.notify(usize::MAX);
+    });
+    std::process::exit(code);
+}
+
+async fn accept_loop<F>(app: Arc<App>, listener: TcpListener, drain: Arc<Event>, spawn: F)
+where
+    F: Fn(Pin<Box<dyn Future<Output = ()> + Send>>),
+{
+    let listener = Async::new(listener).expect("invariant: the listener registers with async-io");
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => spawn(Box::pin(connection(app.clone(), stream, peer, drain.clone()))),
+            Err(_) if app.is_draining() => return,
+            Err(e) => {
+                if let Some(pause) = net::accept_error(&e) {
+                    Timer::after(pause).await;
+                }
+            }
+        }
+    }
+}
+
+/// What woke a connection: the session is touched only after the wait returns one of these.
+enum Wake {
+    Readable,
+    Writable,
+    Timer,
+    Job,
+    Drain,
+}
+
+async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, drain: Arc<Event>) {
+    let _ = stream.get_ref().set_nodelay(true);
+    let mut s = app.session(peer, clock::now());
+    let mut job: Option<JobWatch> = None;
+    let mut drain_listener = Some(drain.listen());
+    if app.is_draining() {
+        drain_listener = None;
+        s.handle_drain(clock::now());
+    }
+    let mut timer = Timer::never();
+    let mut armed: Option<weir_core::Instant> = None;
+    loop {
+        flush(&mut s, &stream);
+        while let Some(effect) = s.poll_effect() {
+            match effect {
+                Effect::AwaitJob(w) => job = Some(w),
+                Effect::Close(reason) => return close(stream, reason).await,
+                _ => {}
+            }
+        }
+        // Read what is already there before waiting (a cheap non-blocking attempt).
+        if s.wants_read() {
+            match (&*stream.get_ref()).read(s.recv_buf()) {
+                Ok(0) => {
+                    s.handle_eof(clock::now());
+                    continue;
+                }
+                Ok(n) => {
+                    s.handle_read(clock::now(), n);
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    s.handle_io_error(clock::now(), e.kind().into());
+                    continue;
+                }
+            }
+        }
+        let deadline = s.poll_timeout();
+        if deadline != armed {
+            match deadline {
+                Some(d) => timer.set_at(clock::to_std(d)),
+                None => timer = Timer::never(),
+            }
+            armed = deadline;
+        }
+        let wants_read = s.wants_read();
+        let wants_write = s.poll_transmit().is_some();
+        let readable = async {
+            if wants_read {
+                let _ = stream.readable().await;
+            } else {
+                std::future::pending::<()>().await
+            }
+            Wake::Readable
+        };
+        let writable = async {
+            if wants_write {
+                let _ = stream.writable().await;
+            } else {
+                std::future::pending::<()>().await
+            }
+            Wake::Writable
+        };
+        let timer_fired = async {
+            (&mut timer).await;
+            Wake::Timer
+        };
+        let job_ready = std::future::poll_fn(|cx| match job.as_mut() {
+            Some(j) => Pin::new(j).poll(cx).map(|()| Wake::Job),
+            None => Poll::Pending,
+        });
+        let drained = std::future::poll_fn(|cx| match drain_listener.as_mut() {
+            Some(l) => Pin::new(l).poll(cx).map(|()| Wake::Drain),
+            None => Poll::Pending,
+        });
+        let wake = readable.or(writable).or(timer_fired).or(job_ready).or(drained).await;
+        let now = clock::now();
+        match wake {
+            Wake::Readable | Wake::Writable => {}
+            Wake::Timer => {
+                armed = None;
+                s.handle_timeout(now);
+            }
+            Wake::Job => {
+                job = None;
+                s.handle_job_ready(now);
+            }
+            Wake::Drain => {
+                drain_listener = None;
+                s.handle_drain(now);
+            }
+        }
+    }
+}
+
+/// Writes what the session has queued until the socket would block.
+fn flush(s: &mut Session, stream: &Async<TcpStream>) {
+    while let Some(bytes) = s.poll_transmit() {
+        match (&*stream.get_ref()).write(bytes) {
+            Ok(n) => s.advance_transmit(clock::now(), n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) => return s.handle_io_error(clock::now(), e.kind().into()),
+        }
+    }
+}
+
+/// Closes the socket; after an orderly end, half-closes and drains briefly so the peer reads
+/// the last response rather than a reset.
+async fn close(stream: Async<TcpStream>, reason: CloseReason) {
+    if !reason.wants_linger() {
+        return;
+    }
+    let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 4096];
+    let mut left = net::LINGER_BYTES;
+    let drain = async {
+        while left > 0 {
+            match stream.read_with(|mut s| s.read(&mut sink)).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    drain.or(async {
+        Timer::after(net::LINGER_TIME).await;
+    })
+    .await;
+}

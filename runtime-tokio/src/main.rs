@@ -80,6 +80,7 @@ async fn accept_loop(app: Arc<App>, listener: std::net::TcpListener, mut drain: 
                 Ok((stream, peer)) => {
                     tokio::spawn(connection(app.clone(), stream, peer, drain.clone()));
                 }
+                Err(_) if app.is_draining() => return,
                 Err(e) => {
                     if let Some(pause) = net::accept_error(&e) {
                         tokio::time::sleep(pause).await;

@@ -98,6 +98,28 @@ impl Server {
         self.drain_deadline = Some(std::time::Instant::now() + timeout);
         tracing::info!(connections = self.app.connections(), timeout = ?timeout, "draining");
         self.app.begin_drain(clock::now());
+        // Stop listening: connections not yet accepted are refused by the kernel, and every
+        // accept loop blocked on a copy of this socket wakes up with an error.
+        let _ = socket2::SockRef::from(&self.listener).shutdown(std::net::Shutdown::Both);
+    }
+
+    /// The blocking shutdown sequence for runtimes without an async signal API: waits for
+    /// SIGINT or SIGTERM, drains (`notify` wakes the runtime's connections), waits until
+    /// drained or the deadline, exits at once on a second signal; returns the exit status.
+    pub fn run_until_signalled(mut self, notify: impl FnOnce()) -> i32 {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+            .expect("invariant: SIGINT and SIGTERM can be handled");
+        let _ = signals.forever().next();
+        self.begin_drain();
+        notify();
+        while !self.drained() {
+            if signals.pending().next().is_some() {
+                exit_now();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.finish()
     }
 
     /// True once every connection has closed, or the drain deadline has passed.

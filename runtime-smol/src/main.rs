@@ -64,7 +64,9 @@ where
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => spawn(Box::pin(connection(app.clone(), stream, peer, drain.clone()))),
-            Err(_) if app.is_draining() => return,
+            // Draining: stop accepting but keep this executor running for its connections
+            // (the process exits from `main` once they are done or the deadline passes).
+            Err(_) if app.is_draining() => return std::future::pending().await,
             Err(e) => {
                 if let Some(pause) = net::accept_error(&e) {
                     Timer::after(pause).await;

@@ -37,7 +37,7 @@ fn main() {
                 let listener = server.listener.try_clone().expect("invariant: a listener fd can be duplicated");
                 std::thread::Builder::new()
                     .name(format!("weir-io-{i}"))
-                    .spawn(move || current_thread().block_on(accept_loop(app, listener, rx)))
+                    .spawn(move || current_thread().block_on(serve(app, listener, rx)))
                     .expect("invariant: the OS can start the I/O threads");
             }
             Ok(current_thread())
@@ -46,7 +46,7 @@ fn main() {
     .expect("invariant: the tokio runtime starts");
     let code = main_rt.block_on(async move {
         let listener = server.listener.try_clone().expect("invariant: a listener fd can be duplicated");
-        tokio::spawn(accept_loop(server.app.clone(), listener, drain_rx));
+        tokio::spawn(serve(server.app.clone(), listener, drain_rx));
         wait_for_signal().await;
         server.begin_drain();
         let _ = drain_tx.send(true);
@@ -70,6 +70,13 @@ async fn wait_for_signal() {
     let mut term = signal(SignalKind::terminate()).expect("invariant: SIGTERM can be handled");
     let mut int = signal(SignalKind::interrupt()).expect("invariant: SIGINT can be handled");
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+}
+
+/// Accepts until the drain, then keeps this runtime alive for the connections it serves
+/// (the process exits from `main` once they are done or the deadline passes).
+async fn serve(app: Arc<App>, listener: std::net::TcpListener, drain: watch::Receiver<bool>) {
+    accept_loop(app, listener, drain).await;
+    std::future::pending::<()>().await
 }
 
 async fn accept_loop(app: Arc<App>, listener: std::net::TcpListener, mut drain: watch::Receiver<bool>) {

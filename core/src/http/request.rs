@@ -246,6 +246,7 @@ impl Head {
         let mut content_length: Option<u64> = None;
         let mut chunked = false;
         let mut has_te = false;
+        let mut unknown_coding = false;
         let mut hosts = 0;
         let mut conn_close = false;
         let mut conn_keep_alive = false;
@@ -286,19 +287,18 @@ impl Head {
                 17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
                     has_te = true;
                     for coding in value.split(|&b| b == b',').map(trim) {
+                        if coding.is_empty() || !coding.iter().all(|&b| is_token(b)) {
+                            return Err(HeadError::Malformed("malformed Transfer-Encoding"));
+                        }
                         if chunked {
-                            // Anything after `chunked` (including a second `chunked`) means
-                            // the final coding is not a single chunked: RFC 9112 §6.3.
+                            // A coding after `chunked` (even a second `chunked`): the final
+                            // coding is not a single chunked (RFC 9112 §6.3).
                             return Err(HeadError::Malformed("chunked must be the final transfer coding, once"));
                         }
                         if coding.eq_ignore_ascii_case(b"chunked") {
                             chunked = true;
-                        } else if coding.is_empty() {
-                            return Err(HeadError::Malformed("empty transfer coding"));
-                        } else if !coding.iter().all(|&b| is_token(b)) {
-                            return Err(HeadError::Malformed("malformed Transfer-Encoding"));
                         } else {
-                            return Err(HeadError::UnsupportedCoding);
+                            unknown_coding = true;
                         }
                     }
                 }
@@ -307,6 +307,9 @@ impl Head {
         }
         if has_te && !chunked {
             return Err(HeadError::Malformed("final transfer coding is not chunked"));
+        }
+        if unknown_coding {
+            return Err(HeadError::UnsupportedCoding);
         }
         if has_te && self.version == Version::Http10 {
             return Err(HeadError::Malformed("Transfer-Encoding in an HTTP/1.0 request"));
@@ -543,7 +546,9 @@ mod tests {
     fn rejects_transfer_encoding_not_ending_in_chunked() {
         assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), 400);
         assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
-        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"), 501);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked, identity\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), 501);
         assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\n\r\n"), 400);
         assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;x\r\n\r\n"), 400);
     }

@@ -1,0 +1,251 @@
+//! Black-box helpers: start a runtime binary on port 0, talk raw HTTP/1.1 to it.
+#![allow(dead_code)] // each test file uses a part
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Hang guard for every read: a test fails instead of waiting forever.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub const RUNTIMES: [&str; 3] = ["tokio", "smol", "std"];
+
+/// The binary of runtime `rt`, built by `cargo test --workspace`, or built now if missing.
+pub fn binary(rt: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>").to_path_buf();
+    let bin = dir.join(format!("weir-{rt}"));
+    if !bin.exists() {
+        let profile = if dir.ends_with("release") { vec!["--release"] } else { vec![] };
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", &format!("weir-{rt}")])
+            .args(profile)
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building weir-{rt}");
+    }
+    bin
+}
+
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub rt: &'static str,
+}
+
+impl Server {
+    pub fn start(rt: &'static str, env: &[(&str, &str)]) -> Server {
+        Self::start_with(rt, env, Stdio::null())
+    }
+
+    pub fn start_with(rt: &'static str, env: &[(&str, &str)], stderr: Stdio) -> Server {
+        let mut cmd = Command::new(binary(rt));
+        cmd.env_clear()
+            .env("SERVER_PORT", "127.0.0.1:0")
+            .env("ACCESS_LOG", "false")
+            .env("WORKER_COUNT", "2")
+            .env("IO_THREADS", "2")
+            .env("SHUTDOWN_TIMEOUT", "20s")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("first stdout line");
+        let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("first line: {line:?}"));
+        Server { child, addr: addr.parse().unwrap(), rt }
+    }
+
+    pub fn connect(&self) -> Conn {
+        let s = TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.set_nodelay(true).unwrap();
+        Conn { s, buf: Vec::new() }
+    }
+
+    /// One request on a fresh connection.
+    pub fn request(&self, raw: &str) -> Resp {
+        let mut s = self.connect();
+        s.write_all(raw.as_bytes()).unwrap();
+        read_response(&mut s, raw.starts_with("HEAD")).expect("a response")
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.request(&get(path))
+    }
+
+    pub fn metrics(&self) -> serde_json::Value {
+        self.get("/metrics").json()
+    }
+
+    /// Polls `/metrics` until `pred` holds (fails after the hang guard).
+    pub fn wait_metrics(&self, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let m = self.metrics();
+            if pred(&m) {
+                return m;
+            }
+            assert!(start.elapsed() < IO_TIMEOUT, "{}: timed out waiting for {what}: {m}", self.rt);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit (hang guard) and returns its status code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            assert!(start.elapsed() < IO_TIMEOUT, "{}: server did not exit", self.rt);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client connection that keeps bytes read past one response for the next.
+pub struct Conn {
+    pub s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    pub fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.s.write_all(bytes)
+    }
+
+    /// Reads more bytes into the buffer; 0 at EOF.
+    fn fill(&mut self) -> usize {
+        let mut tmp = [0u8; 8192];
+        let n = self.s.read(&mut tmp).expect("read (hang guard)");
+        self.buf.extend_from_slice(&tmp[..n]);
+        n
+    }
+
+    /// Exactly `n` bytes.
+    pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(self.fill() > 0, "closed early");
+        }
+        self.buf.drain(..n).collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response (Content-Length, chunked, or until close). `None` if the connection
+/// closed before a response began. Interim 100 responses are skipped.
+pub fn read_response(c: &mut Conn, head_only: bool) -> Option<Resp> {
+    let (status, headers) = loop {
+        let mut hs = [httparse::EMPTY_HEADER; 64];
+        let mut r = httparse::Response::new(&mut hs);
+        if let Ok(httparse::Status::Complete(n)) = r.parse(&c.buf) {
+            let headers: Vec<(String, String)> =
+                r.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect();
+            let code = r.code.unwrap();
+            c.buf.drain(..n);
+            if code == 100 {
+                continue;
+            }
+            break (code, headers);
+        }
+        if c.fill() == 0 {
+            assert!(c.buf.is_empty(), "connection closed mid-head: {:?}", String::from_utf8_lossy(&c.buf));
+            return None;
+        }
+    };
+    let get = |k: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+    let body = if head_only {
+        Vec::new()
+    } else if let Some(len) = get("content-length") {
+        c.read_exact(len.parse().unwrap())
+    } else if get("transfer-encoding").is_some() {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(p) = c.buf.windows(2).position(|w| w == b"\r\n") {
+                    break p;
+                }
+                assert!(c.fill() > 0, "closed mid-chunk");
+            };
+            let line = c.read_exact(line_end + 2);
+            let size = usize::from_str_radix(std::str::from_utf8(&line[..line_end]).unwrap(), 16).unwrap();
+            let data = c.read_exact(size + 2);
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&data[..size]);
+        }
+        body
+    } else {
+        while c.fill() > 0 {}
+        std::mem::take(&mut c.buf)
+    };
+    Some(Resp { status, headers, body })
+}
+
+/// True when the server closed the connection (EOF or reset) within the hang guard.
+pub fn closed_by_server(c: &mut Conn) -> bool {
+    let mut tmp = [0u8; 1024];
+    loop {
+        match c.s.read(&mut tmp) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+pub fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")
+}
+
+pub fn post(path: &str, body: &str) -> String {
+    format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+}
+
+/// Expands to one `#[test]` per runtime calling `$body(rt)`.
+#[macro_export]
+macro_rules! for_each_runtime {
+    ($($name:ident => $f:path;)*) => {
+        mod tokio_rt { $( #[test] fn $name() { $f("tokio") } )* }
+        mod smol_rt { $( #[test] fn $name() { $f("smol") } )* }
+        mod std_rt { $( #[test] fn $name() { $f("std") } )* }
+    };
+}

@@ -16,9 +16,13 @@ fn ping_and_keep_alive(rt: &'static str) {
         s.write_all(get("/ping").as_bytes()).unwrap();
         let r = read_response(&mut s, false).unwrap();
         assert_eq!((r.status, r.text().as_str()), (200, "pong"));
-        assert!(r.header("date").is_some() && r.header("server").is_some_and(|v| v.starts_with("weir/")));
+        assert!(
+            r.header("date").is_some()
+                && r.header("server").is_some_and(|v| v.starts_with("weir/"))
+        );
     }
-    s.write_all(b"GET /ping HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(b"GET /ping HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let r = read_response(&mut s, false).unwrap();
     assert_eq!(r.header("connection"), Some("close"));
     assert!(closed_by_server(&mut s));
@@ -43,22 +47,40 @@ fn pipelining_in_order(rt: &'static str) {
 fn chunked_and_continue(rt: &'static str) {
     let srv = Server::start(rt, &[]);
     let r = srv.request("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nT: 1\r\n\r\n");
-    assert_eq!((r.status, r.text().as_str(), r.header("content-type")), (200, "hello world", Some("text/plain")));
+    assert_eq!(
+        (r.status, r.text().as_str(), r.header("content-type")),
+        (200, "hello world", Some("text/plain"))
+    );
     let mut s = srv.connect();
-    s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n").unwrap();
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+    )
+    .unwrap();
     assert_eq!(s.read_exact(25), b"HTTP/1.1 100 Continue\r\n\r\n");
     s.write_all(b"body").unwrap();
     assert_eq!(read_response(&mut s, false).unwrap().text(), "body");
     let mut s = srv.connect();
-    s.write_all(b"HEAD /ping HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.write_all(b"HEAD /ping HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let r = read_response(&mut s, true).unwrap();
     assert_eq!(r.header("content-length"), Some("4"));
     s.write_all(get("/ping").as_bytes()).unwrap();
-    assert_eq!(read_response(&mut s, false).unwrap().text(), "pong", "HEAD sent no body");
+    assert_eq!(
+        read_response(&mut s, false).unwrap().text(),
+        "pong",
+        "HEAD sent no body"
+    );
 }
 
 fn limits_and_smuggling(rt: &'static str) {
-    let srv = Server::start(rt, &[("MAX_BODY_BYTES", "1000"), ("MAX_URI_BYTES", "100"), ("MAX_HEADER_BYTES", "2048")]);
+    let srv = Server::start(
+        rt,
+        &[
+            ("MAX_BODY_BYTES", "1000"),
+            ("MAX_URI_BYTES", "100"),
+            ("MAX_HEADER_BYTES", "2048"),
+        ],
+    );
     let cases: Vec<(String, u16, &str)> = vec![
         (post("/echo", &"x".repeat(1001)), 413, "PAYLOAD_TOO_LARGE"),
         (get(&format!("/{}", "u".repeat(200))), 414, "URI_TOO_LONG"),
@@ -77,9 +99,18 @@ fn limits_and_smuggling(rt: &'static str) {
         let mut s = srv.connect();
         s.write_all(raw.as_bytes()).unwrap();
         let r = read_response(&mut s, false).unwrap();
-        assert_eq!((r.status, r.json()["code"].as_str()), (status, Some(code)), "{rt}: {:.60?}", raw);
+        assert_eq!(
+            (r.status, r.json()["code"].as_str()),
+            (status, Some(code)),
+            "{rt}: {:.60?}",
+            raw
+        );
         assert_eq!(r.header("connection"), Some("close"));
-        assert!(closed_by_server(&mut s), "{rt}: framing error closes: {:.60?}", raw);
+        assert!(
+            closed_by_server(&mut s),
+            "{rt}: framing error closes: {:.60?}",
+            raw
+        );
     }
 }
 
@@ -87,34 +118,76 @@ fn endpoints_and_codes(rt: &'static str) {
     let srv = Server::start(rt, &[("API_TOKEN", "tok"), ("JOB_COST", "1000")]);
     let auth = |req: String| req.replacen("\r\n", "\r\nAuthorization: Bearer tok\r\n", 1);
     let r = srv.request(&auth(post("/api/v1/compute/fast", "{\"number\": 12}")));
-    assert_eq!((r.status, r.json()["result"].as_i64(), r.json()["job_id"].as_u64()), (200, Some(144), Some(0)));
+    assert_eq!(
+        (
+            r.status,
+            r.json()["result"].as_i64(),
+            r.json()["job_id"].as_u64()
+        ),
+        (200, Some(144), Some(0))
+    );
     let r = srv.request(&auth(post("/api/v1/compute/intensive", "{\"number\": 7}")));
     let v = r.json();
     assert_eq!((r.status, v["result"].as_i64()), (200, Some(49)));
     assert!(v["job_id"].as_u64().unwrap() > 0);
     assert_eq!(v["request_id"].as_str(), r.header("x-request-id"));
-    assert_eq!(srv.request(&post("/api/v1/compute/fast", "{\"number\": 1}")).json()["code"], "UNAUTHORIZED");
-    assert_eq!(srv.request(&auth(post("/api/v1/compute/fast", "{\"number\": \"x\"}"))).json()["code"], "INVALID_REQUEST");
-    assert_eq!(srv.request(&auth(post("/api/v1/compute/fast", "{\"number\": 3037000500}"))).status, 400);
+    assert_eq!(
+        srv.request(&post("/api/v1/compute/fast", "{\"number\": 1}"))
+            .json()["code"],
+        "UNAUTHORIZED"
+    );
+    assert_eq!(
+        srv.request(&auth(post("/api/v1/compute/fast", "{\"number\": \"x\"}")))
+            .json()["code"],
+        "INVALID_REQUEST"
+    );
+    assert_eq!(
+        srv.request(&auth(post(
+            "/api/v1/compute/fast",
+            "{\"number\": 3037000500}"
+        )))
+        .status,
+        400
+    );
     assert_eq!(srv.get("/users/42").json(), serde_json::json!({"id": "42"}));
     let r = srv.get("/nope");
-    assert_eq!((r.status, r.json()["code"].as_str()), (404, Some("NOT_FOUND")));
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (404, Some("NOT_FOUND"))
+    );
     let r = srv.request(&post("/ping", ""));
     assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
     let r = srv.request("GET /ping HTTP/1.1\r\nHost: t\r\nX-Request-ID: my-trace-1\r\n\r\n");
     assert_eq!(r.header("x-request-id"), Some("my-trace-1"));
     let h = srv.get("/health");
-    assert_eq!((h.status, h.json()["runtime"].as_str(), h.json()["status"]["worker_pool"].as_str()), (200, Some(rt), Some("healthy")));
+    assert_eq!(
+        (
+            h.status,
+            h.json()["runtime"].as_str(),
+            h.json()["status"]["worker_pool"].as_str()
+        ),
+        (200, Some(rt), Some("healthy"))
+    );
     let m = srv.metrics();
-    assert!(m["total_requests"].as_u64().unwrap() >= 8 && m["memory_rss_bytes"].as_u64().unwrap() > 0, "{m}");
+    assert!(
+        m["total_requests"].as_u64().unwrap() >= 8 && m["memory_rss_bytes"].as_u64().unwrap() > 0,
+        "{m}"
+    );
     assert_eq!(m["runtime"], rt);
-    let p = srv.request("GET /metrics HTTP/1.1\r\nHost: t\r\nAccept: text/plain;version=0.0.4\r\n\r\n");
-    assert_eq!(p.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    let p =
+        srv.request("GET /metrics HTTP/1.1\r\nHost: t\r\nAccept: text/plain;version=0.0.4\r\n\r\n");
+    assert_eq!(
+        p.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
     assert!(p.text().contains("process_open_fds "));
     let r = srv.request(&auth(get("/api/v1/sleep?ms=50")));
     assert_eq!(r.json(), serde_json::json!({"slept_ms": 50}));
     let r = srv.request(&auth(get("/api/v1/stream?count=3&interval_ms=20")));
-    assert_eq!((r.header("content-type"), r.header("transfer-encoding")), (Some("text/event-stream"), Some("chunked")));
+    assert_eq!(
+        (r.header("content-type"), r.header("transfer-encoding")),
+        (Some("text/event-stream"), Some("chunked"))
+    );
     assert_eq!(r.text().matches("event: tick").count(), 3);
 }
 
@@ -123,7 +196,10 @@ fn slowloris_is_cut(rt: &'static str) {
     let mut s = srv.connect();
     s.write_all(b"GET /ping HTTP/1.1\r\nHost: t\r\n").unwrap();
     let r = read_response(&mut s, false).expect("a 408 before the close");
-    assert_eq!((r.status, r.json()["code"].as_str()), (408, Some("REQUEST_TIMEOUT")));
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (408, Some("REQUEST_TIMEOUT"))
+    );
     assert!(closed_by_server(&mut s));
 }
 
@@ -138,22 +214,34 @@ fn thousand_concurrent_connections(rt: &'static str) {
         assert_eq!(read_response(c, false).unwrap().text(), "pong");
     }
     let m = srv.metrics();
-    assert!(m["active_connections"].as_u64().unwrap() >= 1000, "{rt}: {m}");
+    assert!(
+        m["active_connections"].as_u64().unwrap() >= 1000,
+        "{rt}: {m}"
+    );
 }
 
 fn client_leaving_cancels_its_job(rt: &'static str) {
     let srv = Server::start(rt, &[("WORKER_COUNT", "1"), ("JOB_COST", SLOW_JOB)]);
     let mut busy = srv.connect();
-    busy.write_all(post("/api/v1/compute/intensive", "{\"number\": 1}").as_bytes()).unwrap();
-    srv.wait_metrics("the first job to start", |m| m["queue_depth"] == 0 && m["active_requests"].as_u64() >= Some(1));
+    busy.write_all(post("/api/v1/compute/intensive", "{\"number\": 1}").as_bytes())
+        .unwrap();
+    srv.wait_metrics("the first job to start", |m| {
+        m["queue_depth"] == 0 && m["active_requests"].as_u64() >= Some(1)
+    });
     let mut leaver = srv.connect();
-    leaver.write_all(post("/api/v1/compute/intensive", "{\"number\": 2}").as_bytes()).unwrap();
+    leaver
+        .write_all(post("/api/v1/compute/intensive", "{\"number\": 2}").as_bytes())
+        .unwrap();
     srv.wait_metrics("the second job to queue", |m| m["queue_depth"] == 1);
     drop(leaver);
     srv.wait_metrics("the job to be cancelled", |m| m["jobs_cancelled"] == 1);
     assert_eq!(read_response(&mut busy, false).unwrap().status, 200);
     let m = srv.wait_metrics("the queue to empty", |m| m["queue_depth"] == 0);
-    assert_eq!((m["jobs_completed"].as_u64(), m["jobs_cancelled"].as_u64()), (Some(1), Some(1)), "{m}");
+    assert_eq!(
+        (m["jobs_completed"].as_u64(), m["jobs_cancelled"].as_u64()),
+        (Some(1), Some(1)),
+        "{m}"
+    );
 }
 
 fn rate_limited(rt: &'static str) {
@@ -170,30 +258,59 @@ fn rate_limited(rt: &'static str) {
         }
     }
     assert!(statuses[..5].iter().all(|&st| st == 200), "{statuses:?}");
-    assert!(statuses.iter().filter(|&&st| st == 429).count() >= 10, "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|&&st| st == 429).count() >= 10,
+        "{statuses:?}"
+    );
     let r = last_429.unwrap();
     assert_eq!(r.json()["code"], "RATE_LIMIT_EXCEEDED");
     assert!(r.header("retry-after").is_some());
     assert_eq!(r.header("ratelimit-policy"), Some("\"global\";q=5;w=1"));
-    assert!(r.header("ratelimit").is_some_and(|v| v.starts_with("\"global\";r=0;t=")));
-    assert_eq!(srv.get("/health").status, 200, "monitoring is never limited");
+    assert!(
+        r.header("ratelimit")
+            .is_some_and(|v| v.starts_with("\"global\";r=0;t="))
+    );
+    assert_eq!(
+        srv.get("/health").status,
+        200,
+        "monitoring is never limited"
+    );
     assert!(srv.metrics()["rejected_count"].as_u64().unwrap() >= 10);
 }
 
 fn overload_then_recovery(rt: &'static str) {
-    let srv = Server::start(rt, &[("WORKER_COUNT", "1"), ("QUEUE_SIZE", "2"), ("JOB_COST", SLOW_JOB)]);
+    let srv = Server::start(
+        rt,
+        &[
+            ("WORKER_COUNT", "1"),
+            ("QUEUE_SIZE", "2"),
+            ("JOB_COST", SLOW_JOB),
+        ],
+    );
     let mut conns: Vec<_> = (0..6).map(|_| srv.connect()).collect();
     for (i, c) in conns.iter_mut().enumerate() {
-        c.write_all(post("/api/v1/compute/intensive", &format!("{{\"number\": {i}}}")).as_bytes()).unwrap();
+        c.write_all(post("/api/v1/compute/intensive", &format!("{{\"number\": {i}}}")).as_bytes())
+            .unwrap();
     }
-    let statuses: Vec<_> = conns.iter_mut().map(|c| read_response(c, false).unwrap()).collect();
+    let statuses: Vec<_> = conns
+        .iter_mut()
+        .map(|c| read_response(c, false).unwrap())
+        .collect();
     let ok = statuses.iter().filter(|r| r.status == 200).count();
     let overloaded: Vec<_> = statuses.iter().filter(|r| r.status == 503).collect();
-    assert!(ok >= 2 && overloaded.len() >= 3 && ok + overloaded.len() == 6, "{rt}: {:?}", statuses.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert!(
+        ok >= 2 && overloaded.len() >= 3 && ok + overloaded.len() == 6,
+        "{rt}: {:?}",
+        statuses.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
     assert_eq!(overloaded[0].json()["code"], "SERVICE_OVERLOADED");
     assert!(overloaded[0].header("retry-after").is_some());
     let r = srv.request(&post("/api/v1/compute/intensive", "{\"number\": 9}"));
-    assert_eq!((r.status, r.json()["result"].as_i64()), (200, Some(81)), "recovered");
+    assert_eq!(
+        (r.status, r.json()["result"].as_i64()),
+        (200, Some(81)),
+        "recovered"
+    );
     assert!(srv.metrics()["jobs_rejected"].as_u64().unwrap() >= 3);
 }
 
@@ -208,7 +325,10 @@ fn connection_limit(rt: &'static str) {
     }
     let mut c = srv.connect();
     let r = read_response(&mut c, false).unwrap();
-    assert_eq!((r.status, r.json()["code"].as_str()), (503, Some("SERVICE_OVERLOADED")));
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (503, Some("SERVICE_OVERLOADED"))
+    );
     assert!(closed_by_server(&mut c));
 }
 
@@ -216,29 +336,54 @@ fn graceful_shutdown_answers_in_flight_jobs(rt: &'static str) {
     let mut srv = Server::start(rt, &[("WORKER_COUNT", "1"), ("JOB_COST", SLOW_JOB)]);
     let mut conns: Vec<_> = (0..3).map(|_| srv.connect()).collect();
     for c in &mut conns {
-        c.write_all(post("/api/v1/compute/intensive", "{\"number\": 3}").as_bytes()).unwrap();
+        c.write_all(post("/api/v1/compute/intensive", "{\"number\": 3}").as_bytes())
+            .unwrap();
     }
-    srv.wait_metrics("three jobs in flight", |m| m["active_requests"].as_u64() >= Some(4));
+    srv.wait_metrics("three jobs in flight", |m| {
+        m["active_requests"].as_u64() >= Some(4)
+    });
     let mut idle = srv.connect();
     idle.write_all(get("/ping").as_bytes()).unwrap();
     read_response(&mut idle, false).unwrap();
     srv.signal("TERM");
     for c in &mut conns {
         let r = read_response(c, false).expect("every accepted request is answered");
-        assert_eq!((r.status, r.json()["result"].as_i64(), r.header("connection")), (200, Some(9), Some("close")));
+        assert_eq!(
+            (
+                r.status,
+                r.json()["result"].as_i64(),
+                r.header("connection")
+            ),
+            (200, Some(9), Some("close"))
+        );
     }
-    assert!(closed_by_server(&mut idle), "idle keep-alive connections are closed");
+    assert!(
+        closed_by_server(&mut idle),
+        "idle keep-alive connections are closed"
+    );
     assert_eq!(srv.wait_exit(), Some(0));
-    assert!(std::net::TcpStream::connect(srv.addr).is_err(), "no longer listening");
+    assert!(
+        std::net::TcpStream::connect(srv.addr).is_err(),
+        "no longer listening"
+    );
     drop(conns);
 }
 
 fn config_errors_exit_2(rt: &'static str) {
-    let out = std::process::Command::new(binary(rt)).env("WORKER_COUNT", "zero").output().unwrap();
+    let out = std::process::Command::new(binary(rt))
+        .env("WORKER_COUNT", "zero")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("WORKER_COUNT") && err.contains("zero"), "{err}");
-    let out = std::process::Command::new(binary(rt)).arg("--help").output().unwrap();
+    assert!(
+        err.contains("WORKER_COUNT") && err.contains("zero"),
+        "{err}"
+    );
+    let out = std::process::Command::new(binary(rt))
+        .arg("--help")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("--port"));
 }
@@ -246,23 +391,46 @@ fn config_errors_exit_2(rt: &'static str) {
 fn access_log_lines(rt: &'static str) {
     let log = std::env::temp_dir().join(format!("weir-access-{rt}-{}.log", std::process::id()));
     let file = std::fs::File::create(&log).unwrap();
-    let mut srv = Server::start_with(rt, &[("ACCESS_LOG", "true"), ("ENVIRONMENT", "production")], file.into());
+    let mut srv = Server::start_with(
+        rt,
+        &[("ACCESS_LOG", "true"), ("ENVIRONMENT", "production")],
+        file.into(),
+    );
     srv.request("GET /ping HTTP/1.1\r\nHost: t\r\nX-Request-ID: log-me\r\n\r\n");
     srv.signal("INT");
     assert_eq!(srv.wait_exit(), Some(0));
     let text = std::fs::read_to_string(&log).unwrap();
-    let line = text.lines().find(|l| l.contains("log-me")).unwrap_or_else(|| panic!("no access line: {text}"));
+    let line = text
+        .lines()
+        .find(|l| l.contains("log-me"))
+        .unwrap_or_else(|| panic!("no access line: {text}"));
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
-    for field in ["request_id", "method", "path", "status", "latency_ms", "client_ip"] {
+    for field in [
+        "request_id",
+        "method",
+        "path",
+        "status",
+        "latency_ms",
+        "client_ip",
+    ] {
         assert!(!v[field].is_null(), "{field} missing: {line}");
     }
-    assert!(text.lines().any(|l| l.contains("weir started")), "start-up line");
-    assert!(text.lines().any(|l| l.contains("final statistics")), "final statistics line");
+    assert!(
+        text.lines().any(|l| l.contains("weir started")),
+        "start-up line"
+    );
+    assert!(
+        text.lines().any(|l| l.contains("final statistics")),
+        "final statistics line"
+    );
     let _ = std::fs::remove_file(log);
 }
 
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit only read and write the struct passed.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {

@@ -1,1 +1,200 @@
-fn main(){}
+//! criterion benches of the core: parser, router, limiter, job queue, metrics, and whole
+//! request-bytes → response-bytes paths through a session.
+#![allow(clippy::disallowed_methods)] // the contended benches start threads on purpose
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use weir_core::app::router::RouterBuilder;
+use weir_core::http::{Head, Limits, Method};
+use weir_core::jobs::JobQueue;
+use weir_core::limit::{Gcra, KeyedGcra, Quota};
+use weir_core::metrics::{Metrics, RequestRecord};
+use weir_core::{App, Config, Instant, Now, Session};
+
+const BROWSER_GET: &[u8] = b"GET /users/42?tab=posts HTTP/1.1\r\n\
+Host: api.example.com\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0\r\n\
+Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\
+Accept-Language: en-US,en;q=0.5\r\n\
+Accept-Encoding: gzip, deflate, br, zstd\r\n\
+Connection: keep-alive\r\n\
+Cookie: session=3f2a9c1e8b7d4f60a1c2; theme=dark\r\n\
+Upgrade-Insecure-Requests: 1\r\n\r\n";
+
+const POST_JSON: &[u8] = b"POST /api/v1/compute/fast HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: weir-load/0.1\r\nContent-Type: application/json\r\nContent-Length: 14\r\n\r\n{\"number\": 42}";
+
+const PING: &[u8] = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n";
+
+fn t0() -> Now {
+    Now::new(Instant::from_nanos(1_000_000_000), 1_795_305_600_000)
+}
+
+fn app(env: &[(&str, &str)]) -> Arc<App> {
+    let mut all = vec![("ACCESS_LOG", "false")];
+    all.extend_from_slice(env);
+    let config = Config::from_sources(all, std::iter::empty::<&str>(), 2).unwrap();
+    App::builder(config).runtime("bench").build(t0())
+}
+
+fn parse(c: &mut Criterion) {
+    let limits = Limits::default();
+    let mut g = c.benchmark_group("parse");
+    let mut head = Head::default();
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("browser_get_8_headers", |b| b.iter(|| head.parse(black_box(BROWSER_GET), &limits).unwrap()));
+    g.bench_function("post_small_json", |b| b.iter(|| head.parse(black_box(POST_JSON), &limits).unwrap()));
+    g.finish();
+}
+
+/// Feeds `raw` and writes out everything, as a runtime would.
+fn roundtrip(s: &mut Session, now: Now, raw: &[u8]) -> usize {
+    let mut written = 0;
+    let mut off = 0;
+    while off < raw.len() {
+        off += s.feed(now, &raw[off..]);
+        while let Some(out) = s.poll_transmit() {
+            let n = out.len();
+            written += n;
+            s.advance_transmit(now, n);
+        }
+    }
+    written
+}
+
+fn session(c: &mut Criterion) {
+    let mut g = c.benchmark_group("session");
+    let app = app(&[]);
+    let now = t0();
+    let mut s = app.session("127.0.0.1:9".parse().unwrap(), now);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("ping", |b| b.iter(|| roundtrip(&mut s, now, black_box(PING))));
+    g.bench_function("compute_fast", |b| b.iter(|| roundtrip(&mut s, now, black_box(POST_JSON))));
+    let users = b"GET /users/42 HTTP/1.1\r\nHost: x\r\n\r\n";
+    g.bench_function("users_param", |b| b.iter(|| roundtrip(&mut s, now, black_box(users))));
+    let echo = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    g.bench_function("echo_chunked", |b| b.iter(|| roundtrip(&mut s, now, black_box(echo))));
+    let not_found = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n";
+    g.bench_function("not_found_404", |b| b.iter(|| roundtrip(&mut s, now, black_box(not_found))));
+    let pipelined = PING.repeat(16);
+    g.throughput(Throughput::Elements(16));
+    g.bench_function("ping_pipelined_x16", |b| b.iter(|| roundtrip(&mut s, now, black_box(&pipelined))));
+    g.finish();
+    let mut g = c.benchmark_group("session_metrics_endpoints");
+    let metrics = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    g.bench_function("metrics_json", |b| b.iter(|| roundtrip(&mut s, now, black_box(metrics))));
+    let health = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    g.bench_function("health", |b| b.iter(|| roundtrip(&mut s, now, black_box(health))));
+    g.finish();
+}
+
+fn router(c: &mut Criterion) {
+    let r = RouterBuilder::default()
+        .route(Method::Get, "/ping", 0)
+        .route(Method::Post, "/api/v1/compute/fast", 1)
+        .route(Method::Post, "/api/v1/compute/intensive", 2)
+        .route(Method::Get, "/health", 3)
+        .route(Method::Get, "/metrics", 4)
+        .route(Method::Get, "/api/v1/stats", 5)
+        .route(Method::Post, "/echo", 6)
+        .route(Method::Get, "/users/:id", 7)
+        .route(Method::Get, "/api/v1/sleep", 8)
+        .route(Method::Get, "/api/v1/stream", 9)
+        .build();
+    let mut g = c.benchmark_group("router");
+    g.bench_function("first_static", |b| b.iter(|| r.lookup(Method::Get, black_box("/ping"))));
+    g.bench_function("param", |b| b.iter(|| r.lookup(Method::Get, black_box("/users/12345"))));
+    g.bench_function("last_static", |b| b.iter(|| r.lookup(Method::Get, black_box("/api/v1/stream"))));
+    g.bench_function("not_found", |b| b.iter(|| r.lookup(Method::Get, black_box("/nowhere/at/all"))));
+    g.finish();
+}
+
+fn limiter(c: &mut Criterion) {
+    let mut g = c.benchmark_group("limiter");
+    let gcra = Arc::new(Gcra::new(Quota::new(1_000_000_000, 1_000_000).unwrap()));
+    let mut t = 0u64;
+    g.bench_function("gcra_uncontended", |b| {
+        b.iter(|| {
+            t += 1;
+            gcra.check(Instant::from_nanos(t))
+        })
+    });
+    // Two threads: this one measured, another hammering the same bucket.
+    let stop = Arc::new(AtomicBool::new(false));
+    let other = {
+        let (g2, stop) = (gcra.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut t = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                t += 1;
+                black_box(g2.check(Instant::from_nanos(t)));
+            }
+        })
+    };
+    g.bench_function("gcra_contended_2_threads", |b| {
+        b.iter(|| {
+            t += 1;
+            gcra.check(Instant::from_nanos(t))
+        })
+    });
+    stop.store(true, Ordering::Relaxed);
+    other.join().unwrap();
+    let keyed = KeyedGcra::new(Quota::new(1_000_000, 1_000).unwrap(), 100_000);
+    let mut k = 0u128;
+    g.bench_function("per_ip_10k_keys", |b| {
+        b.iter(|| {
+            k = (k + 7919) % 10_000;
+            t += 1;
+            keyed.check(k, Instant::from_nanos(t))
+        })
+    });
+    g.finish();
+}
+
+fn queue(c: &mut Criterion) {
+    let mut g = c.benchmark_group("job_queue");
+    let q = JobQueue::new(1024, 1);
+    g.bench_function("submit_take_complete", |b| {
+        b.iter(|| {
+            let wait = q.submit(Instant::from_nanos(1), 3, Instant::from_nanos(u64::MAX)).unwrap();
+            let job = q.take().unwrap();
+            let (n, _) = job.start(Instant::from_nanos(2)).unwrap();
+            job.complete(Instant::from_nanos(3), Some(n * n));
+            wait.try_done()
+        })
+    });
+    g.bench_function("submit_then_cancel", |b| {
+        b.iter_batched(
+            || (),
+            |()| {
+                drop(q.submit(Instant::from_nanos(1), 3, Instant::from_nanos(u64::MAX)).unwrap());
+                q.take().map(|j| j.start(Instant::from_nanos(2)))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn metrics(c: &mut Criterion) {
+    let m = Metrics::new(vec!["/ping", "unmatched"]);
+    let mut g = c.benchmark_group("metrics");
+    g.bench_function("record_request", |b| {
+        b.iter(|| {
+            m.request_started();
+            m.request_finished(RequestRecord { method: 0, route: 0, status: 200, latency: Duration::from_micros(37) })
+        })
+    });
+    g.bench_function("snapshot_totals", |b| b.iter(|| m.totals()));
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    targets = parse, session, router, limiter, queue, metrics
+}
+criterion_main!(benches);

@@ -52,11 +52,15 @@ impl IpNet {
         };
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -145,34 +149,174 @@ struct Setting {
 }
 
 const SETTINGS: &[Setting] = &[
-    Setting { env: "SERVER_PORT", flag: "port", default: ":8080", help: "listen address: 8080, :8080, 127.0.0.1:8080, [::1]:8080 (port 0 picks a free port)" },
-    Setting { env: "ENVIRONMENT", flag: "environment", default: "development", help: "development (human logs) or production (JSON logs)" },
-    Setting { env: "SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", default: "30s", help: "graceful drain limit" },
-    Setting { env: "LOG_LEVEL", flag: "log-level", default: "info", help: "tracing filter: error, warn, info, debug, trace or directives" },
-    Setting { env: "ACCESS_LOG", flag: "access-log", default: "true", help: "one log line per request" },
-    Setting { env: "MAX_HEADER_BYTES", flag: "max-header-bytes", default: "16384", help: "request line + headers, past it 431" },
-    Setting { env: "MAX_HEADERS", flag: "max-headers", default: "64", help: "header fields per request, past it 431" },
-    Setting { env: "MAX_URI_BYTES", flag: "max-uri-bytes", default: "8192", help: "request-target length, past it 414" },
-    Setting { env: "MAX_BODY_BYTES", flag: "max-body-bytes", default: "1048576", help: "request body, past it 413" },
-    Setting { env: "MAX_CONNECTIONS", flag: "max-connections", default: "100000", help: "open connections, past it 503 + close" },
-    Setting { env: "HEADER_TIMEOUT", flag: "header-timeout", default: "10s", help: "time to receive a request head (408)" },
-    Setting { env: "IDLE_TIMEOUT", flag: "idle-timeout", default: "60s", help: "idle keep-alive connection lifetime" },
-    Setting { env: "WRITE_TIMEOUT", flag: "write-timeout", default: "15s", help: "a response write without progress" },
-    Setting { env: "REQUEST_TIMEOUT", flag: "request-timeout", default: "30s", help: "queued job deadline (504)" },
-    Setting { env: "RATE_LIMIT", flag: "rate-limit", default: "100000", help: "global requests/s, 0 = off" },
-    Setting { env: "RATE_BURST", flag: "rate-burst", default: "", help: "global burst (default: RATE_LIMIT)" },
-    Setting { env: "RATE_LIMIT_PER_IP", flag: "rate-limit-per-ip", default: "0", help: "requests/s per client IP (burst equal), 0 = off" },
-    Setting { env: "RATE_LIMIT_MAX_KEYS", flag: "rate-limit-max-keys", default: "100000", help: "client IPs tracked at most" },
-    Setting { env: "TRUST_PROXY", flag: "trust-proxy", default: "false", help: "client IP from X-Forwarded-For" },
-    Setting { env: "TRUSTED_PROXIES", flag: "trusted-proxies", default: "", help: "comma-separated CIDRs of proxies skipped in X-Forwarded-For" },
-    Setting { env: "API_TOKEN", flag: "api-token", default: "", help: "bearer token required on /api/* (empty = none)" },
-    Setting { env: "QUEUE_SIZE", flag: "queue-size", default: "10000", help: "job queue places" },
-    Setting { env: "WORKER_COUNT", flag: "workers", default: "", help: "worker threads (default: 2 x cores)" },
-    Setting { env: "JOB_COST", flag: "job-cost", default: "50000", help: "rounds of CPU work per intensive job" },
-    Setting { env: "BACKLOG", flag: "backlog", default: "4096", help: "listen backlog" },
-    Setting { env: "IO_THREADS", flag: "io-threads", default: "", help: "threads serving connections in tokio and smol (default: cores; std uses one per connection)" },
-    Setting { env: "RUNTIME_LAYOUT", flag: "runtime-layout", default: "per-core", help: "per-core (one single-threaded executor per I/O thread) or shared (one work-stealing pool)" },
-    Setting { env: "LOG_BUFFER_LINES", flag: "log-buffer-lines", default: "65536", help: "log lines buffered before dropping" },
+    Setting {
+        env: "SERVER_PORT",
+        flag: "port",
+        default: ":8080",
+        help: "listen address: 8080, :8080, 127.0.0.1:8080, [::1]:8080 (port 0 picks a free port)",
+    },
+    Setting {
+        env: "ENVIRONMENT",
+        flag: "environment",
+        default: "development",
+        help: "development (human logs) or production (JSON logs)",
+    },
+    Setting {
+        env: "SHUTDOWN_TIMEOUT",
+        flag: "shutdown-timeout",
+        default: "30s",
+        help: "graceful drain limit",
+    },
+    Setting {
+        env: "LOG_LEVEL",
+        flag: "log-level",
+        default: "info",
+        help: "tracing filter: error, warn, info, debug, trace or directives",
+    },
+    Setting {
+        env: "ACCESS_LOG",
+        flag: "access-log",
+        default: "true",
+        help: "one log line per request",
+    },
+    Setting {
+        env: "MAX_HEADER_BYTES",
+        flag: "max-header-bytes",
+        default: "16384",
+        help: "request line + headers, past it 431",
+    },
+    Setting {
+        env: "MAX_HEADERS",
+        flag: "max-headers",
+        default: "64",
+        help: "header fields per request, past it 431",
+    },
+    Setting {
+        env: "MAX_URI_BYTES",
+        flag: "max-uri-bytes",
+        default: "8192",
+        help: "request-target length, past it 414",
+    },
+    Setting {
+        env: "MAX_BODY_BYTES",
+        flag: "max-body-bytes",
+        default: "1048576",
+        help: "request body, past it 413",
+    },
+    Setting {
+        env: "MAX_CONNECTIONS",
+        flag: "max-connections",
+        default: "100000",
+        help: "open connections, past it 503 + close",
+    },
+    Setting {
+        env: "HEADER_TIMEOUT",
+        flag: "header-timeout",
+        default: "10s",
+        help: "time to receive a request head (408)",
+    },
+    Setting {
+        env: "IDLE_TIMEOUT",
+        flag: "idle-timeout",
+        default: "60s",
+        help: "idle keep-alive connection lifetime",
+    },
+    Setting {
+        env: "WRITE_TIMEOUT",
+        flag: "write-timeout",
+        default: "15s",
+        help: "a response write without progress",
+    },
+    Setting {
+        env: "REQUEST_TIMEOUT",
+        flag: "request-timeout",
+        default: "30s",
+        help: "queued job deadline (504)",
+    },
+    Setting {
+        env: "RATE_LIMIT",
+        flag: "rate-limit",
+        default: "100000",
+        help: "global requests/s, 0 = off",
+    },
+    Setting {
+        env: "RATE_BURST",
+        flag: "rate-burst",
+        default: "",
+        help: "global burst (default: RATE_LIMIT)",
+    },
+    Setting {
+        env: "RATE_LIMIT_PER_IP",
+        flag: "rate-limit-per-ip",
+        default: "0",
+        help: "requests/s per client IP (burst equal), 0 = off",
+    },
+    Setting {
+        env: "RATE_LIMIT_MAX_KEYS",
+        flag: "rate-limit-max-keys",
+        default: "100000",
+        help: "client IPs tracked at most",
+    },
+    Setting {
+        env: "TRUST_PROXY",
+        flag: "trust-proxy",
+        default: "false",
+        help: "client IP from X-Forwarded-For",
+    },
+    Setting {
+        env: "TRUSTED_PROXIES",
+        flag: "trusted-proxies",
+        default: "",
+        help: "comma-separated CIDRs of proxies skipped in X-Forwarded-For",
+    },
+    Setting {
+        env: "API_TOKEN",
+        flag: "api-token",
+        default: "",
+        help: "bearer token required on /api/* (empty = none)",
+    },
+    Setting {
+        env: "QUEUE_SIZE",
+        flag: "queue-size",
+        default: "10000",
+        help: "job queue places",
+    },
+    Setting {
+        env: "WORKER_COUNT",
+        flag: "workers",
+        default: "",
+        help: "worker threads (default: 2 x cores)",
+    },
+    Setting {
+        env: "JOB_COST",
+        flag: "job-cost",
+        default: "50000",
+        help: "rounds of CPU work per intensive job",
+    },
+    Setting {
+        env: "BACKLOG",
+        flag: "backlog",
+        default: "4096",
+        help: "listen backlog",
+    },
+    Setting {
+        env: "IO_THREADS",
+        flag: "io-threads",
+        default: "",
+        help: "threads serving connections in tokio and smol (default: cores; std uses one per connection)",
+    },
+    Setting {
+        env: "RUNTIME_LAYOUT",
+        flag: "runtime-layout",
+        default: "per-core",
+        help: "per-core (one single-threaded executor per I/O thread) or shared (one work-stealing pool)",
+    },
+    Setting {
+        env: "LOG_BUFFER_LINES",
+        flag: "log-buffer-lines",
+        default: "65536",
+        help: "log lines buffered before dropping",
+    },
 ];
 
 /// Why configuration failed. Each variant names the variable (or flag) and the value.
@@ -199,7 +343,11 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::Invalid { name, value, expected } => {
+            ConfigError::Invalid {
+                name,
+                value,
+                expected,
+            } => {
                 write!(f, "invalid {name}={value:?}: expected {expected}")
             }
             ConfigError::UnknownFlag(flag) => write!(f, "unknown argument {flag:?} (see --help)"),
@@ -219,7 +367,11 @@ pub fn help_text(bin: &str) -> String {
         env!("CARGO_PKG_VERSION")
     );
     for st in SETTINGS {
-        let default = if st.default.is_empty() { "-" } else { st.default };
+        let default = if st.default.is_empty() {
+            "-"
+        } else {
+            st.default
+        };
         s.push_str(&format!(
             "  --{:<22} {:<20} {} [default: {}]\n",
             st.flag, st.env, st.help, default
@@ -231,8 +383,12 @@ pub fn help_text(bin: &str) -> String {
 
 impl Default for Config {
     fn default() -> Self {
-        Config::from_sources(std::iter::empty::<(String, String)>(), std::iter::empty::<String>(), 2)
-            .expect("invariant: the built-in defaults are valid")
+        Config::from_sources(
+            std::iter::empty::<(String, String)>(),
+            std::iter::empty::<String>(),
+            2,
+        )
+        .expect("invariant: the built-in defaults are valid")
     }
 }
 
@@ -278,7 +434,9 @@ impl Config {
                 Some(v) => v,
                 None => {
                     i += 1;
-                    args.get(i).cloned().ok_or_else(|| ConfigError::MissingValue(arg.clone()))?
+                    args.get(i)
+                        .cloned()
+                        .ok_or_else(|| ConfigError::MissingValue(arg.clone()))?
                 }
             };
             values[idx] = Some(value);
@@ -287,7 +445,11 @@ impl Config {
         let mut src = Source { values };
         let rate_limit = src.u64("RATE_LIMIT")?;
         let cfg = Config {
-            listen: src.parse("SERVER_PORT", "a port or address like :8080 or 127.0.0.1:8080", parse_listen)?,
+            listen: src.parse(
+                "SERVER_PORT",
+                "a port or address like :8080 or 127.0.0.1:8080",
+                parse_listen,
+            )?,
             environment: src.parse("ENVIRONMENT", "development or production", |v| match v {
                 "development" | "dev" => Some(Environment::Development),
                 "production" | "prod" => Some(Environment::Production),
@@ -315,10 +477,21 @@ impl Config {
             rate_limit_per_ip: src.u64("RATE_LIMIT_PER_IP")?,
             rate_limit_max_keys: src.size("RATE_LIMIT_MAX_KEYS", 1, 1 << 26)?,
             trust_proxy: src.bool("TRUST_PROXY")?,
-            trusted_proxies: src.parse("TRUSTED_PROXIES", "comma-separated CIDRs like 10.0.0.0/8", |v| {
-                v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(IpNet::parse).collect()
-            })?,
-            api_token: src.raw("API_TOKEN").filter(|t| !t.is_empty()).map(str::to_owned),
+            trusted_proxies: src.parse(
+                "TRUSTED_PROXIES",
+                "comma-separated CIDRs like 10.0.0.0/8",
+                |v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(IpNet::parse)
+                        .collect()
+                },
+            )?,
+            api_token: src
+                .raw("API_TOKEN")
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
             queue_size: src.size("QUEUE_SIZE", 1, 1 << 24)?,
             worker_count: match src.raw("WORKER_COUNT") {
                 None => (2 * cores).max(1),
@@ -376,7 +549,11 @@ impl Config {
             self.request_timeout,
             self.shutdown_timeout,
             self.access_log,
-            if self.api_token.is_some() { "set" } else { "unset" },
+            if self.api_token.is_some() {
+                "set"
+            } else {
+                "unset"
+            },
             self.backlog,
             self.io_threads,
             self.layout,
@@ -390,7 +567,10 @@ struct Source {
 
 impl Source {
     fn setting(name: &str) -> usize {
-        SETTINGS.iter().position(|s| s.env == name).expect("invariant: every parsed name is in SETTINGS")
+        SETTINGS
+            .iter()
+            .position(|s| s.env == name)
+            .expect("invariant: every parsed name is in SETTINGS")
     }
 
     fn raw(&self, name: &'static str) -> Option<&str> {
@@ -398,7 +578,8 @@ impl Source {
     }
 
     fn text(&self, name: &'static str) -> &str {
-        self.raw(name).unwrap_or(SETTINGS[Self::setting(name)].default)
+        self.raw(name)
+            .unwrap_or(SETTINGS[Self::setting(name)].default)
     }
 
     fn parse<T>(
@@ -408,7 +589,11 @@ impl Source {
         f: impl FnOnce(&str) -> Option<T>,
     ) -> Result<T, ConfigError> {
         let v = self.text(name);
-        f(v).ok_or_else(|| ConfigError::Invalid { name, value: v.to_owned(), expected })
+        f(v).ok_or_else(|| ConfigError::Invalid {
+            name,
+            value: v.to_owned(),
+            expected,
+        })
     }
 
     fn u64(&mut self, name: &'static str) -> Result<u64, ConfigError> {
@@ -417,15 +602,20 @@ impl Source {
 
     fn size(&mut self, name: &'static str, min: usize, max: usize) -> Result<usize, ConfigError> {
         self.parse(name, "an integer in its allowed range (see --help)", |v| {
-            v.trim().parse::<usize>().ok().filter(|n| (min..=max).contains(n))
+            v.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
         })
     }
 
     fn bool(&mut self, name: &'static str) -> Result<bool, ConfigError> {
-        self.parse(name, "true or false", |v| match v.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Some(true),
-            "false" | "0" | "no" | "off" => Some(false),
-            _ => None,
+        self.parse(name, "true or false", |v| {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Some(true),
+                "false" | "0" | "no" | "off" => Some(false),
+                _ => None,
+            }
         })
     }
 
@@ -469,7 +659,10 @@ mod tests {
         assert_eq!((c.rate_limit, c.rate_burst), (100_000, 100_000));
         assert_eq!(c.rate_limit_per_ip, 0);
         assert_eq!(c.rate_limit_max_keys, 100_000);
-        assert_eq!((c.queue_size, c.worker_count, c.job_cost), (10_000, 8, 50_000));
+        assert_eq!(
+            (c.queue_size, c.worker_count, c.job_cost),
+            (10_000, 8, 50_000)
+        );
         assert!(c.access_log && !c.trust_proxy && c.api_token.is_none());
         assert_eq!(c.environment, Environment::Development);
     }
@@ -483,13 +676,21 @@ mod tests {
             ("[::1]:8080", "[::1]:8080"),
             ("0", "0.0.0.0:0"),
         ] {
-            assert_eq!(cfg(&[("SERVER_PORT", v)], &[]).unwrap().listen, want.parse().unwrap(), "{v}");
+            assert_eq!(
+                cfg(&[("SERVER_PORT", v)], &[]).unwrap().listen,
+                want.parse().unwrap(),
+                "{v}"
+            );
         }
     }
 
     #[test]
     fn flags_win_over_environment() {
-        let c = cfg(&[("SERVER_PORT", "1"), ("WORKER_COUNT", "3")], &["--port", "2", "--workers=5"]).unwrap();
+        let c = cfg(
+            &[("SERVER_PORT", "1"), ("WORKER_COUNT", "3")],
+            &["--port", "2", "--workers=5"],
+        )
+        .unwrap();
         assert_eq!(c.listen.port(), 2);
         assert_eq!(c.worker_count, 5);
     }
@@ -523,17 +724,33 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_errors() {
-        assert_eq!(cfg(&[], &["--nope", "1"]).unwrap_err(), ConfigError::UnknownFlag("--nope".into()));
-        assert_eq!(cfg(&[], &["--port"]).unwrap_err(), ConfigError::MissingValue("--port".into()));
-        assert_eq!(cfg(&[], &["--help"]).unwrap_err(), ConfigError::HelpRequested);
-        assert!(matches!(cfg(&[], &["stray"]).unwrap_err(), ConfigError::UnknownFlag(_)));
+        assert_eq!(
+            cfg(&[], &["--nope", "1"]).unwrap_err(),
+            ConfigError::UnknownFlag("--nope".into())
+        );
+        assert_eq!(
+            cfg(&[], &["--port"]).unwrap_err(),
+            ConfigError::MissingValue("--port".into())
+        );
+        assert_eq!(
+            cfg(&[], &["--help"]).unwrap_err(),
+            ConfigError::HelpRequested
+        );
+        assert!(matches!(
+            cfg(&[], &["stray"]).unwrap_err(),
+            ConfigError::UnknownFlag(_)
+        ));
     }
 
     #[test]
     fn help_lists_every_setting_with_default() {
         let h = help_text("weir-tokio");
         for s in SETTINGS {
-            assert!(h.contains(s.env) && h.contains(&format!("--{}", s.flag)), "{}", s.env);
+            assert!(
+                h.contains(s.env) && h.contains(&format!("--{}", s.flag)),
+                "{}",
+                s.env
+            );
         }
         assert!(h.contains("[default: 30s]"));
     }
@@ -547,7 +764,11 @@ mod tests {
         let v6 = IpNet::parse("2001:db8::/32").unwrap();
         assert!(v6.contains("2001:db8:1::1".parse().unwrap()));
         assert!(!v6.contains("2001:db9::1".parse().unwrap()));
-        assert!(IpNet::parse("0.0.0.0/0").unwrap().contains("1.2.3.4".parse().unwrap()));
+        assert!(
+            IpNet::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("1.2.3.4".parse().unwrap())
+        );
         assert!(IpNet::parse("1.2.3.4/33").is_none());
     }
 }

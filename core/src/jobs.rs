@@ -77,7 +77,9 @@ pub struct JobStats {
 #[derive(Debug)]
 enum State {
     Queued,
-    Running { started: Instant },
+    Running {
+        started: Instant,
+    },
     /// Terminal: the outcome is ready for the waiter.
     Done(JobDone),
     /// Terminal: the waiter left before the job started.
@@ -157,7 +159,12 @@ impl JobQueue {
     }
 
     /// Enqueues a job for `number` that must finish by `deadline`. Never blocks.
-    pub fn submit(&self, now: Instant, number: i64, deadline: Instant) -> Result<JobWait, QueueFull> {
+    pub fn submit(
+        &self,
+        now: Instant,
+        number: i64,
+        deadline: Instant,
+    ) -> Result<JobWait, QueueFull> {
         if self.closed.load(Ordering::Acquire) {
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(QueueFull);
@@ -167,13 +174,20 @@ impl JobQueue {
             number,
             enqueued: now,
             deadline,
-            inner: Mutex::new(Inner { state: State::Queued, waker: None, abandoned: false }),
+            inner: Mutex::new(Inner {
+                state: State::Queued,
+                waker: None,
+                abandoned: false,
+            }),
             ready: Condvar::new(),
         });
         match self.tx.try_send(slot.clone()) {
             Ok(()) => {
                 self.stats.submitted.fetch_add(1, Ordering::Relaxed);
-                Ok(JobWait { slot, stats: self.stats.clone() })
+                Ok(JobWait {
+                    slot,
+                    stats: self.stats.clone(),
+                })
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.stats.rejected.fetch_add(1, Ordering::Relaxed);
@@ -184,7 +198,10 @@ impl JobQueue {
 
     /// Takes the oldest queued job, if any. Never blocks.
     pub fn take(&self) -> Option<Job<'_>> {
-        self.rx.try_recv().ok().map(|slot| Job { slot, queue: self })
+        self.rx
+            .try_recv()
+            .ok()
+            .map(|slot| Job { slot, queue: self })
     }
 
     /// Waits for a job until `stop` fires (its sender dropped or sent to); queued jobs are
@@ -252,7 +269,9 @@ impl Job<'_> {
             State::Queued => {
                 inner.state = State::Running { started: now };
                 drop(inner);
-                self.queue.queue_wait.record_us(now.since(self.slot.enqueued));
+                self.queue
+                    .queue_wait
+                    .record_us(now.since(self.slot.enqueued));
                 Some((self.slot.number, self.queue.cost))
             }
             _ => None,
@@ -271,7 +290,12 @@ impl Job<'_> {
         let done = match result {
             Some(result) => {
                 self.queue.stats.completed.fetch_add(1, Ordering::Relaxed);
-                JobDone::Completed { id: self.slot.id, result, queue_wait: started.since(self.slot.enqueued), run_time }
+                JobDone::Completed {
+                    id: self.slot.id,
+                    result,
+                    queue_wait: started.since(self.slot.enqueued),
+                    run_time,
+                }
             }
             None => {
                 self.queue.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -339,7 +363,9 @@ impl JobWait {
     /// A cheap clone of the claim for a runtime that waits on it while the session keeps its
     /// own; dropping a clone does not cancel.
     pub fn watcher(&self) -> JobWatch {
-        JobWatch { slot: self.slot.clone() }
+        JobWatch {
+            slot: self.slot.clone(),
+        }
     }
 }
 
@@ -372,7 +398,9 @@ impl JobWatch {
         let (inner, _) = self
             .slot
             .ready
-            .wait_timeout_while(inner, timeout, |i| matches!(i.state, State::Queued | State::Running { .. }))
+            .wait_timeout_while(inner, timeout, |i| {
+                matches!(i.state, State::Queued | State::Running { .. })
+            })
             .unwrap_or_else(|p| p.into_inner());
         !matches!(inner.state, State::Queued | State::Running { .. })
     }
@@ -424,7 +452,9 @@ mod tests {
     #[test]
     fn ids_are_unique_and_increasing() {
         let q = JobQueue::new(10, 1);
-        let ids: Vec<u64> = (0..5).map(|i| q.submit(t(0), i, t(10)).unwrap().id()).collect();
+        let ids: Vec<u64> = (0..5)
+            .map(|i| q.submit(t(0), i, t(10)).unwrap().id())
+            .collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
     }
 
@@ -455,9 +485,20 @@ mod tests {
         let (n, cost) = job.start(t(3)).unwrap();
         assert_eq!((n, cost), (6, 7));
         job.complete(t(5), Some(intensive_work(n, cost)));
-        let Some(JobDone::Completed { id, result, queue_wait, run_time }) = w.try_done() else { panic!() };
+        let Some(JobDone::Completed {
+            id,
+            result,
+            queue_wait,
+            run_time,
+        }) = w.try_done()
+        else {
+            panic!()
+        };
         assert_eq!((id, result), (w.id(), 36));
-        assert_eq!((queue_wait, run_time), (Duration::from_millis(3), Duration::from_millis(2)));
+        assert_eq!(
+            (queue_wait, run_time),
+            (Duration::from_millis(3), Duration::from_millis(2))
+        );
         assert_eq!(q.queue_wait.count(), 1);
     }
 

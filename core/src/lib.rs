@@ -28,7 +28,7 @@
 //! ```no_run
 //! # use std::{io::{Read, Write}, net::TcpStream, sync::Arc};
 //! # use weir_core::{App, Effect, Now};
-//! # fn now() -> Now { unimplemented!() }
+//! # fn now() -> Now { Now::default() }
 //! # fn serve(app: Arc<App>, mut sock: TcpStream) -> std::io::Result<()> {
 //! let mut session = app.session(sock.peer_addr()?, now());
 //! loop {

@@ -46,7 +46,10 @@ pub struct Quota {
 impl Quota {
     /// `rate` per second with `burst`; `None` when `rate` is 0 (limiting off).
     pub fn new(rate: u64, burst: u64) -> Option<Quota> {
-        (rate > 0).then(|| Quota { interval_ns: NANOS.div_ceil(rate).max(1), burst: burst.max(1) })
+        (rate > 0).then(|| Quota {
+            interval_ns: NANOS.div_ceil(rate).max(1),
+            burst: burst.max(1),
+        })
     }
 
     /// The burst (the `q` of `RateLimit-Policy`).
@@ -56,7 +59,9 @@ impl Quota {
 
     /// Seconds for an empty bucket to refill (the `w` of `RateLimit-Policy`, at least 1).
     pub fn window_secs(&self) -> u64 {
-        (self.burst.saturating_mul(self.interval_ns)).div_ceil(NANOS).max(1)
+        (self.burst.saturating_mul(self.interval_ns))
+            .div_ceil(NANOS)
+            .max(1)
     }
 
     fn limit_ns(&self) -> u64 {
@@ -98,7 +103,10 @@ pub struct Gcra {
 impl Gcra {
     /// A full bucket.
     pub fn new(quota: Quota) -> Self {
-        Gcra { quota, tat: AtomicU64::new(0) }
+        Gcra {
+            quota,
+            tat: AtomicU64::new(0),
+        }
     }
 
     /// The quota.
@@ -113,7 +121,10 @@ impl Gcra {
         loop {
             let (next, verdict) = self.quota.step(tat, now);
             let Some(next) = next else { return verdict };
-            match self.tat.compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed) {
+            match self
+                .tat
+                .compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => return verdict,
                 Err(actual) => tat = actual,
             }
@@ -152,8 +163,14 @@ pub struct KeyedGcra {
 impl KeyedGcra {
     /// A table for at most `max_keys` keys (rounded up to a multiple of the shard count).
     pub fn new(quota: Quota, max_keys: usize) -> Self {
-        let shards = (0..KEY_SHARDS).map(|_| Mutex::new(KeyShard::default())).collect();
-        KeyedGcra { quota, per_shard: max_keys.div_ceil(KEY_SHARDS).max(1), shards }
+        let shards = (0..KEY_SHARDS)
+            .map(|_| Mutex::new(KeyShard::default()))
+            .collect();
+        KeyedGcra {
+            quota,
+            per_shard: max_keys.div_ceil(KEY_SHARDS).max(1),
+            shards,
+        }
     }
 
     /// The quota.
@@ -197,7 +214,9 @@ impl KeyedGcra {
     /// or the last probed one when all are active.
     fn evict_one(s: &mut KeyShard, now: u64) {
         for probe in 0..EVICTION_PROBES {
-            let Some(front) = s.order.pop_front() else { return };
+            let Some(front) = s.order.pop_front() else {
+                return;
+            };
             let idle = s.tats.get(&front).is_none_or(|&t| t <= now);
             if idle || probe + 1 == EVICTION_PROBES {
                 s.tats.remove(&front);
@@ -209,7 +228,10 @@ impl KeyedGcra {
 
     /// Keys held now.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).tats.len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).tats.len())
+            .sum()
     }
 
     /// Whether no key is held.
@@ -224,6 +246,7 @@ impl KeyedGcra {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests contend from several threads on purpose
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -259,7 +282,10 @@ mod tests {
         assert!(g.check(at(5_000)).allowed);
         assert!(g.check(at(5_000)).allowed);
         assert!(!g.check(at(5_000)).allowed);
-        assert!(!g.check(at(1_000)).allowed, "going back in time does not refill");
+        assert!(
+            !g.check(at(1_000)).allowed,
+            "going back in time does not refill"
+        );
     }
 
     #[test]
@@ -274,8 +300,14 @@ mod tests {
         let c = client_key("2001:db8:1:3::1".parse().unwrap());
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert_eq!(client_key("::ffff:1.2.3.4".parse().unwrap()), client_key("1.2.3.4".parse().unwrap()));
-        assert_ne!(client_key("0.0.0.1".parse().unwrap()), client_key("::1".parse().unwrap()));
+        assert_eq!(
+            client_key("::ffff:1.2.3.4".parse().unwrap()),
+            client_key("1.2.3.4".parse().unwrap())
+        );
+        assert_ne!(
+            client_key("0.0.0.1".parse().unwrap()),
+            client_key("::1".parse().unwrap())
+        );
     }
 
     #[test]

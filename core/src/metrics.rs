@@ -24,9 +24,13 @@ const BUCKETS: usize = SUB + (MAX_MSB - SUB_BITS + 1) as usize * SUB;
 
 /// Upper bounds, in seconds, of the request-duration histogram: OpenTelemetry's advisory
 /// buckets for `http.server.request.duration`.
-pub const DURATION_BOUNDS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
-const DURATION_BOUNDS_US: [u64; 14] =
-    [5_000, 10_000, 25_000, 50_000, 75_000, 100_000, 250_000, 500_000, 750_000, 1_000_000, 2_500_000, 5_000_000, 7_500_000, 10_000_000];
+pub const DURATION_BOUNDS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+const DURATION_BOUNDS_US: [u64; 14] = [
+    5_000, 10_000, 25_000, 50_000, 75_000, 100_000, 250_000, 500_000, 750_000, 1_000_000,
+    2_500_000, 5_000_000, 7_500_000, 10_000_000,
+];
 
 /// Series slots per shard for (method, route, status); a further series lands in an overflow
 /// series labelled `status="other"`, so the table never grows.
@@ -138,7 +142,12 @@ impl Histogram {
             max = max.max(s.max.load(Ordering::Relaxed));
         }
         let count = counts.iter().sum();
-        HistogramSnapshot { counts, count, sum, max }
+        HistogramSnapshot {
+            counts,
+            count,
+            sum,
+            max,
+        }
     }
 }
 
@@ -173,7 +182,11 @@ impl HistogramSnapshot {
 
     /// The mean; 0 when empty.
     pub fn mean(&self) -> f64 {
-        if self.count == 0 { 0.0 } else { self.sum as f64 / self.count as f64 }
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.count as f64
+        }
     }
 }
 
@@ -254,7 +267,11 @@ impl Metrics {
                     .collect(),
             })
             .collect();
-        Metrics { shards, latency: Histogram::new(), routes }
+        Metrics {
+            shards,
+            latency: Histogram::new(),
+            routes,
+        }
     }
 
     fn shard(&self) -> &Shard {
@@ -263,12 +280,18 @@ impl Metrics {
 
     /// A request began (its head is complete).
     pub fn request_started(&self) {
-        self.shard().counters.active_requests.fetch_add(1, Ordering::Relaxed);
+        self.shard()
+            .counters
+            .active_requests
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request ended without a response (its client left).
     pub fn request_abandoned(&self) {
-        self.shard().counters.active_requests.fetch_sub(1, Ordering::Relaxed);
+        self.shard()
+            .counters
+            .active_requests
+            .fetch_sub(1, Ordering::Relaxed);
     }
 
     /// A request ended with a response.
@@ -306,7 +329,10 @@ impl Metrics {
                 return slot;
             }
             if k == 0 {
-                match slot.key.compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire) {
+                match slot
+                    .key
+                    .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
+                {
                     Ok(_) => return slot,
                     Err(actual) if actual == key => return slot,
                     Err(_) => continue,
@@ -331,7 +357,10 @@ impl Metrics {
 
     /// An accepted connection closed.
     pub fn connection_closed(&self) {
-        self.shard().counters.active_connections.fetch_sub(1, Ordering::Relaxed);
+        self.shard()
+            .counters
+            .active_connections
+            .fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Sums the counters.
@@ -369,7 +398,9 @@ impl Metrics {
                 if key == 0 {
                     continue;
                 }
-                let e = merged.entry(key).or_insert(([0; DURATION_BOUNDS.len()], 0, 0));
+                let e = merged
+                    .entry(key)
+                    .or_insert(([0; DURATION_BOUNDS.len()], 0, 0));
                 for (m, b) in e.0.iter_mut().zip(series.buckets.iter()) {
                     *m += b.load(Ordering::Relaxed);
                 }
@@ -377,25 +408,50 @@ impl Metrics {
                 e.2 += series.sum_us.load(Ordering::Relaxed);
             }
         }
-        out.push_str("# HELP http_server_request_duration_seconds Duration of HTTP server requests.\n");
+        out.push_str(
+            "# HELP http_server_request_duration_seconds Duration of HTTP server requests.\n",
+        );
         out.push_str("# TYPE http_server_request_duration_seconds histogram\n");
         out.push_str("# UNIT http_server_request_duration_seconds seconds\n");
         for (key, (buckets, count, sum_us)) in merged {
             let labels = if key == OVERFLOW_KEY {
                 "http_request_method=\"_OTHER\",http_route=\"other\",http_response_status_code=\"other\"".to_owned()
             } else {
-                let method = method_names.get((key >> 24) as usize).copied().unwrap_or("_OTHER");
-                let route = self.routes.get(((key >> 16) & 0xff) as usize).copied().unwrap_or("unmatched");
-                format!("http_request_method=\"{method}\",http_route=\"{route}\",http_response_status_code=\"{}\"", key & 0xffff)
+                let method = method_names
+                    .get((key >> 24) as usize)
+                    .copied()
+                    .unwrap_or("_OTHER");
+                let route = self
+                    .routes
+                    .get(((key >> 16) & 0xff) as usize)
+                    .copied()
+                    .unwrap_or("unmatched");
+                format!(
+                    "http_request_method=\"{method}\",http_route=\"{route}\",http_response_status_code=\"{}\"",
+                    key & 0xffff
+                )
             };
             let mut cumulative = 0;
             for (bound, c) in DURATION_BOUNDS.iter().zip(buckets) {
                 cumulative += c;
-                let _ = writeln!(out, "http_server_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+                let _ = writeln!(
+                    out,
+                    "http_server_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                );
             }
-            let _ = writeln!(out, "http_server_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}");
-            let _ = writeln!(out, "http_server_request_duration_seconds_count{{{labels}}} {count}");
-            let _ = writeln!(out, "http_server_request_duration_seconds_sum{{{labels}}} {}", sum_us as f64 / 1e6);
+            let _ = writeln!(
+                out,
+                "http_server_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "http_server_request_duration_seconds_count{{{labels}}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "http_server_request_duration_seconds_sum{{{labels}}} {}",
+                sum_us as f64 / 1e6
+            );
         }
     }
 }
@@ -423,15 +479,22 @@ pub struct Totals {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests contend from several threads on purpose
 mod tests {
     use super::*;
 
     #[test]
     fn bucket_values_stay_within_one_percent() {
-        for v in (0..2_000_000u64).step_by(7).chain([1u64 << 39, 123_456_789_012]) {
+        for v in (0..2_000_000u64)
+            .step_by(7)
+            .chain([1u64 << 39, 123_456_789_012])
+        {
             let got = bucket_value(bucket_of(v));
             let err = (got as f64 - v as f64).abs() / (v.max(1) as f64);
-            assert!(err <= 1.0 / 256.0 + 1e-12 || v < SUB as u64 && got == v, "v={v} got={got}");
+            assert!(
+                err <= 1.0 / 256.0 + 1e-12 || v < SUB as u64 && got == v,
+                "v={v} got={got}"
+            );
         }
         assert!(bucket_of(u64::MAX) < BUCKETS);
     }
@@ -462,7 +525,12 @@ mod tests {
                     for i in 0..1000 {
                         m.request_started();
                         let status = if i % 10 == 0 { 429 } else { 200 };
-                        m.request_finished(RequestRecord { method: 0, route: 0, status, latency: Duration::from_micros(50) });
+                        m.request_finished(RequestRecord {
+                            method: 0,
+                            route: 0,
+                            status,
+                            latency: Duration::from_micros(50),
+                        });
                     }
                 })
             })
@@ -471,7 +539,10 @@ mod tests {
             h.join().unwrap();
         }
         let t = m.totals();
-        assert_eq!((t.total, t.success, t.errors, t.rejected, t.active_requests), (4000, 3600, 400, 400, 0));
+        assert_eq!(
+            (t.total, t.success, t.errors, t.rejected, t.active_requests),
+            (4000, 3600, 400, 400, 0)
+        );
         let mut out = String::new();
         m.write_duration_histogram(&mut out, &["GET"]);
         assert!(out.contains("http_server_request_duration_seconds_count{http_request_method=\"GET\",http_route=\"/ping\",http_response_status_code=\"200\"} 3600"), "{out}");
@@ -483,7 +554,12 @@ mod tests {
         let m = Metrics::new(vec!["/a"]);
         for status in 100..(100 + SERIES_CAP as u16 * 2) {
             m.request_started();
-            m.request_finished(RequestRecord { method: 0, route: 0, status, latency: Duration::ZERO });
+            m.request_finished(RequestRecord {
+                method: 0,
+                route: 0,
+                status,
+                latency: Duration::ZERO,
+            });
         }
         let mut out = String::new();
         m.write_duration_histogram(&mut out, &["GET"]);

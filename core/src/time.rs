@@ -26,8 +26,11 @@ impl Instant {
     }
 
     /// `self + d`, saturating at the end of time.
-    pub fn add(self, d: Duration) -> Instant {
-        Instant(self.0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+    pub fn saturating_add(self, d: Duration) -> Instant {
+        Instant(
+            self.0
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
     }
 
     /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
@@ -59,7 +62,7 @@ impl Now {
     /// This time moved forward by `d` on both clocks (test and driver helper).
     pub fn advanced(self, d: Duration) -> Now {
         Now {
-            mono: self.mono.add(d),
+            mono: self.mono.saturating_add(d),
             wall_ms: self.wall_ms + u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2),
         }
     }
@@ -154,6 +157,11 @@ mod tests {
     fn instant_arithmetic_saturates() {
         let t = Instant::from_nanos(10);
         assert_eq!(t.since(Instant::from_nanos(20)), Duration::ZERO);
-        assert_eq!(Instant::from_nanos(u64::MAX).add(Duration::from_secs(1)).as_nanos(), u64::MAX);
+        assert_eq!(
+            Instant::from_nanos(u64::MAX)
+                .saturating_add(Duration::from_secs(1))
+                .as_nanos(),
+            u64::MAX
+        );
     }
 }

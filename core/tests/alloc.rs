@@ -35,7 +35,9 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn allocations_per_request(raw: &[u8], pipeline: usize) -> (u64, usize) {
-    let app = weir_core::App::builder(config(&[])).runtime("test").build(t0());
+    let app = weir_core::App::builder(config(&[]))
+        .runtime("test")
+        .build(t0());
     let mut now = t0();
     let mut s = app.session(peer(), now);
     let batch: Vec<u8> = raw.repeat(pipeline);
@@ -57,7 +59,11 @@ fn allocations_per_request(raw: &[u8], pipeline: usize) -> (u64, usize) {
     let before = ALLOCS.with(|c| c.get());
     for i in 0..1000 / pipeline {
         // Time moves (Date is re-formatted each second) but stays under SHRINK_AFTER steps.
-        now = now.advanced(std::time::Duration::from_millis(if i % 10 == 0 { 700 } else { 1 }));
+        now = now.advanced(std::time::Duration::from_millis(if i % 10 == 0 {
+            700
+        } else {
+            1
+        }));
         s.handle_timeout(now);
         run(&mut s, now);
     }
@@ -69,7 +75,10 @@ fn allocations_per_request(raw: &[u8], pipeline: usize) -> (u64, usize) {
 fn ping_allocates_nothing_per_request() {
     let (allocs, ok) = allocations_per_request(b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n", 1);
     assert_eq!(ok, 1100);
-    assert_eq!(allocs, 0, "allocations over 1,000 keep-alive /ping requests");
+    assert_eq!(
+        allocs, 0,
+        "allocations over 1,000 keep-alive /ping requests"
+    );
 }
 
 #[test]
@@ -88,5 +97,8 @@ fn compute_fast_allocates_nothing_per_request() {
     );
     let (allocs, ok) = allocations_per_request(raw.as_bytes(), 1);
     assert_eq!(ok, 1100);
-    assert_eq!(allocs, 0, "allocations over 1,000 keep-alive compute/fast requests");
+    assert_eq!(
+        allocs, 0,
+        "allocations over 1,000 keep-alive compute/fast requests"
+    );
 }

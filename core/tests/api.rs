@@ -13,12 +13,18 @@ fn compute_fast_squares_the_number() {
     let r = d.request(&post("/api/v1/compute/fast", "{\"number\": 42}"));
     assert_eq!(r.status, 200);
     let v = r.json();
-    assert_eq!((v["job_id"].as_u64(), v["result"].as_i64()), (Some(0), Some(1764)));
+    assert_eq!(
+        (v["job_id"].as_u64(), v["result"].as_i64()),
+        (Some(0), Some(1764))
+    );
     assert_eq!(v["request_id"].as_str(), r.header("x-request-id"));
     assert_eq!(v["timestamp"].as_u64(), Some(WALL0_MS / 1000));
     assert!(v["latency_us"].is_u64());
     let r = d.request(&post("/api/v1/compute/fast", "{\"number\": -3037000499}"));
-    assert_eq!(r.json()["result"].as_i64(), Some(3037000499i64 * 3037000499));
+    assert_eq!(
+        r.json()["result"].as_i64(),
+        Some(3037000499i64 * 3037000499)
+    );
 }
 
 #[test]
@@ -38,7 +44,11 @@ fn compute_rejects_bad_bodies_with_400() {
     ] {
         for path in ["/api/v1/compute/fast", "/api/v1/compute/intensive"] {
             let r = d.request(&post(path, body));
-            assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("INVALID_REQUEST")), "{path} {body:?}");
+            assert_eq!(
+                (r.status, r.json()["code"].as_str()),
+                (400, Some("INVALID_REQUEST")),
+                "{path} {body:?}"
+            );
         }
     }
 }
@@ -64,7 +74,10 @@ fn full_queue_is_503_with_retry_after_then_recovers() {
     first.send(post("/api/v1/compute/intensive", "{\"number\":1}").as_bytes());
     let mut second = Driver::new(a.clone());
     let r = second.request(&post("/api/v1/compute/intensive", "{\"number\":1}"));
-    assert_eq!((r.status, r.json()["code"].as_str(), r.header("retry-after")), (503, Some("SERVICE_OVERLOADED"), Some("1")));
+    assert_eq!(
+        (r.status, r.json()["code"].as_str(), r.header("retry-after")),
+        (503, Some("SERVICE_OVERLOADED"), Some("1"))
+    );
     first.run_jobs();
     assert_eq!(first.one().status, 200);
     second.send(post("/api/v1/compute/intensive", "{\"number\":1}").as_bytes());
@@ -76,23 +89,38 @@ fn full_queue_is_503_with_retry_after_then_recovers() {
 fn echo_returns_body_and_content_type() {
     let mut d = Driver::with(&[]);
     let r = d.request("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\nContent-Length: 3\r\n\r\n\x01\x02\x03");
-    assert_eq!((r.status, r.header("content-type"), r.body.as_slice()), (200, Some("image/png"), &b"\x01\x02\x03"[..]));
+    assert_eq!(
+        (r.status, r.header("content-type"), r.body.as_slice()),
+        (200, Some("image/png"), &b"\x01\x02\x03"[..])
+    );
 }
 
 #[test]
 fn users_path_parameter() {
     let mut d = Driver::with(&[]);
-    assert_eq!(d.request(&get("/users/abc-123")).json(), serde_json::json!({"id": "abc-123"}));
-    assert_eq!(d.request(&get("/users/a%22b")).json(), serde_json::json!({"id": "a%22b"}));
+    assert_eq!(
+        d.request(&get("/users/abc-123")).json(),
+        serde_json::json!({"id": "abc-123"})
+    );
+    assert_eq!(
+        d.request(&get("/users/a%22b")).json(),
+        serde_json::json!({"id": "a%22b"})
+    );
 }
 
 #[test]
 fn not_found_and_method_not_allowed() {
     let mut d = Driver::with(&[]);
     let r = d.request(&get("/nope"));
-    assert_eq!((r.status, r.json()["code"].as_str()), (404, Some("NOT_FOUND")));
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (404, Some("NOT_FOUND"))
+    );
     let r = d.request(&post("/ping", ""));
-    assert_eq!((r.status, r.json()["code"].as_str(), r.header("allow")), (405, Some("METHOD_NOT_ALLOWED"), Some("GET, HEAD")));
+    assert_eq!(
+        (r.status, r.json()["code"].as_str(), r.header("allow")),
+        (405, Some("METHOD_NOT_ALLOWED"), Some("GET, HEAD"))
+    );
     let r = d.request(&get("/api/v1/compute/fast"));
     assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
 }
@@ -101,13 +129,26 @@ fn not_found_and_method_not_allowed() {
 fn request_ids_are_kept_or_generated() {
     let mut d = Driver::with(&[]);
     let r = d.request("GET /nope HTTP/1.1\r\nHost: t\r\nX-Request-ID: trace-77\r\n\r\n");
-    assert_eq!((r.header("x-request-id"), r.json()["request_id"].as_str()), (Some("trace-77"), Some("trace-77")));
+    assert_eq!(
+        (r.header("x-request-id"), r.json()["request_id"].as_str()),
+        (Some("trace-77"), Some("trace-77"))
+    );
     let long = "x".repeat(129);
-    let r = d.request(&format!("GET /ping HTTP/1.1\r\nHost: t\r\nX-Request-ID: {long}\r\n\r\n"));
+    let r = d.request(&format!(
+        "GET /ping HTTP/1.1\r\nHost: t\r\nX-Request-ID: {long}\r\n\r\n"
+    ));
     let id = r.header("x-request-id").unwrap();
     assert_eq!(id.len(), 36, "an invalid id is replaced by a UUID");
-    let a = d.request(&get("/ping")).header("x-request-id").unwrap().to_owned();
-    let b = d.request(&get("/ping")).header("x-request-id").unwrap().to_owned();
+    let a = d
+        .request(&get("/ping"))
+        .header("x-request-id")
+        .unwrap()
+        .to_owned();
+    let b = d
+        .request(&get("/ping"))
+        .header("x-request-id")
+        .unwrap()
+        .to_owned();
     assert_ne!(a, b);
 }
 
@@ -115,12 +156,23 @@ fn request_ids_are_kept_or_generated() {
 fn api_token_guards_api_routes_only() {
     let mut d = Driver::with(&[("API_TOKEN", "s3cret")]);
     let r = d.request(&post("/api/v1/compute/fast", "{\"number\":1}"));
-    assert_eq!((r.status, r.json()["code"].as_str(), r.header("www-authenticate")), (401, Some("UNAUTHORIZED"), Some("Bearer")));
+    assert_eq!(
+        (
+            r.status,
+            r.json()["code"].as_str(),
+            r.header("www-authenticate")
+        ),
+        (401, Some("UNAUTHORIZED"), Some("Bearer"))
+    );
     let r = d.request("POST /api/v1/compute/fast HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer wrong\r\nContent-Length: 12\r\n\r\n{\"number\":1}");
     assert_eq!(r.status, 401);
     let r = d.request("POST /api/v1/compute/fast HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cret\r\nContent-Length: 12\r\n\r\n{\"number\":1}");
     assert_eq!(r.status, 200);
-    assert_eq!(d.request(&get("/ping")).status, 200, "non-/api routes are open");
+    assert_eq!(
+        d.request(&get("/ping")).status,
+        200,
+        "non-/api routes are open"
+    );
 }
 
 #[test]
@@ -132,7 +184,10 @@ fn global_rate_limit_gives_429_with_ietf_headers() {
     assert_eq!(ok.header("ratelimit"), Some("\"global\";r=1;t=1"));
     assert_eq!(d.request(&get("/ping")).status, 200);
     let r = d.request(&get("/ping"));
-    assert_eq!((r.status, r.json()["code"].as_str()), (429, Some("RATE_LIMIT_EXCEEDED")));
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (429, Some("RATE_LIMIT_EXCEEDED"))
+    );
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(r.header("ratelimit"), Some("\"global\";r=0;t=1"));
     for path in ["/health", "/metrics", "/api/v1/stats"] {
@@ -145,16 +200,33 @@ fn global_rate_limit_gives_429_with_ietf_headers() {
 
 #[test]
 fn per_ip_limit_uses_forwarded_for_only_when_trusted() {
-    let a = app(&[("RATE_LIMIT", "0"), ("RATE_LIMIT_PER_IP", "1"), ("TRUST_PROXY", "true")]);
+    let a = app(&[
+        ("RATE_LIMIT", "0"),
+        ("RATE_LIMIT_PER_IP", "1"),
+        ("TRUST_PROXY", "true"),
+    ]);
     let mut d = Driver::new(a);
-    let from = |ip: &str| format!("GET /ping HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6, {ip}\r\n\r\n");
+    let from = |ip: &str| {
+        format!("GET /ping HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6, {ip}\r\n\r\n")
+    };
     assert_eq!(d.request(&from("1.1.1.1")).status, 200);
     let r = d.request(&from("1.1.1.1"));
-    assert_eq!((r.status, r.header("ratelimit-policy")), (429, Some("\"per-ip\";q=1;w=1")));
-    assert_eq!(d.request(&from("2.2.2.2")).status, 200, "another client has its own bucket");
+    assert_eq!(
+        (r.status, r.header("ratelimit-policy")),
+        (429, Some("\"per-ip\";q=1;w=1"))
+    );
+    assert_eq!(
+        d.request(&from("2.2.2.2")).status,
+        200,
+        "another client has its own bucket"
+    );
     let mut untrusting = Driver::with(&[("RATE_LIMIT", "0"), ("RATE_LIMIT_PER_IP", "1")]);
     assert_eq!(untrusting.request(&from("1.1.1.1")).status, 200);
-    assert_eq!(untrusting.request(&from("3.3.3.3")).status, 429, "without TRUST_PROXY the peer is the key");
+    assert_eq!(
+        untrusting.request(&from("3.3.3.3")).status,
+        429,
+        "without TRUST_PROXY the peer is the key"
+    );
 }
 
 #[test]
@@ -170,25 +242,55 @@ fn health_reports_checks_and_draining() {
     let v = r.json();
     assert_eq!(v["status"]["worker_pool"], "healthy");
     assert_eq!(v["status"]["database"], "unhealthy");
-    assert_eq!((v["runtime"].as_str(), v["version"].as_str()), (Some("test"), Some(env!("CARGO_PKG_VERSION"))));
+    assert_eq!(
+        (v["runtime"].as_str(), v["version"].as_str()),
+        (Some("test"), Some(env!("CARGO_PKG_VERSION")))
+    );
     assert!(v["uptime_seconds"].is_f64() && v["timestamp"].is_u64());
 
     let mut d = Driver::with(&[]);
     let r = d.request(&get("/health"));
-    assert_eq!((r.status, r.json()["status"]["worker_pool"].as_str()), (200, Some("healthy")));
+    assert_eq!(
+        (r.status, r.json()["status"]["worker_pool"].as_str()),
+        (200, Some("healthy"))
+    );
     d.app.worker_stopped();
-    assert_eq!(d.request(&get("/health")).status, 503, "no workers: unhealthy");
+    assert_eq!(
+        d.request(&get("/health")).status,
+        503,
+        "no workers: unhealthy"
+    );
     d.app.worker_started();
     d.app.begin_drain(d.now);
     let r = d.request(&get("/health"));
-    assert_eq!((r.status, r.json()["status"]["server"].as_str()), (503, Some("draining")));
+    assert_eq!(
+        (r.status, r.json()["status"]["server"].as_str()),
+        (503, Some("draining"))
+    );
 }
 
 const METRIC_FIELDS: [&str; 21] = [
-    "total_requests", "success_count", "error_count", "rejected_count", "active_requests", "active_connections",
-    "success_rate", "avg_latency_us", "p50_latency_us", "p95_latency_us", "p99_latency_us", "requests_per_sec",
-    "queue_depth", "worker_count", "jobs_completed", "jobs_rejected", "jobs_cancelled", "uptime_seconds",
-    "memory_rss_bytes", "runtime", "timestamp",
+    "total_requests",
+    "success_count",
+    "error_count",
+    "rejected_count",
+    "active_requests",
+    "active_connections",
+    "success_rate",
+    "avg_latency_us",
+    "p50_latency_us",
+    "p95_latency_us",
+    "p99_latency_us",
+    "requests_per_sec",
+    "queue_depth",
+    "worker_count",
+    "jobs_completed",
+    "jobs_rejected",
+    "jobs_cancelled",
+    "uptime_seconds",
+    "memory_rss_bytes",
+    "runtime",
+    "timestamp",
 ];
 
 #[test]
@@ -213,7 +315,14 @@ fn metrics_json_has_every_field() {
         assert_eq!(v["active_connections"], 1);
     }
     let v = d.request(&get("/metrics")).json();
-    assert_eq!((v["total_requests"].as_u64(), v["success_count"].as_u64(), v["error_count"].as_u64()), (Some(4), Some(3), Some(1)));
+    assert_eq!(
+        (
+            v["total_requests"].as_u64(),
+            v["success_count"].as_u64(),
+            v["error_count"].as_u64()
+        ),
+        (Some(4), Some(3), Some(1))
+    );
 }
 
 #[test]
@@ -221,17 +330,29 @@ fn metrics_content_types_follow_accept() {
     let mut d = Driver::with(&[]);
     d.request(&get("/ping"));
     let prom = d.request("GET /metrics HTTP/1.1\r\nHost: t\r\nAccept: text/plain;version=0.0.4;q=0.3,*/*;q=0.2\r\n\r\n");
-    assert_eq!(prom.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    assert_eq!(
+        prom.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
     let text = prom.text();
     assert!(text.contains("# TYPE http_server_request_duration_seconds histogram"));
     assert!(text.contains("http_server_request_duration_seconds_bucket{http_request_method=\"GET\",http_route=\"/ping\",http_response_status_code=\"200\",le=\"0.005\"} 1"));
     assert!(text.contains("process_resident_memory_bytes "));
     let om = d.request("GET /metrics HTTP/1.1\r\nHost: t\r\nAccept: application/openmetrics-text;version=1.0.0;q=0.6,text/plain;q=0.3\r\n\r\n");
-    assert_eq!(om.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    assert_eq!(
+        om.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
     assert!(om.text().ends_with("# EOF\n"));
-    assert!(om.text().contains("# TYPE weir_jobs counter\nweir_jobs_total{outcome=\"completed\"}"));
+    assert!(
+        om.text()
+            .contains("# TYPE weir_jobs counter\nweir_jobs_total{outcome=\"completed\"}")
+    );
     let q = d.request(&get("/metrics?format=prometheus"));
-    assert_eq!(q.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    assert_eq!(
+        q.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
 }
 
 /// `promtool check metrics` accepts the text exposition (CI installs the `prometheus` package).
@@ -258,7 +379,11 @@ fn promtool_accepts_the_exposition() {
     use std::io::Write as _;
     child.stdin.take().unwrap().write_all(&body).unwrap();
     let out = child.wait_with_output().unwrap();
-    let msg = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let msg = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "promtool: {msg}");
     assert!(!msg.contains("error"), "promtool: {msg}");
 }

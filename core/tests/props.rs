@@ -19,7 +19,11 @@ fn chunked(body: &[u8], sizes: &[usize], ext: bool) -> Vec<u8> {
     let mut rest = body;
     let mut i = 0;
     while !rest.is_empty() {
-        let n = sizes.get(i).copied().unwrap_or(rest.len()).clamp(1, rest.len());
+        let n = sizes
+            .get(i)
+            .copied()
+            .unwrap_or(rest.len())
+            .clamp(1, rest.len());
         out.extend_from_slice(format!("{n:x}").as_bytes());
         if ext {
             out.extend_from_slice(b";name=\"v\"");
@@ -149,7 +153,9 @@ proptest! {
 fn parse_responses_prefix(buf: &mut &[u8], head_only: bool) -> Resp {
     let mut hs = [httparse::EMPTY_HEADER; 64];
     let mut r = httparse::Response::new(&mut hs);
-    let httparse::Status::Complete(n) = r.parse(buf).unwrap() else { panic!("partial") };
+    let httparse::Status::Complete(n) = r.parse(buf).unwrap() else {
+        panic!("partial")
+    };
     let len: usize = r
         .headers
         .iter()

@@ -13,7 +13,11 @@ fn ping_is_byte_exact() {
     let mut d = Driver::with(&[("RATE_LIMIT", "0")]);
     d.send(get("/ping").as_bytes());
     let text = String::from_utf8(d.out.clone()).unwrap();
-    let id_line = text.lines().find(|l| l.starts_with("X-Request-ID: ")).unwrap().to_owned();
+    let id_line = text
+        .lines()
+        .find(|l| l.starts_with("X-Request-ID: "))
+        .unwrap()
+        .to_owned();
     let want = format!(
         "HTTP/1.1 200 OK\r\nServer: weir/{}\r\nDate: Sun, 22 Nov 2026 00:00:00 GMT\r\nContent-Length: 4\r\n{id_line}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\npong",
         env!("CARGO_PKG_VERSION")
@@ -56,7 +60,13 @@ fn connection_close_is_honoured() {
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let mut d = Driver::with(&[]);
-    let raw = format!("{}{}{}{}", get("/users/1"), post("/echo", "two"), get("/users/3"), get("/ping"));
+    let raw = format!(
+        "{}{}{}{}",
+        get("/users/1"),
+        post("/echo", "two"),
+        get("/users/3"),
+        get("/ping")
+    );
     d.send(raw.as_bytes());
     let rs = d.responses();
     let bodies: Vec<String> = rs.iter().map(|r| r.text()).collect();
@@ -66,7 +76,11 @@ fn pipelined_requests_are_answered_in_order() {
 #[test]
 fn pipelining_behind_a_job_waits_for_it() {
     let mut d = Driver::with(&[("JOB_COST", "10")]);
-    let raw = format!("{}{}", post("/api/v1/compute/intensive", "{\"number\":3}"), get("/ping"));
+    let raw = format!(
+        "{}{}",
+        post("/api/v1/compute/intensive", "{\"number\":3}"),
+        get("/ping")
+    );
     d.send(raw.as_bytes());
     assert!(d.out.is_empty(), "nothing may overtake the queued job");
     assert_eq!(d.run_jobs(), 1);
@@ -85,7 +99,11 @@ fn head_has_headers_and_no_body() {
     assert_eq!(rs.len(), 1);
     assert_eq!(rs[0].header("content-length"), Some("4"));
     assert!(out.ends_with(b"\r\n\r\n"));
-    assert_eq!(d.request(&get("/ping")).text(), "pong", "the connection stays in sync");
+    assert_eq!(
+        d.request(&get("/ping")).text(),
+        "pong",
+        "the connection stays in sync"
+    );
 }
 
 #[test]
@@ -101,7 +119,9 @@ fn expect_100_continue_is_answered_before_the_body() {
 #[test]
 fn expect_100_continue_refused_closes_without_reading() {
     let mut d = Driver::with(&[]);
-    d.send(b"POST /nowhere HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    d.send(
+        b"POST /nowhere HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    );
     let r = d.one();
     assert_eq!((r.status, r.header("connection")), (404, Some("close")));
     assert_eq!(d.closed, Some(CloseReason::Done));
@@ -121,24 +141,48 @@ fn chunked_request_body_with_extensions_and_trailers() {
     let mut d = Driver::with(&[]);
     d.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: text/x\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nweir\r\n6\r\n rocks\r\n0\r\nX-Trailer: y\r\n\r\n");
     let r = d.one();
-    assert_eq!((r.status, r.text().as_str(), r.header("content-type")), (200, "weir rocks", Some("text/x")));
+    assert_eq!(
+        (r.status, r.text().as_str(), r.header("content-type")),
+        (200, "weir rocks", Some("text/x"))
+    );
     assert!(d.closed.is_none());
 }
 
 #[test]
 fn framing_errors_get_their_status_and_close() {
     let cases: &[(&str, u16)] = &[
-        ("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc", 400),
-        ("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
-        ("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: x\r\n\r\n", 400),
-        ("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400),
+        (
+            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc",
+            400,
+        ),
+        (
+            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+            400,
+        ),
+        (
+            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: x\r\n\r\n",
+            400,
+        ),
+        (
+            "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+            400,
+        ),
         ("GET /ping HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n", 400),
         ("GET /ping HTTP/1.1\r\nHost : t\r\n\r\n", 400),
         ("GET /ping HTTP/1.1\r\nHost: t\r\nX: a\0b\r\n\r\n", 400),
-        ("POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (
+            "POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
         ("GET /ping HTTP/1.1\r\n\r\n", 400),
-        ("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
-        ("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX", 400),
+        (
+            "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            400,
+        ),
+        (
+            "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX",
+            400,
+        ),
         ("GET /ping HTTP/3.0\r\nHost: t\r\n\r\n", 505),
         ("GARBAGE\r\n\r\n", 400),
     ];
@@ -149,7 +193,11 @@ fn framing_errors_get_their_status_and_close() {
         assert_eq!(r.status, *status, "{raw:?}");
         assert_eq!(r.header("connection"), Some("close"), "{raw:?}");
         let v = r.json();
-        assert!(v["request_id"].as_str().is_some_and(|s| !s.is_empty()) && v["code"].is_string() && v["error"].is_string());
+        assert!(
+            v["request_id"].as_str().is_some_and(|s| !s.is_empty())
+                && v["code"].is_string()
+                && v["error"].is_string()
+        );
         assert_eq!(d.closed, Some(CloseReason::Done), "{raw:?}");
     }
 }
@@ -157,17 +205,33 @@ fn framing_errors_get_their_status_and_close() {
 #[test]
 fn limits_413_414_431() {
     let mut d = Driver::with(&[("MAX_BODY_BYTES", "8")]);
-    assert_eq!(d.request(&post("/echo", "123456789")).json()["code"], "PAYLOAD_TOO_LARGE");
+    assert_eq!(
+        d.request(&post("/echo", "123456789")).json()["code"],
+        "PAYLOAD_TOO_LARGE"
+    );
     let mut d = Driver::with(&[("MAX_BODY_BYTES", "8")]);
     let r = d.request("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n5\r\n67890\r\n0\r\n\r\n");
     assert_eq!(r.status, 413);
     let mut d = Driver::with(&[("MAX_URI_BYTES", "64")]);
-    assert_eq!(d.request(&get(&format!("/{}", "a".repeat(100)))).json()["code"], "URI_TOO_LONG");
+    assert_eq!(
+        d.request(&get(&format!("/{}", "a".repeat(100)))).json()["code"],
+        "URI_TOO_LONG"
+    );
     let mut d = Driver::with(&[("MAX_HEADER_BYTES", "512")]);
-    let r = d.request(&format!("GET /ping HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n", "v".repeat(600)));
-    assert_eq!((r.status, r.json()["code"].as_str()), (431, Some("HEADERS_TOO_LARGE")));
+    let r = d.request(&format!(
+        "GET /ping HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n",
+        "v".repeat(600)
+    ));
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (431, Some("HEADERS_TOO_LARGE"))
+    );
     let mut d = Driver::with(&[("MAX_HEADERS", "3")]);
-    assert_eq!(d.request("GET /ping HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n").status, 431);
+    assert_eq!(
+        d.request("GET /ping HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n")
+            .status,
+        431
+    );
 }
 
 #[test]
@@ -182,7 +246,11 @@ fn a_head_that_never_ends_is_bounded() {
         }
     }
     assert!(total <= 16 * 1024 + 4096, "buffered {total}");
-    assert_eq!(d.one().status, 414, "an endless request line is a URI that is too long");
+    assert_eq!(
+        d.one().status,
+        414,
+        "an endless request line is a URI that is too long"
+    );
 }
 
 #[test]
@@ -194,14 +262,17 @@ fn slowloris_gets_408_and_close_at_header_timeout() {
     assert!(d.out.is_empty());
     d.advance(Duration::from_secs(5));
     let r = d.one();
-    assert_eq!((r.status, r.json()["code"].as_str()), (408, Some("REQUEST_TIMEOUT")));
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (408, Some("REQUEST_TIMEOUT"))
+    );
     assert_eq!(d.closed, Some(CloseReason::Done));
 }
 
 #[test]
 fn silent_new_connection_times_out_at_header_timeout() {
     let mut d = Driver::with(&[("HEADER_TIMEOUT", "2s")]);
-    d.to_next_deadline();
+    d.jump_to_next_deadline();
     assert_eq!(d.now.mono.since(t0().mono), Duration::from_secs(2));
     assert_eq!(d.one().status, 408);
     assert!(d.closed.is_some());
@@ -235,7 +306,10 @@ fn output_backpressure_stops_reading() {
     d.writing = false;
     let body = "x".repeat(90_000);
     d.send(post("/echo", &body).as_bytes());
-    assert!(!d.session.wants_read(), "more than the high-water mark is queued");
+    assert!(
+        !d.session.wants_read(),
+        "more than the high-water mark is queued"
+    );
     assert!(d.session.feed(d.now, get("/ping").as_bytes()) == 0);
     d.writing = true;
     d.drain();
@@ -259,7 +333,10 @@ fn client_leaving_cancels_its_queued_job() {
     assert_eq!(d.closed, Some(CloseReason::PeerGone));
     assert_eq!(d.run_jobs(), 0, "a cancelled job never runs");
     let stats = d.app.queue().stats();
-    assert_eq!(stats.cancelled.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        stats.cancelled.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     assert_eq!(d.app.metrics().totals().active_requests, 0);
 }
 
@@ -269,7 +346,10 @@ fn job_not_finished_in_time_is_504() {
     d.send(post("/api/v1/compute/intensive", "{\"number\":5}").as_bytes());
     d.advance(Duration::from_secs(2));
     let r = d.one();
-    assert_eq!((r.status, r.json()["code"].as_str()), (504, Some("TIMEOUT")));
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (504, Some("TIMEOUT"))
+    );
     assert_eq!(d.run_jobs(), 0, "an expired job is not run");
     assert!(d.closed.is_none(), "a 504 keeps the connection");
 }
@@ -291,33 +371,44 @@ fn stream_sends_events_at_intervals_then_ends() {
     let mut d = Driver::with(&[]);
     d.send(get("/api/v1/stream?count=3&interval_ms=100").as_bytes());
     let head = String::from_utf8(d.out.clone()).unwrap();
-    assert!(head.contains("Transfer-Encoding: chunked") && head.contains("Content-Type: text/event-stream"));
+    assert!(
+        head.contains("Transfer-Encoding: chunked")
+            && head.contains("Content-Type: text/event-stream")
+    );
     for _ in 0..3 {
-        d.to_next_deadline();
+        d.jump_to_next_deadline();
     }
     let r = d.one();
     let text = r.text();
     assert_eq!(text.matches("event: tick").count(), 3);
     assert!(text.starts_with("id: 1\n") && text.contains("id: 3\n"));
-    assert_eq!(d.request(&get("/ping")).text(), "pong", "keep-alive after the stream");
+    assert_eq!(
+        d.request(&get("/ping")).text(),
+        "pong",
+        "keep-alive after the stream"
+    );
 }
 
 #[test]
 fn stream_stops_when_the_client_leaves() {
     let mut d = Driver::with(&[]);
     d.send(get("/api/v1/stream?count=100&interval_ms=10").as_bytes());
-    d.to_next_deadline();
+    d.jump_to_next_deadline();
     d.eof();
     assert_eq!(d.closed, Some(CloseReason::PeerGone));
-    assert_eq!(d.session.poll_timeout(), None, "no timer keeps a dead stream alive");
+    assert_eq!(
+        d.session.poll_timeout(),
+        None,
+        "no timer keeps a dead stream alive"
+    );
 }
 
 #[test]
 fn http10_stream_is_close_delimited() {
     let mut d = Driver::with(&[]);
     d.send(b"GET /api/v1/stream?count=2&interval_ms=1 HTTP/1.0\r\n\r\n");
-    d.to_next_deadline();
-    d.to_next_deadline();
+    d.jump_to_next_deadline();
+    d.jump_to_next_deadline();
     let text = String::from_utf8(d.out.clone()).unwrap();
     assert!(!text.contains("Content-Length") && !text.contains("Transfer-Encoding"));
     assert_eq!(text.matches("event: tick").count(), 2);
@@ -331,7 +422,11 @@ fn idle_session_releases_its_buffers() {
     assert!(d.session.heap_bytes() > 0);
     d.advance(SHRINK_AFTER);
     assert_eq!(d.session.heap_bytes(), 0);
-    assert_eq!(d.request(&get("/ping")).text(), "pong", "buffers come back on demand");
+    assert_eq!(
+        d.request(&get("/ping")).text(),
+        "pong",
+        "buffers come back on demand"
+    );
 }
 
 #[test]
@@ -340,7 +435,10 @@ fn connection_limit_answers_503_and_closes() {
     let _first = Driver::new(app.clone());
     let mut second = Driver::new(app.clone());
     let r = second.one();
-    assert_eq!((r.status, r.json()["code"].as_str(), r.header("retry-after")), (503, Some("SERVICE_OVERLOADED"), Some("1")));
+    assert_eq!(
+        (r.status, r.json()["code"].as_str(), r.header("retry-after")),
+        (503, Some("SERVICE_OVERLOADED"), Some("1"))
+    );
     assert_eq!(second.closed, Some(CloseReason::Done));
 }
 
@@ -363,7 +461,11 @@ fn drain_closes_idle_and_marks_in_flight_close() {
     assert_eq!((r.status, r.header("connection")), (200, Some("close")));
     assert_eq!(busy.closed, Some(CloseReason::Done));
     let mut late = Driver::new(app.clone());
-    assert_eq!(late.one().status, 503, "new connections are refused while draining");
+    assert_eq!(
+        late.one().status,
+        503,
+        "new connections are refused while draining"
+    );
 }
 
 #[test]

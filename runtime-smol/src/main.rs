@@ -32,20 +32,27 @@ fn main() {
     let shared = Arc::new(Executor::new());
     for i in 0..config.io_threads {
         let (app, drain, shared) = (server.app.clone(), drain.clone(), shared.clone());
-        let listener = server.listener.try_clone().expect("invariant: a listener fd can be duplicated");
+        let listener = server
+            .listener
+            .try_clone()
+            .expect("invariant: a listener fd can be duplicated");
         let layout = config.layout;
         std::thread::Builder::new()
             .name(format!("weir-io-{i}"))
             .spawn(move || match layout {
                 Layout::Shared => {
                     let ex = shared.clone();
-                    async_io::block_on(shared.run(accept_loop(app, listener, drain, move |f| ex.spawn(f).detach())))
+                    async_io::block_on(shared.run(accept_loop(app, listener, drain, move |f| {
+                        ex.spawn(f).detach()
+                    })))
                 }
                 _ => {
-                    let ex = Arc::new(LocalExecutor::new());
+                    let ex = std::rc::Rc::new(LocalExecutor::new());
                     let spawner = ex.clone();
                     let ex_ref: &LocalExecutor<'_> = &ex;
-                    async_io::block_on(ex_ref.run(accept_loop(app, listener, drain, move |f| spawner.spawn(f).detach())))
+                    async_io::block_on(ex_ref.run(accept_loop(app, listener, drain, move |f| {
+                        spawner.spawn(f).detach()
+                    })))
                 }
             })
             .expect("invariant: the OS can start the I/O threads");
@@ -63,7 +70,12 @@ where
     let listener = Async::new(listener).expect("invariant: the listener registers with async-io");
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => spawn(Box::pin(connection(app.clone(), stream, peer, drain.clone()))),
+            Ok((stream, peer)) => spawn(Box::pin(connection(
+                app.clone(),
+                stream,
+                peer,
+                drain.clone(),
+            ))),
             // Draining: stop accepting but keep this executor running for its connections
             // (the process exits from `main` once they are done or the deadline passes).
             Err(_) if app.is_draining() => return std::future::pending().await,
@@ -107,7 +119,7 @@ async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, d
         }
         // Read what is already there before waiting (a cheap non-blocking attempt).
         if s.wants_read() {
-            match (&*stream.get_ref()).read(s.recv_buf()) {
+            match stream.get_ref().read(s.recv_buf()) {
                 Ok(0) => {
                     s.handle_eof(clock::now());
                     continue;
@@ -161,7 +173,12 @@ async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, d
             Some(l) => Pin::new(l).poll(cx).map(|()| Wake::Drain),
             None => Poll::Pending,
         });
-        let wake = readable.or(writable).or(timer_fired).or(job_ready).or(drained).await;
+        let wake = readable
+            .or(writable)
+            .or(timer_fired)
+            .or(job_ready)
+            .or(drained)
+            .await;
         let now = clock::now();
         match wake {
             Wake::Readable | Wake::Writable => {}
@@ -184,7 +201,7 @@ async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, d
 /// Writes what the session has queued until the socket would block.
 fn flush(s: &mut Session, stream: &Async<TcpStream>) {
     while let Some(bytes) = s.poll_transmit() {
-        match (&*stream.get_ref()).write(bytes) {
+        match stream.get_ref().write(bytes) {
             Ok(n) => s.advance_transmit(clock::now(), n),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
             Err(e) => return s.handle_io_error(clock::now(), e.kind().into()),
@@ -209,8 +226,9 @@ async fn close(stream: Async<TcpStream>, reason: CloseReason) {
             }
         }
     };
-    drain.or(async {
-        Timer::after(net::LINGER_TIME).await;
-    })
-    .await;
+    drain
+        .or(async {
+            Timer::after(net::LINGER_TIME).await;
+        })
+        .await;
 }

@@ -26,7 +26,10 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let listener = server.listener.try_clone().expect("invariant: a listener fd can be duplicated");
+    let listener = server
+        .listener
+        .try_clone()
+        .expect("invariant: a listener fd can be duplicated");
     let app = server.app.clone();
     std::thread::Builder::new()
         .name("weir-accept".into())
@@ -97,7 +100,12 @@ fn connection(app: &Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
             match stream.read(s.recv_buf()) {
                 Ok(0) => s.handle_eof(clock::now()),
                 Ok(n) => s.handle_read(clock::now(), n),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) =>
+                {
                     s.handle_timeout(clock::now())
                 }
                 Err(e) => s.handle_io_error(clock::now(), e.kind().into()),
@@ -118,7 +126,9 @@ fn peek_for_departure(s: &mut Session, stream: &TcpStream) {
     let mut probe = [0u8; 1];
     match stream.peek(&mut probe) {
         Ok(0) => s.handle_eof(clock::now()),
-        Err(e) if e.kind() != ErrorKind::WouldBlock => s.handle_io_error(clock::now(), e.kind().into()),
+        Err(e) if e.kind() != ErrorKind::WouldBlock => {
+            s.handle_io_error(clock::now(), e.kind().into())
+        }
         _ => {}
     }
     let _ = stream.set_nonblocking(false);
@@ -130,7 +140,12 @@ fn flush(s: &mut Session, stream: &mut TcpStream) {
     while let Some(bytes) = s.poll_transmit() {
         match stream.write(bytes) {
             Ok(n) => s.advance_transmit(clock::now(), n),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
                 s.handle_timeout(clock::now());
                 if s.is_closed() {
                     return;

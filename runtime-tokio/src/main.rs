@@ -26,15 +26,24 @@ fn main() {
             std::process::exit(1);
         }
     };
-    server.listener.set_nonblocking(true).expect("invariant: a bound listener can be non-blocking");
+    server
+        .listener
+        .set_nonblocking(true)
+        .expect("invariant: a bound listener can be non-blocking");
     let (drain_tx, drain_rx) = watch::channel(false);
     let config = server.app.config().clone();
     let main_rt = match config.layout {
-        Layout::Shared => tokio::runtime::Builder::new_multi_thread().worker_threads(config.io_threads).enable_all().build(),
+        Layout::Shared => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.io_threads)
+            .enable_all()
+            .build(),
         _ => {
             for i in 1..config.io_threads {
                 let (app, rx) = (server.app.clone(), drain_rx.clone());
-                let listener = server.listener.try_clone().expect("invariant: a listener fd can be duplicated");
+                let listener = server
+                    .listener
+                    .try_clone()
+                    .expect("invariant: a listener fd can be duplicated");
                 std::thread::Builder::new()
                     .name(format!("weir-io-{i}"))
                     .spawn(move || current_thread().block_on(serve(app, listener, rx)))
@@ -45,7 +54,10 @@ fn main() {
     }
     .expect("invariant: the tokio runtime starts");
     let code = main_rt.block_on(async move {
-        let listener = server.listener.try_clone().expect("invariant: a listener fd can be duplicated");
+        let listener = server
+            .listener
+            .try_clone()
+            .expect("invariant: a listener fd can be duplicated");
         tokio::spawn(serve(server.app.clone(), listener, drain_rx));
         wait_for_signal().await;
         server.begin_drain();
@@ -62,7 +74,10 @@ fn main() {
 }
 
 fn current_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("invariant: the tokio runtime starts")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("invariant: the tokio runtime starts")
 }
 
 async fn wait_for_signal() {
@@ -79,8 +94,13 @@ async fn serve(app: Arc<App>, listener: std::net::TcpListener, drain: watch::Rec
     std::future::pending::<()>().await
 }
 
-async fn accept_loop(app: Arc<App>, listener: std::net::TcpListener, mut drain: watch::Receiver<bool>) {
-    let listener = TcpListener::from_std(listener).expect("invariant: the listener registers with tokio");
+async fn accept_loop(
+    app: Arc<App>,
+    listener: std::net::TcpListener,
+    mut drain: watch::Receiver<bool>,
+) {
+    let listener =
+        TcpListener::from_std(listener).expect("invariant: the listener registers with tokio");
     loop {
         tokio::select! {
             r = listener.accept() => match r {
@@ -107,7 +127,12 @@ enum Wake {
     Drain,
 }
 
-async fn connection(app: Arc<App>, stream: TcpStream, peer: SocketAddr, mut drain: watch::Receiver<bool>) {
+async fn connection(
+    app: Arc<App>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut drain: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let mut s = app.session(peer, clock::now());
     let mut job: Option<JobWatch> = None;
@@ -137,7 +162,9 @@ async fn connection(app: Arc<App>, stream: TcpStream, peer: SocketAddr, mut drai
         let deadline = s.poll_timeout();
         if deadline != armed {
             if let Some(d) = deadline {
-                sleep.as_mut().reset(tokio::time::Instant::from_std(clock::to_std(d)));
+                sleep
+                    .as_mut()
+                    .reset(tokio::time::Instant::from_std(clock::to_std(d)));
             }
             armed = deadline;
         }

@@ -15,10 +15,18 @@ pub const RUNTIMES: [&str; 3] = ["tokio", "smol", "std"];
 /// The binary of runtime `rt`, built by `cargo test --workspace`, or built now if missing.
 pub fn binary(rt: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test exe path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>").to_path_buf();
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>")
+        .to_path_buf();
     let bin = dir.join(format!("weir-{rt}"));
     if !bin.exists() {
-        let profile = if dir.ends_with("release") { vec!["--release"] } else { vec![] };
+        let profile = if dir.ends_with("release") {
+            vec!["--release"]
+        } else {
+            vec![]
+        };
         let status = Command::new(env!("CARGO"))
             .args(["build", "-q", "-p", &format!("weir-{rt}")])
             .args(profile)
@@ -56,9 +64,18 @@ impl Server {
         }
         let mut child = cmd.spawn().expect("spawn server");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("first stdout line");
-        let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("first line: {line:?}"));
-        Server { child, addr: addr.parse().unwrap(), rt }
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("first stdout line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line: {line:?}"));
+        Server {
+            child,
+            addr: addr.parse().unwrap(),
+            rt,
+        }
     }
 
     pub fn connect(&self) -> Conn {
@@ -84,20 +101,31 @@ impl Server {
     }
 
     /// Polls `/metrics` until `pred` holds (fails after the hang guard).
-    pub fn wait_metrics(&self, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_metrics(
+        &self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let start = Instant::now();
         loop {
             let m = self.metrics();
             if pred(&m) {
                 return m;
             }
-            assert!(start.elapsed() < IO_TIMEOUT, "{}: timed out waiting for {what}: {m}", self.rt);
+            assert!(
+                start.elapsed() < IO_TIMEOUT,
+                "{}: timed out waiting for {what}: {m}",
+                self.rt
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
@@ -108,7 +136,11 @@ impl Server {
             if let Some(st) = self.child.try_wait().unwrap() {
                 return st.code();
             }
-            assert!(start.elapsed() < IO_TIMEOUT, "{}: server did not exit", self.rt);
+            assert!(
+                start.elapsed() < IO_TIMEOUT,
+                "{}: server did not exit",
+                self.rt
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -158,10 +190,14 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -175,8 +211,16 @@ pub fn read_response(c: &mut Conn, head_only: bool) -> Option<Resp> {
         let mut hs = [httparse::EMPTY_HEADER; 64];
         let mut r = httparse::Response::new(&mut hs);
         if let Ok(httparse::Status::Complete(n)) = r.parse(&c.buf) {
-            let headers: Vec<(String, String)> =
-                r.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect();
+            let headers: Vec<(String, String)> = r
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
             let code = r.code.unwrap();
             c.buf.drain(..n);
             if code == 100 {
@@ -185,11 +229,20 @@ pub fn read_response(c: &mut Conn, head_only: bool) -> Option<Resp> {
             break (code, headers);
         }
         if c.fill() == 0 {
-            assert!(c.buf.is_empty(), "connection closed mid-head: {:?}", String::from_utf8_lossy(&c.buf));
+            assert!(
+                c.buf.is_empty(),
+                "connection closed mid-head: {:?}",
+                String::from_utf8_lossy(&c.buf)
+            );
             return None;
         }
     };
-    let get = |k: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+    let get = |k: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.clone())
+    };
     let body = if head_only {
         Vec::new()
     } else if let Some(len) = get("content-length") {
@@ -204,7 +257,8 @@ pub fn read_response(c: &mut Conn, head_only: bool) -> Option<Resp> {
                 assert!(c.fill() > 0, "closed mid-chunk");
             };
             let line = c.read_exact(line_end + 2);
-            let size = usize::from_str_radix(std::str::from_utf8(&line[..line_end]).unwrap(), 16).unwrap();
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&line[..line_end]).unwrap(), 16).unwrap();
             let data = c.read_exact(size + 2);
             if size == 0 {
                 break;
@@ -216,7 +270,11 @@ pub fn read_response(c: &mut Conn, head_only: bool) -> Option<Resp> {
         while c.fill() > 0 {}
         std::mem::take(&mut c.buf)
     };
-    Some(Resp { status, headers, body })
+    Some(Resp {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// True when the server closed the connection (EOF or reset) within the hang guard.
@@ -237,7 +295,10 @@ pub fn get(path: &str) -> String {
 }
 
 pub fn post(path: &str, body: &str) -> String {
-    format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// Expands to one `#[test]` per runtime calling `$body(rt)`.

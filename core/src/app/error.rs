@@ -109,7 +109,13 @@ impl ErrorCode {
 }
 
 /// Fills `res` with the error envelope (status, `Content-Type`, body).
-pub fn write_error(res: &mut Response, code: ErrorCode, message: &str, request_id: &str, unix_secs: u64) {
+pub fn write_error(
+    res: &mut Response,
+    code: ErrorCode,
+    message: &str,
+    request_id: &str,
+    unix_secs: u64,
+) {
     res.set_status(code.status());
     res.header("Content-Type", b"application/json");
     let body = res.body_mut();
@@ -132,7 +138,13 @@ mod tests {
     #[test]
     fn envelope_shape() {
         let mut res = Response::default();
-        write_error(&mut res, ErrorCode::RateLimitExceeded, "slow \"down\"", "id-1", 1_700_000_000);
+        write_error(
+            &mut res,
+            ErrorCode::RateLimitExceeded,
+            "slow \"down\"",
+            "id-1",
+            1_700_000_000,
+        );
         assert_eq!(res.status().code(), 429);
         let v: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
         assert_eq!(v["request_id"], "id-1");

@@ -36,10 +36,19 @@ enum Format {
 
 impl App {
     /// Runs the endpoint of an admitted request whose body is complete.
-    pub(crate) fn dispatch(&self, now: Now, head: &Head, body: &[u8], ctx: &mut RequestCtx, res: &mut Response) -> Outcome {
+    pub(crate) fn dispatch(
+        &self,
+        now: Now,
+        head: &Head,
+        body: &[u8],
+        ctx: &mut RequestCtx,
+        res: &mut Response,
+    ) -> Outcome {
         res.clear();
         self.common_headers(ctx, res);
-        let endpoint = ctx.endpoint.expect("invariant: dispatch follows a successful admit");
+        let endpoint = ctx
+            .endpoint
+            .expect("invariant: dispatch follows a successful admit");
         match endpoint {
             Endpoint::Ping => {
                 res.header("Content-Type", b"text/plain; charset=utf-8");
@@ -51,19 +60,27 @@ impl App {
             },
             Endpoint::ComputeIntensive => match self.parse_number(body) {
                 Ok(n) => {
-                    let deadline = now.mono.add(self.config.request_timeout);
+                    let deadline = now.mono.saturating_add(self.config.request_timeout);
                     match self.queue.submit(now.mono, n, deadline) {
                         Ok(wait) => return Outcome::Job(wait),
                         Err(_) => {
                             res.header("Retry-After", b"1");
-                            self.error(now, ctx, res, ErrorCode::ServiceOverloaded, "job queue is full");
+                            self.error(
+                                now,
+                                ctx,
+                                res,
+                                ErrorCode::ServiceOverloaded,
+                                "job queue is full",
+                            );
                         }
                     }
                 }
                 Err(msg) => self.error(now, ctx, res, ErrorCode::InvalidRequest, &msg),
             },
             Endpoint::Echo => {
-                let ct = head.header("content-type").unwrap_or(b"application/octet-stream");
+                let ct = head
+                    .header("content-type")
+                    .unwrap_or(b"application/octet-stream");
                 res.header("Content-Type", ct);
                 res.body_mut().extend_from_slice(body);
             }
@@ -79,19 +96,40 @@ impl App {
             Endpoint::Metrics | Endpoint::Stats => self.metrics_response(now, head, res),
             Endpoint::Sleep => match query_u64(head.query(), "ms") {
                 Ok(Some(ms)) if ms <= MAX_SLEEP_MS => {
-                    return Outcome::Sleep { until: now.mono.add(Duration::from_millis(ms)), ms };
+                    return Outcome::Sleep {
+                        until: now.mono.saturating_add(Duration::from_millis(ms)),
+                        ms,
+                    };
                 }
-                Ok(None) => self.error(now, ctx, res, ErrorCode::InvalidRequest, "query parameter ms is required"),
-                _ => self.error(now, ctx, res, ErrorCode::InvalidRequest, "ms must be an integer from 0 to 60000"),
+                Ok(None) => self.error(
+                    now,
+                    ctx,
+                    res,
+                    ErrorCode::InvalidRequest,
+                    "query parameter ms is required",
+                ),
+                _ => self.error(
+                    now,
+                    ctx,
+                    res,
+                    ErrorCode::InvalidRequest,
+                    "ms must be an integer from 0 to 60000",
+                ),
             },
             Endpoint::Stream => {
                 let count = query_u64(head.query(), "count").map(|c| c.unwrap_or(10));
                 let interval = query_u64(head.query(), "interval_ms").map(|i| i.unwrap_or(1000));
                 match (count, interval) {
-                    (Ok(count), Ok(ms)) if count <= u64::from(MAX_STREAM_EVENTS) && ms <= MAX_STREAM_INTERVAL_MS => {
+                    (Ok(count), Ok(ms))
+                        if count <= u64::from(MAX_STREAM_EVENTS)
+                            && ms <= MAX_STREAM_INTERVAL_MS =>
+                    {
                         res.header("Content-Type", b"text/event-stream");
                         res.header("Cache-Control", b"no-cache");
-                        return Outcome::Stream { count: count as u32, interval: Duration::from_millis(ms) };
+                        return Outcome::Stream {
+                            count: count as u32,
+                            interval: Duration::from_millis(ms),
+                        };
                     }
                     _ => self.error(
                         now,
@@ -109,17 +147,29 @@ impl App {
     fn parse_number(&self, body: &[u8]) -> Result<i64, String> {
         // serde would also accept `[42]` for a one-field struct; the contract is an object.
         if body.trim_ascii_start().first() != Some(&b'{') {
-            return Err("invalid request body: expected a JSON object {\"number\": <integer>}".into());
+            return Err(
+                "invalid request body: expected a JSON object {\"number\": <integer>}".into(),
+            );
         }
-        let req: ComputeRequest =
-            serde_json::from_slice(body).map_err(|e| format!("invalid request body: {e}; expected {{\"number\": <integer>}}"))?;
+        let req: ComputeRequest = serde_json::from_slice(body).map_err(|e| {
+            format!("invalid request body: {e}; expected {{\"number\": <integer>}}")
+        })?;
         if req.number.unsigned_abs() > MAX_NUMBER as u64 {
-            return Err(format!("number out of range: |number| must be at most {MAX_NUMBER}"));
+            return Err(format!(
+                "number out of range: |number| must be at most {MAX_NUMBER}"
+            ));
         }
         Ok(req.number)
     }
 
-    fn compute_response(&self, now: Now, ctx: &RequestCtx, res: &mut Response, job_id: u64, result: i64) {
+    fn compute_response(
+        &self,
+        now: Now,
+        ctx: &RequestCtx,
+        res: &mut Response,
+        job_id: u64,
+        result: i64,
+    ) {
         res.header("Content-Type", b"application/json");
         let b = res.body_mut();
         b.extend_from_slice(b"{\"request_id\":");
@@ -136,12 +186,26 @@ impl App {
     }
 
     /// The response to a job's outcome.
-    pub(crate) fn job_response(&self, now: Now, ctx: &RequestCtx, done: JobDone, res: &mut Response) {
+    pub(crate) fn job_response(
+        &self,
+        now: Now,
+        ctx: &RequestCtx,
+        done: JobDone,
+        res: &mut Response,
+    ) {
         res.clear();
         self.common_headers(ctx, res);
         match done {
-            JobDone::Completed { id, result, .. } => self.compute_response(now, ctx, res, id, result),
-            JobDone::TimedOut => self.error(now, ctx, res, ErrorCode::Timeout, "job did not finish within REQUEST_TIMEOUT"),
+            JobDone::Completed { id, result, .. } => {
+                self.compute_response(now, ctx, res, id, result)
+            }
+            JobDone::TimedOut => self.error(
+                now,
+                ctx,
+                res,
+                ErrorCode::Timeout,
+                "job did not finish within REQUEST_TIMEOUT",
+            ),
             JobDone::Failed => self.error(now, ctx, res, ErrorCode::ProcessingError, "job failed"),
         }
     }
@@ -171,12 +235,15 @@ impl App {
     }
 
     fn health(&self, now: Now, res: &mut Response) {
-        let workers = self.workers_alive.load(std::sync::atomic::Ordering::Relaxed);
+        let workers = self
+            .workers_alive
+            .load(std::sync::atomic::Ordering::Relaxed);
         let pool_ok = workers >= self.config.worker_count;
         let mut healthy = pool_ok;
         res.header("Content-Type", b"application/json");
         res.header("Cache-Control", b"no-store");
-        let mut statuses: Vec<(&str, &str)> = vec![("worker_pool", if pool_ok { "healthy" } else { "unhealthy" })];
+        let mut statuses: Vec<(&str, &str)> =
+            vec![("worker_pool", if pool_ok { "healthy" } else { "unhealthy" })];
         for (name, check) in &self.checks {
             let ok = check();
             healthy &= ok;
@@ -186,7 +253,11 @@ impl App {
             healthy = false;
             statuses.push(("server", "draining"));
         }
-        res.set_status(if healthy { Status::OK } else { Status::SERVICE_UNAVAILABLE });
+        res.set_status(if healthy {
+            Status::OK
+        } else {
+            Status::SERVICE_UNAVAILABLE
+        });
         let b = res.body_mut();
         b.extend_from_slice(b"{\"status\":{");
         for (i, (name, state)) in statuses.iter().enumerate() {
@@ -237,7 +308,11 @@ impl App {
         let mut w = self.rate_window.lock().unwrap_or_else(|p| p.into_inner());
         let (t0, n0) = *w;
         let dt = now.mono.since(t0).as_secs_f64();
-        let rate = if dt > 0.0 { total.saturating_sub(n0) as f64 / dt } else { 0.0 };
+        let rate = if dt > 0.0 {
+            total.saturating_sub(n0) as f64 / dt
+        } else {
+            0.0
+        };
         // Slide the window once it is at least a second old, so the figure is recent.
         if dt >= 1.0 {
             *w = (now.mono, total);
@@ -251,7 +326,11 @@ impl App {
         let q = self.queue.stats();
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         let wait = self.queue.queue_wait.snapshot();
-        let success_rate = if t.total == 0 { 100.0 } else { t.success as f64 * 100.0 / t.total as f64 };
+        let success_rate = if t.total == 0 {
+            100.0
+        } else {
+            t.success as f64 * 100.0 / t.total as f64
+        };
         let v = serde_json::json!({
             "total_requests": t.total,
             "success_count": t.success,
@@ -291,44 +370,114 @@ impl App {
         let q = self.queue.stats();
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         let mut s = String::with_capacity(8192);
-        let family = |s: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, String)]| {
-            // OpenMetrics names a counter family without `_total`; its samples keep it.
-            let family_name = if om && kind == "counter" { name.trim_end_matches("_total") } else { name };
-            let _ = writeln!(s, "# HELP {family_name} {help}");
-            let _ = writeln!(s, "# TYPE {family_name} {kind}");
-            for (labels, value) in samples {
-                if labels.is_empty() {
-                    let _ = writeln!(s, "{name} {value}");
+        let family =
+            |s: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, String)]| {
+                // OpenMetrics names a counter family without `_total`; its samples keep it.
+                let family_name = if om && kind == "counter" {
+                    name.trim_end_matches("_total")
                 } else {
-                    let _ = writeln!(s, "{name}{{{labels}}} {value}");
+                    name
+                };
+                let _ = writeln!(s, "# HELP {family_name} {help}");
+                let _ = writeln!(s, "# TYPE {family_name} {kind}");
+                for (labels, value) in samples {
+                    if labels.is_empty() {
+                        let _ = writeln!(s, "{name} {value}");
+                    } else {
+                        let _ = writeln!(s, "{name}{{{labels}}} {value}");
+                    }
                 }
-            }
-        };
+            };
         let num = |v: u64| v.to_string();
-        family(&mut s, "weir_requests_total", "counter", "HTTP requests answered, by outcome.", &[
-            ("outcome=\"success\"", num(t.success)),
-            ("outcome=\"error\"", num(t.errors)),
-        ]);
-        family(&mut s, "weir_requests_rejected_total", "counter", "Requests refused by a rate limit (429).", &[("", num(t.rejected))]);
-        family(&mut s, "weir_active_requests", "gauge", "Requests in progress.", &[("", t.active_requests.to_string())]);
-        family(&mut s, "weir_active_connections", "gauge", "Open client connections.", &[("", t.active_connections.to_string())]);
-        family(&mut s, "weir_connections_total", "counter", "Client connections, by outcome.", &[
-            ("outcome=\"accepted\"", num(t.connections_total - t.connections_refused)),
-            ("outcome=\"refused\"", num(t.connections_refused)),
-        ]);
-        family(&mut s, "weir_jobs_total", "counter", "Intensive jobs, by how they ended.", &[
-            ("outcome=\"completed\"", num(load(&q.completed))),
-            ("outcome=\"rejected\"", num(load(&q.rejected))),
-            ("outcome=\"cancelled\"", num(load(&q.cancelled))),
-            ("outcome=\"timed_out\"", num(load(&q.timed_out))),
-            ("outcome=\"failed\"", num(load(&q.failed))),
-        ]);
-        family(&mut s, "weir_job_queue_depth", "gauge", "Jobs waiting in the queue.", &[("", num(self.queue.depth() as u64))]);
-        family(&mut s, "weir_job_queue_capacity", "gauge", "Places in the job queue.", &[("", num(self.queue.capacity() as u64))]);
-        family(&mut s, "weir_workers", "gauge", "Configured worker threads.", &[("", num(self.config.worker_count as u64))]);
+        family(
+            &mut s,
+            "weir_requests_total",
+            "counter",
+            "HTTP requests answered, by outcome.",
+            &[
+                ("outcome=\"success\"", num(t.success)),
+                ("outcome=\"error\"", num(t.errors)),
+            ],
+        );
+        family(
+            &mut s,
+            "weir_requests_rejected_total",
+            "counter",
+            "Requests refused by a rate limit (429).",
+            &[("", num(t.rejected))],
+        );
+        family(
+            &mut s,
+            "weir_active_requests",
+            "gauge",
+            "Requests in progress.",
+            &[("", t.active_requests.to_string())],
+        );
+        family(
+            &mut s,
+            "weir_active_connections",
+            "gauge",
+            "Open client connections.",
+            &[("", t.active_connections.to_string())],
+        );
+        family(
+            &mut s,
+            "weir_connections_total",
+            "counter",
+            "Client connections, by outcome.",
+            &[
+                (
+                    "outcome=\"accepted\"",
+                    num(t.connections_total - t.connections_refused),
+                ),
+                ("outcome=\"refused\"", num(t.connections_refused)),
+            ],
+        );
+        family(
+            &mut s,
+            "weir_jobs_total",
+            "counter",
+            "Intensive jobs, by how they ended.",
+            &[
+                ("outcome=\"completed\"", num(load(&q.completed))),
+                ("outcome=\"rejected\"", num(load(&q.rejected))),
+                ("outcome=\"cancelled\"", num(load(&q.cancelled))),
+                ("outcome=\"timed_out\"", num(load(&q.timed_out))),
+                ("outcome=\"failed\"", num(load(&q.failed))),
+            ],
+        );
+        family(
+            &mut s,
+            "weir_job_queue_depth",
+            "gauge",
+            "Jobs waiting in the queue.",
+            &[("", num(self.queue.depth() as u64))],
+        );
+        family(
+            &mut s,
+            "weir_job_queue_capacity",
+            "gauge",
+            "Places in the job queue.",
+            &[("", num(self.queue.capacity() as u64))],
+        );
+        family(
+            &mut s,
+            "weir_workers",
+            "gauge",
+            "Configured worker threads.",
+            &[("", num(self.config.worker_count as u64))],
+        );
         for (name, help, h) in [
-            ("weir_job_queue_wait_seconds", "Time jobs spent queued.", &self.queue.queue_wait),
-            ("weir_job_run_seconds", "Time jobs spent running.", &self.queue.run_time),
+            (
+                "weir_job_queue_wait_seconds",
+                "Time jobs spent queued.",
+                &self.queue.queue_wait,
+            ),
+            (
+                "weir_job_run_seconds",
+                "Time jobs spent running.",
+                &self.queue.run_time,
+            ),
         ] {
             let snap = h.snapshot();
             let _ = writeln!(s, "# HELP {name} {help}");
@@ -337,23 +486,88 @@ impl App {
                 let _ = writeln!(s, "# UNIT {name} seconds");
             }
             for qv in [0.5, 0.99] {
-                let _ = writeln!(s, "{name}{{quantile=\"{qv}\"}} {}", snap.quantile(qv) as f64 / 1e6);
+                let _ = writeln!(
+                    s,
+                    "{name}{{quantile=\"{qv}\"}} {}",
+                    snap.quantile(qv) as f64 / 1e6
+                );
             }
             let _ = writeln!(s, "{name}_sum {}", snap.sum as f64 / 1e6);
             let _ = writeln!(s, "{name}_count {}", snap.count);
         }
-        family(&mut s, "weir_log_lines_dropped_total", "counter", "Log lines dropped by a full log buffer.", &[("", num(p.log_lines_dropped))]);
-        family(&mut s, "weir_draining", "gauge", "1 while a graceful shutdown is under way.", &[("", num(u64::from(self.is_draining())))]);
-        family(&mut s, "weir_build_info", "gauge", "Build information.", &[(
-            &format!("version=\"{}\",runtime=\"{}\"", env!("CARGO_PKG_VERSION"), self.runtime),
-            "1".into(),
-        )]);
-        family(&mut s, "weir_uptime_seconds", "gauge", "Seconds since start.", &[("", now.mono.since(self.started.mono).as_secs_f64().to_string())]);
-        family(&mut s, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", &[("", p.cpu_seconds.to_string())]);
-        family(&mut s, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", &[("", num(p.rss_bytes))]);
-        family(&mut s, "process_open_fds", "gauge", "Number of open file descriptors.", &[("", num(p.open_fds))]);
-        family(&mut s, "process_max_fds", "gauge", "Maximum number of open file descriptors.", &[("", num(p.max_fds))]);
-        family(&mut s, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", &[("", p.start_time_seconds.to_string())]);
+        family(
+            &mut s,
+            "weir_log_lines_dropped_total",
+            "counter",
+            "Log lines dropped by a full log buffer.",
+            &[("", num(p.log_lines_dropped))],
+        );
+        family(
+            &mut s,
+            "weir_draining",
+            "gauge",
+            "1 while a graceful shutdown is under way.",
+            &[("", num(u64::from(self.is_draining())))],
+        );
+        family(
+            &mut s,
+            "weir_build_info",
+            "gauge",
+            "Build information.",
+            &[(
+                &format!(
+                    "version=\"{}\",runtime=\"{}\"",
+                    env!("CARGO_PKG_VERSION"),
+                    self.runtime
+                ),
+                "1".into(),
+            )],
+        );
+        family(
+            &mut s,
+            "weir_uptime_seconds",
+            "gauge",
+            "Seconds since start.",
+            &[(
+                "",
+                now.mono.since(self.started.mono).as_secs_f64().to_string(),
+            )],
+        );
+        family(
+            &mut s,
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            &[("", p.cpu_seconds.to_string())],
+        );
+        family(
+            &mut s,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            &[("", num(p.rss_bytes))],
+        );
+        family(
+            &mut s,
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            &[("", num(p.open_fds))],
+        );
+        family(
+            &mut s,
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            &[("", num(p.max_fds))],
+        );
+        family(
+            &mut s,
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            &[("", p.start_time_seconds.to_string())],
+        );
         if om {
             self.metrics.write_duration_histogram(&mut s, &METHOD_NAMES);
             s.push_str("# EOF\n");
@@ -382,7 +596,10 @@ fn negotiate(head: &Head) -> Format {
             _ => {}
         }
     }
-    let Some(accept) = head.header("accept").and_then(|a| std::str::from_utf8(a).ok()) else {
+    let Some(accept) = head
+        .header("accept")
+        .and_then(|a| std::str::from_utf8(a).ok())
+    else {
         return Format::Json;
     };
     let mut best: Option<(f32, Format)> = None;
@@ -425,7 +642,9 @@ fn query_str<'q>(query: Option<&'q str>, key: &str) -> Result<Option<&'q str>, (
 fn query_u64(query: Option<&str>, key: &str) -> Result<Option<u64>, ()> {
     match query_str(query, key)? {
         None => Ok(None),
-        Some(v) if !v.is_empty() && v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(v.parse().map_err(|_| ())?)),
+        Some(v) if !v.is_empty() && v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(Some(v.parse().map_err(|_| ())?))
+        }
         Some(_) => Err(()),
     }
 }
@@ -437,7 +656,9 @@ mod tests {
 
     fn head(raw: &str) -> Head {
         let mut h = Head::default();
-        h.parse(raw.as_bytes(), &Limits::default()).unwrap().unwrap();
+        h.parse(raw.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap();
         h
     }
 

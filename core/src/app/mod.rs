@@ -81,8 +81,22 @@ pub struct ProcessStats {
 
 impl ProcessStats {
     /// Builds the figures (the struct is `non_exhaustive` for future fields).
-    pub fn new(rss_bytes: u64, open_fds: u64, max_fds: u64, cpu_seconds: f64, start_time_seconds: f64, log_lines_dropped: u64) -> Self {
-        ProcessStats { rss_bytes, open_fds, max_fds, cpu_seconds, start_time_seconds, log_lines_dropped }
+    pub fn new(
+        rss_bytes: u64,
+        open_fds: u64,
+        max_fds: u64,
+        cpu_seconds: f64,
+        start_time_seconds: f64,
+        log_lines_dropped: u64,
+    ) -> Self {
+        ProcessStats {
+            rss_bytes,
+            open_fds,
+            max_fds,
+            cpu_seconds,
+            start_time_seconds,
+            log_lines_dropped,
+        }
     }
 }
 
@@ -100,7 +114,9 @@ pub struct AppBuilder {
 
 impl std::fmt::Debug for AppBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppBuilder").field("runtime", &self.runtime).finish_non_exhaustive()
+        f.debug_struct("AppBuilder")
+            .field("runtime", &self.runtime)
+            .finish_non_exhaustive()
     }
 }
 
@@ -118,13 +134,20 @@ impl AppBuilder {
     }
 
     /// Registers a named health check; `/health` answers 503 while any returns false.
-    pub fn health_check(mut self, name: impl Into<String>, check: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+    pub fn health_check(
+        mut self,
+        name: impl Into<String>,
+        check: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.checks.push((name.into(), Box::new(check)));
         self
     }
 
     /// The source of process figures for `/metrics`.
-    pub fn process_stats(mut self, probe: impl Fn() -> ProcessStats + Send + Sync + 'static) -> Self {
+    pub fn process_stats(
+        mut self,
+        probe: impl Fn() -> ProcessStats + Send + Sync + 'static,
+    ) -> Self {
         self.process = Some(Box::new(probe));
         self
     }
@@ -135,7 +158,11 @@ impl AppBuilder {
         let router = RouterBuilder::default()
             .route(Method::Get, "/ping", Endpoint::Ping)
             .route(Method::Post, "/api/v1/compute/fast", Endpoint::ComputeFast)
-            .route(Method::Post, "/api/v1/compute/intensive", Endpoint::ComputeIntensive)
+            .route(
+                Method::Post,
+                "/api/v1/compute/intensive",
+                Endpoint::ComputeIntensive,
+            )
             .route(Method::Get, "/health", Endpoint::Health)
             .route(Method::Get, "/metrics", Endpoint::Metrics)
             .route(Method::Get, "/api/v1/stats", Endpoint::Stats)
@@ -151,10 +178,18 @@ impl AppBuilder {
             .map(|q| KeyedGcra::new(q, c.rate_limit_max_keys));
         let mut policy = Vec::new();
         if let Some(g) = &global {
-            policy.push(format!("\"global\";q={};w={}", g.quota().burst(), g.quota().window_secs()));
+            policy.push(format!(
+                "\"global\";q={};w={}",
+                g.quota().burst(),
+                g.quota().window_secs()
+            ));
         }
         if let Some(k) = &per_ip {
-            policy.push(format!("\"per-ip\";q={};w={}", k.quota().burst(), k.quota().window_secs()));
+            policy.push(format!(
+                "\"per-ip\";q={};w={}",
+                k.quota().burst(),
+                k.quota().window_secs()
+            ));
         }
         Arc::new(App {
             limits: Limits {
@@ -209,7 +244,10 @@ pub struct App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("runtime", &self.runtime).field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("App")
+            .field("runtime", &self.runtime)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -262,7 +300,13 @@ pub(crate) enum Outcome {
 impl App {
     /// A builder for `config`.
     pub fn builder(config: Config) -> AppBuilder {
-        AppBuilder { config, runtime: "embedded", seed: 0x5EED, checks: Vec::new(), process: None }
+        AppBuilder {
+            config,
+            runtime: "embedded",
+            seed: 0x5EED,
+            checks: Vec::new(),
+            process: None,
+        }
     }
 
     /// The configuration.
@@ -353,21 +397,44 @@ impl App {
 
     /// Routes a complete head and applies auth and rate limits. True: read the body and
     /// dispatch; false: `res` holds the refusal (404, 405, 401, 429).
-    pub(crate) fn admit(&self, now: Now, head: &Head, peer: SocketAddr, ctx: &mut RequestCtx, res: &mut Response) -> bool {
+    pub(crate) fn admit(
+        &self,
+        now: Now,
+        head: &Head,
+        peer: SocketAddr,
+        ctx: &mut RequestCtx,
+        res: &mut Response,
+    ) -> bool {
         let id = match head.header("x-request-id").and_then(RequestId::from_client) {
             Some(id) => id,
             None => RequestId::generate(self.seed),
         };
-        *ctx = RequestCtx { id, started: now.mono, method: head.method, open: true, ..RequestCtx::default() };
+        *ctx = RequestCtx {
+            id,
+            started: now.mono,
+            method: head.method,
+            open: true,
+            ..RequestCtx::default()
+        };
         self.metrics.request_started();
         res.clear();
         let path = head.path();
         let (endpoint, route, param) = match self.router.lookup(head.method, path) {
-            Match::Found { route, endpoint, param } => (endpoint, route, param),
+            Match::Found {
+                route,
+                endpoint,
+                param,
+            } => (endpoint, route, param),
             Match::MethodNotAllowed { route, allow } => {
                 ctx.route = route;
                 res.header("Allow", allow.as_bytes());
-                self.error(now, ctx, res, ErrorCode::MethodNotAllowed, "method not allowed for this route");
+                self.error(
+                    now,
+                    ctx,
+                    res,
+                    ErrorCode::MethodNotAllowed,
+                    "method not allowed for this route",
+                );
                 return false;
             }
             Match::NotFound => {
@@ -390,9 +457,17 @@ impl App {
             return false;
         }
         if let Some(token) = &self.config.api_token {
-            if path.starts_with("/api/") && !bearer_matches(head.header("authorization"), token.as_bytes()) {
+            if path.starts_with("/api/")
+                && !bearer_matches(head.header("authorization"), token.as_bytes())
+            {
                 res.header("WWW-Authenticate", b"Bearer");
-                self.error(now, ctx, res, ErrorCode::Unauthorized, "missing or invalid bearer token");
+                self.error(
+                    now,
+                    ctx,
+                    res,
+                    ErrorCode::Unauthorized,
+                    "missing or invalid bearer token",
+                );
                 return false;
             }
         }
@@ -409,7 +484,10 @@ impl App {
             // Report the tighter of the two: a refusal, else the lower remaining.
             let tighter = match verdict {
                 None => true,
-                Some((g, _)) => (g.allowed && !v.allowed) || (g.allowed == v.allowed && v.remaining < g.remaining),
+                Some((g, _)) => {
+                    (g.allowed && !v.allowed)
+                        || (g.allowed == v.allowed && v.remaining < g.remaining)
+                }
             };
             if tighter {
                 verdict = Some((v, "per-ip"));
@@ -419,7 +497,13 @@ impl App {
         match verdict {
             Some((v, _)) if !v.allowed => {
                 res.header_num("Retry-After", v.retry_after_secs);
-                self.error(now, ctx, res, ErrorCode::RateLimitExceeded, "rate limit exceeded");
+                self.error(
+                    now,
+                    ctx,
+                    res,
+                    ErrorCode::RateLimitExceeded,
+                    "rate limit exceeded",
+                );
                 false
             }
             _ => true,
@@ -462,7 +546,14 @@ impl App {
     }
 
     /// Fills `res` with an error envelope for this request.
-    pub(crate) fn error(&self, now: Now, ctx: &RequestCtx, res: &mut Response, code: ErrorCode, message: &str) {
+    pub(crate) fn error(
+        &self,
+        now: Now,
+        ctx: &RequestCtx,
+        res: &mut Response,
+        code: ErrorCode,
+        message: &str,
+    ) {
         self.common_headers(ctx, res);
         write_error(res, code, message, ctx.id.as_str(), now.unix_secs());
     }
@@ -492,7 +583,13 @@ impl App {
     }
 
     /// Records a finished request: metrics and the access log line.
-    pub(crate) fn finish(&self, now: Now, ctx: &mut RequestCtx, head: Option<&Head>, status: Status) {
+    pub(crate) fn finish(
+        &self,
+        now: Now,
+        ctx: &mut RequestCtx,
+        head: Option<&Head>,
+        status: Status,
+    ) {
         if !ctx.open {
             return;
         }
@@ -520,7 +617,9 @@ impl App {
 }
 
 /// Metric label order of methods (index = `method_index`).
-pub(crate) const METHOD_NAMES: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "_OTHER"];
+pub(crate) const METHOD_NAMES: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "_OTHER",
+];
 
 fn method_index(m: Method) -> u8 {
     match m {
@@ -537,7 +636,9 @@ fn method_index(m: Method) -> u8 {
 
 fn parse_forwarded_ip(entry: &[u8]) -> Option<IpAddr> {
     let s = std::str::from_utf8(entry).ok()?;
-    s.parse::<IpAddr>().ok().or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+    s.parse::<IpAddr>()
+        .ok()
+        .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// `Authorization: Bearer <token>` compared in constant time (for a given token length).
@@ -549,8 +650,8 @@ fn bearer_matches(header: Option<&[u8]>, token: &[u8]) -> bool {
     }
     let given = h[7..].trim_ascii();
     let mut diff = given.len() ^ token.len();
-    for i in 0..token.len() {
-        diff |= usize::from(given.get(i).copied().unwrap_or(0) ^ token[i]);
+    for (i, &t) in token.iter().enumerate() {
+        diff |= usize::from(given.get(i).copied().unwrap_or(0) ^ t);
     }
     diff == 0
 }
@@ -576,26 +677,46 @@ mod tests {
 
     fn head(raw: &str) -> Head {
         let mut h = Head::default();
-        h.parse(raw.as_bytes(), &Limits::default()).unwrap().unwrap();
+        h.parse(raw.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap();
         h
     }
 
     #[test]
     fn forwarded_for_takes_the_rightmost_untrusted_hop() {
         let peer: SocketAddr = "10.0.0.5:1000".parse().unwrap();
-        let h = head("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6, 1.2.3.4\r\nX-Forwarded-For: 10.0.0.9\r\n\r\n");
+        let h = head(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6, 1.2.3.4\r\nX-Forwarded-For: 10.0.0.9\r\n\r\n",
+        );
         let off = app(&[]);
-        assert_eq!(off.client_ip(&h, peer), peer.ip(), "TRUST_PROXY off: the peer");
+        assert_eq!(
+            off.client_ip(&h, peer),
+            peer.ip(),
+            "TRUST_PROXY off: the peer"
+        );
         let on = app(&[("TRUST_PROXY", "true"), ("TRUSTED_PROXIES", "10.0.0.0/8")]);
         assert_eq!(on.client_ip(&h, peer), "1.2.3.4".parse::<IpAddr>().unwrap());
         let untrusted_peer: SocketAddr = "7.7.7.7:1".parse().unwrap();
-        assert_eq!(on.client_ip(&h, untrusted_peer), untrusted_peer.ip(), "a non-proxy peer's header is ignored");
+        assert_eq!(
+            on.client_ip(&h, untrusted_peer),
+            untrusted_peer.ip(),
+            "a non-proxy peer's header is ignored"
+        );
         let no_list = app(&[("TRUST_PROXY", "true")]);
-        assert_eq!(no_list.client_ip(&h, peer), "10.0.0.9".parse::<IpAddr>().unwrap(), "only the peer is trusted");
+        assert_eq!(
+            no_list.client_ip(&h, peer),
+            "10.0.0.9".parse::<IpAddr>().unwrap(),
+            "only the peer is trusted"
+        );
         let garbage = head("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4, junk\r\n\r\n");
         assert_eq!(no_list.client_ip(&garbage, peer), peer.ip());
-        let ported = head("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: [2001:db8::1]:443\r\n\r\n");
-        assert_eq!(no_list.client_ip(&ported, peer), "2001:db8::1".parse::<IpAddr>().unwrap());
+        let ported =
+            head("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: [2001:db8::1]:443\r\n\r\n");
+        assert_eq!(
+            no_list.client_ip(&ported, peer),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -35,7 +35,10 @@ impl std::fmt::Debug for RequestId {
 
 impl Default for RequestId {
     fn default() -> Self {
-        RequestId { len: 0, bytes: [0; MAX_REQUEST_ID] }
+        RequestId {
+            len: 0,
+            bytes: [0; MAX_REQUEST_ID],
+        }
     }
 }
 
@@ -52,10 +55,16 @@ impl RequestId {
 
     /// The incoming value if it is 1–128 visible ASCII bytes (0x21–0x7E).
     pub fn from_client(value: &[u8]) -> Option<RequestId> {
-        if value.is_empty() || value.len() > MAX_REQUEST_ID || !value.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        if value.is_empty()
+            || value.len() > MAX_REQUEST_ID
+            || !value.iter().all(|b| (0x21..=0x7e).contains(b))
+        {
             return None;
         }
-        let mut id = RequestId { len: value.len() as u8, bytes: [0; MAX_REQUEST_ID] };
+        let mut id = RequestId {
+            len: value.len() as u8,
+            bytes: [0; MAX_REQUEST_ID],
+        };
         id.bytes[..value.len()].copy_from_slice(value);
         Some(id)
     }
@@ -79,7 +88,10 @@ impl RequestId {
         let mut raw = (u128::from(hi) << 64 | u128::from(lo)).to_be_bytes();
         raw[6] = raw[6] & 0x0f | 0x40; // version 4
         raw[8] = raw[8] & 0x3f | 0x80; // RFC 9562 variant
-        let mut id = RequestId { len: 36, bytes: [0; MAX_REQUEST_ID] };
+        let mut id = RequestId {
+            len: 36,
+            bytes: [0; MAX_REQUEST_ID],
+        };
         // Byte i of the UUID goes to text position POS[i] (dashes at 8, 13, 18, 23).
         const POS: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
         const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -103,6 +115,7 @@ fn mix(mut z: u64) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests contend from several threads on purpose
 mod tests {
     use super::*;
     use std::collections::HashSet;
@@ -116,13 +129,22 @@ mod tests {
         assert_eq!((b[8], b[13], b[18], b[23]), (b'-', b'-', b'-', b'-'));
         assert_eq!(b[14], b'4');
         assert!(matches!(b[19], b'8' | b'9' | b'a' | b'b'));
-        assert!(s.chars().all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            s.chars()
+                .all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
     }
 
     #[test]
     fn ids_are_unique_across_threads() {
         let handles: Vec<_> = (0..4)
-            .map(|_| std::thread::spawn(|| (0..50_000).map(|_| RequestId::generate(7).as_str().to_owned()).collect::<Vec<_>>()))
+            .map(|_| {
+                std::thread::spawn(|| {
+                    (0..50_000)
+                        .map(|_| RequestId::generate(7).as_str().to_owned())
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
         let mut all = HashSet::new();
         for h in handles {
@@ -135,10 +157,16 @@ mod tests {
 
     #[test]
     fn client_ids_are_validated() {
-        assert_eq!(RequestId::from_client(b"abc-123").unwrap().as_str(), "abc-123");
+        assert_eq!(
+            RequestId::from_client(b"abc-123").unwrap().as_str(),
+            "abc-123"
+        );
         assert!(RequestId::from_client(b"").is_none());
         assert!(RequestId::from_client(b"has space").is_none());
-        assert!(RequestId::from_client(b"quote\"").is_some(), "visible ASCII is allowed; JSON escapes it");
+        assert!(
+            RequestId::from_client(b"quote\"").is_some(),
+            "visible ASCII is allowed; JSON escapes it"
+        );
         assert!(RequestId::from_client(&[b'a'; 129]).is_none());
         assert!(RequestId::from_client(&[b'a'; 128]).is_some());
         assert!(RequestId::from_client("é".as_bytes()).is_none());

@@ -56,20 +56,38 @@ impl<E: Copy> RouterBuilder<E> {
     /// Registers `endpoint` for `method` on `pattern` (`/users/:id`). The same pattern may be
     /// registered for several methods.
     pub fn route(mut self, method: Method, pattern: &'static str, endpoint: E) -> Self {
-        assert!(pattern.starts_with('/'), "route pattern must start with '/': {pattern}");
-        assert!(pattern.matches("/:").count() <= 1, "one :param per route: {pattern}");
+        assert!(
+            pattern.starts_with('/'),
+            "route pattern must start with '/': {pattern}"
+        );
+        assert!(
+            pattern.matches("/:").count() <= 1,
+            "one :param per route: {pattern}"
+        );
         let (prefix, suffix) = match pattern.find("/:") {
             Some(at) => {
                 let rest = &pattern[at + 2..];
-                (&pattern[..at + 1], Some(rest.find('/').map_or("", |slash| &rest[slash..])))
+                (
+                    &pattern[..at + 1],
+                    Some(rest.find('/').map_or("", |slash| &rest[slash..])),
+                )
             }
             None => (pattern, None),
         };
         match self.routes.iter_mut().find(|r| r.pattern == pattern) {
             Some(r) => r.methods.push((method, endpoint)),
             None => {
-                assert!(self.routes.len() < 255, "at most 255 routes (route ids are u8)");
-                self.routes.push(Route { pattern, prefix, suffix, methods: vec![(method, endpoint)], allow: String::new() })
+                assert!(
+                    self.routes.len() < 255,
+                    "at most 255 routes (route ids are u8)"
+                );
+                self.routes.push(Route {
+                    pattern,
+                    prefix,
+                    suffix,
+                    methods: vec![(method, endpoint)],
+                    allow: String::new(),
+                })
             }
         }
         self
@@ -89,7 +107,9 @@ impl<E: Copy> RouterBuilder<E> {
             names.dedup();
             r.allow = names.join(", ");
         }
-        Router { routes: self.routes }
+        Router {
+            routes: self.routes,
+        }
     }
 }
 
@@ -108,12 +128,25 @@ impl<E: Copy> Router<E> {
     /// Looks `method` and `path` up.
     pub fn lookup<'p>(&'p self, method: Method, path: &'p str) -> Match<'p, E> {
         for (i, r) in self.routes.iter().enumerate() {
-            let Some(param) = match_route(r.prefix, r.suffix, path) else { continue };
-            let want = if method == Method::Head { Method::Get } else { method };
+            let Some(param) = match_route(r.prefix, r.suffix, path) else {
+                continue;
+            };
+            let want = if method == Method::Head {
+                Method::Get
+            } else {
+                method
+            };
             let exact = r.methods.iter().find(|(m, _)| *m == method);
             return match exact.or_else(|| r.methods.iter().find(|(m, _)| *m == want)) {
-                Some(&(_, endpoint)) => Match::Found { route: i as u8, endpoint, param },
-                None => Match::MethodNotAllowed { route: i as u8, allow: &r.allow },
+                Some(&(_, endpoint)) => Match::Found {
+                    route: i as u8,
+                    endpoint,
+                    param,
+                },
+                None => Match::MethodNotAllowed {
+                    route: i as u8,
+                    allow: &r.allow,
+                },
             };
         }
         Match::NotFound
@@ -123,10 +156,16 @@ impl<E: Copy> Router<E> {
 /// Matches `path` against a split pattern; `Some(param)` on a match (byte comparisons only).
 fn match_route<'p>(prefix: &str, suffix: Option<&str>, path: &'p str) -> Option<Option<&'p str>> {
     let Some(suffix) = suffix else { return (path == prefix).then_some(None) };
-    let rest = path.strip_prefix(prefix)?;
-    let end = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
-    let (param, tail) = rest.split_at(end);
-    (!param.is_empty() && tail == suffix).then_some(Some(param))
+    let (p, pre) = (path.as_bytes(), prefix.as_bytes());
+    if p.len() <= pre.len() || p[..pre.len()] != *pre {
+        return None;
+    }
+    let rest = &p[pre.len()..];
+    let end = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+    if end == 0 || rest[end..] != *suffix.as_bytes() {
+        return None;
+    }
+    Some(path.get(pre.len()..pre.len() + end))
 }
 
 #[cfg(test)]
@@ -147,32 +186,110 @@ mod tests {
     #[test]
     fn static_and_param_routes() {
         let r = router();
-        assert_eq!(r.lookup(Method::Get, "/ping"), Match::Found { route: 0, endpoint: 1, param: None });
-        assert_eq!(r.lookup(Method::Get, "/users/42"), Match::Found { route: 1, endpoint: 2, param: Some("42") });
-        assert_eq!(r.lookup(Method::Delete, "/users/x"), Match::Found { route: 1, endpoint: 5, param: Some("x") });
-        assert_eq!(r.lookup(Method::Post, "/api/v1/compute/fast"), Match::Found { route: 3, endpoint: 4, param: None });
-        assert_eq!(r.lookup(Method::Get, "/users/9/posts"), Match::Found { route: 4, endpoint: 6, param: Some("9") });
+        assert_eq!(
+            r.lookup(Method::Get, "/ping"),
+            Match::Found {
+                route: 0,
+                endpoint: 1,
+                param: None
+            }
+        );
+        assert_eq!(
+            r.lookup(Method::Get, "/users/42"),
+            Match::Found {
+                route: 1,
+                endpoint: 2,
+                param: Some("42")
+            }
+        );
+        assert_eq!(
+            r.lookup(Method::Delete, "/users/x"),
+            Match::Found {
+                route: 1,
+                endpoint: 5,
+                param: Some("x")
+            }
+        );
+        assert_eq!(
+            r.lookup(Method::Post, "/api/v1/compute/fast"),
+            Match::Found {
+                route: 3,
+                endpoint: 4,
+                param: None
+            }
+        );
+        assert_eq!(
+            r.lookup(Method::Get, "/users/9/posts"),
+            Match::Found {
+                route: 4,
+                endpoint: 6,
+                param: Some("9")
+            }
+        );
         assert_eq!(r.lookup(Method::Get, "/users/9/post"), Match::NotFound);
     }
 
     #[test]
     fn head_is_served_by_get() {
-        assert_eq!(router().lookup(Method::Head, "/ping"), Match::Found { route: 0, endpoint: 1, param: None });
+        assert_eq!(
+            router().lookup(Method::Head, "/ping"),
+            Match::Found {
+                route: 0,
+                endpoint: 1,
+                param: None
+            }
+        );
     }
 
     #[test]
     fn not_found_and_method_not_allowed() {
         let r = router();
-        for p in ["/", "/pin", "/ping/", "/users", "/users/", "/users/1/2", "ping", ""] {
+        for p in [
+            "/",
+            "/pin",
+            "/ping/",
+            "/users",
+            "/users/",
+            "/users/1/2",
+            "ping",
+            "",
+        ] {
             assert_eq!(r.lookup(Method::Get, p), Match::NotFound, "{p}");
         }
-        assert_eq!(r.lookup(Method::Post, "/ping"), Match::MethodNotAllowed { route: 0, allow: "GET, HEAD" });
-        assert_eq!(r.lookup(Method::Get, "/echo"), Match::MethodNotAllowed { route: 2, allow: "POST" });
-        assert_eq!(r.lookup(Method::Put, "/users/1"), Match::MethodNotAllowed { route: 1, allow: "DELETE, GET, HEAD" });
+        assert_eq!(
+            r.lookup(Method::Post, "/ping"),
+            Match::MethodNotAllowed {
+                route: 0,
+                allow: "GET, HEAD"
+            }
+        );
+        assert_eq!(
+            r.lookup(Method::Get, "/echo"),
+            Match::MethodNotAllowed {
+                route: 2,
+                allow: "POST"
+            }
+        );
+        assert_eq!(
+            r.lookup(Method::Put, "/users/1"),
+            Match::MethodNotAllowed {
+                route: 1,
+                allow: "DELETE, GET, HEAD"
+            }
+        );
     }
 
     #[test]
     fn patterns_are_labels() {
-        assert_eq!(router().patterns(), vec!["/ping", "/users/:id", "/echo", "/api/v1/compute/fast", "/users/:id/posts"]);
+        assert_eq!(
+            router().patterns(),
+            vec![
+                "/ping",
+                "/users/:id",
+                "/echo",
+                "/api/v1/compute/fast",
+                "/users/:id/posts"
+            ]
+        );
     }
 }

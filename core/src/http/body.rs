@@ -100,7 +100,13 @@ pub struct Progress {
 impl BodyDecoder {
     /// A decoder for exactly `len` bytes (the caller has checked `len` against the limit).
     pub fn length(len: u64) -> Self {
-        BodyDecoder { kind: Kind::Length { left: len }, max_body: len, max_trailer: 0, trailer_bytes: 0, decoded: 0 }
+        BodyDecoder {
+            kind: Kind::Length { left: len },
+            max_body: len,
+            max_trailer: 0,
+            trailer_bytes: 0,
+            decoded: 0,
+        }
     }
 
     /// A chunked decoder bounded by `max_body` decoded bytes and `max_trailer` trailer bytes.
@@ -116,12 +122,19 @@ impl BodyDecoder {
 
     /// Whether the body is complete.
     pub fn is_done(&self) -> bool {
-        matches!(self.kind, Kind::Length { left: 0 } | Kind::Chunked(Chunked::Done))
+        matches!(
+            self.kind,
+            Kind::Length { left: 0 } | Kind::Chunked(Chunked::Done)
+        )
     }
 
     /// Decodes from `input`, appending body bytes to `out` (or dropping them when `out` is
     /// `None`, for a body that is read only to keep the connection usable).
-    pub fn decode(&mut self, input: &[u8], out: Option<&mut Vec<u8>>) -> Result<Progress, BodyError> {
+    pub fn decode(
+        &mut self,
+        input: &[u8],
+        out: Option<&mut Vec<u8>>,
+    ) -> Result<Progress, BodyError> {
         match &mut self.kind {
             Kind::Length { left } => {
                 let n = (*left).min(input.len() as u64) as usize;
@@ -130,7 +143,10 @@ impl BodyDecoder {
                 }
                 *left -= n as u64;
                 self.decoded += n as u64;
-                Ok(Progress { consumed: n, done: *left == 0 })
+                Ok(Progress {
+                    consumed: n,
+                    done: *left == 0,
+                })
             }
             Kind::Chunked(st) => {
                 let mut st = *st;
@@ -141,7 +157,12 @@ impl BodyDecoder {
         }
     }
 
-    fn decode_chunked(&mut self, state: &mut Chunked, input: &[u8], mut out: Option<&mut Vec<u8>>) -> Result<Progress, BodyError> {
+    fn decode_chunked(
+        &mut self,
+        state: &mut Chunked,
+        input: &[u8],
+        mut out: Option<&mut Vec<u8>>,
+    ) -> Result<Progress, BodyError> {
         {
             {
                 let mut i = 0;
@@ -166,10 +187,18 @@ impl BodyDecoder {
                                 if digits >= 16 {
                                     return Err(BodyError::Malformed("chunk size overflows"));
                                 }
-                                let v = (b as char).to_digit(16).expect("invariant: matched a hex digit") as u64;
-                                Chunked::Size { size: size << 4 | v, digits: digits + 1 }
+                                let v = (b as char)
+                                    .to_digit(16)
+                                    .expect("invariant: matched a hex digit")
+                                    as u64;
+                                Chunked::Size {
+                                    size: size << 4 | v,
+                                    digits: digits + 1,
+                                }
                             }
-                            _ if digits == 0 => return Err(BodyError::Malformed("invalid chunk size")),
+                            _ if digits == 0 => {
+                                return Err(BodyError::Malformed("invalid chunk size"));
+                            }
                             b' ' | b'\t' => Chunked::SizeWs { size },
                             b';' => Chunked::Ext { size, seen: 0 },
                             b'\r' => Chunked::SizeLf { size },
@@ -184,12 +213,17 @@ impl BodyDecoder {
                         Chunked::Ext { size, seen } => match b {
                             b'\r' => Chunked::SizeLf { size },
                             b'\n' | 0..=8 | 10..=31 | 127 => {
-                                return Err(BodyError::Malformed("invalid byte in chunk extension"));
+                                return Err(BodyError::Malformed(
+                                    "invalid byte in chunk extension",
+                                ));
                             }
                             _ if seen >= MAX_CHUNK_EXT_BYTES => {
                                 return Err(BodyError::Malformed("chunk extension too long"));
                             }
-                            _ => Chunked::Ext { size, seen: seen + 1 },
+                            _ => Chunked::Ext {
+                                size,
+                                seen: seen + 1,
+                            },
                         },
                         Chunked::SizeLf { size } => {
                             if b != b'\n' {
@@ -216,7 +250,9 @@ impl BodyDecoder {
                         },
                         Chunked::TrailerStart => match b {
                             b'\r' => Chunked::EndLf,
-                            b' ' | b'\t' => return Err(BodyError::Malformed("obs-fold in trailer")),
+                            b' ' | b'\t' => {
+                                return Err(BodyError::Malformed("obs-fold in trailer"));
+                            }
                             _ => self.trailer_byte(b)?,
                         },
                         Chunked::Trailer => match b {
@@ -231,7 +267,10 @@ impl BodyDecoder {
                         Chunked::Done => Chunked::Done,
                     };
                 }
-                Ok(Progress { consumed: i, done: *state == Chunked::Done })
+                Ok(Progress {
+                    consumed: i,
+                    done: *state == Chunked::Done,
+                })
             }
         }
     }
@@ -263,8 +302,14 @@ mod tests {
 
     #[test]
     fn chunked_with_extensions_and_trailers() {
-        assert_eq!(decode_all(b"5;name=val\r\nhello\r\n6 ; x\r\n world\r\n0\r\nX-T: 1\r\n\r\n").unwrap(), b"hello world");
-        assert_eq!(decode_all(b"A\r\n0123456789\r\n0\r\n\r\n").unwrap(), b"0123456789");
+        assert_eq!(
+            decode_all(b"5;name=val\r\nhello\r\n6 ; x\r\n world\r\n0\r\nX-T: 1\r\n\r\n").unwrap(),
+            b"hello world"
+        );
+        assert_eq!(
+            decode_all(b"A\r\n0123456789\r\n0\r\n\r\n").unwrap(),
+            b"0123456789"
+        );
         assert_eq!(decode_all(b"0\r\n\r\n").unwrap(), b"");
     }
 
@@ -284,28 +329,57 @@ mod tests {
     #[test]
     fn chunked_stops_at_the_end_of_the_body() {
         let mut d = BodyDecoder::chunked(100, 100);
-        let p = d.decode(b"1\r\na\r\n0\r\n\r\nGET / HTTP/1.1", None).unwrap();
-        assert_eq!(p, Progress { consumed: 11, done: true });
+        let p = d
+            .decode(b"1\r\na\r\n0\r\n\r\nGET / HTTP/1.1", None)
+            .unwrap();
+        assert_eq!(
+            p,
+            Progress {
+                consumed: 11,
+                done: true
+            }
+        );
     }
 
     #[test]
     fn chunk_size_overflow_is_rejected() {
-        assert_eq!(decode_all(b"10000000000000000\r\n"), Err(BodyError::Malformed("chunk size overflows")));
-        assert_eq!(BodyDecoder::chunked(10, 10).decode(b"ffffffffffffffff\r\n", None), Err(BodyError::TooLarge));
+        assert_eq!(
+            decode_all(b"10000000000000000\r\n"),
+            Err(BodyError::Malformed("chunk size overflows"))
+        );
+        assert_eq!(
+            BodyDecoder::chunked(10, 10).decode(b"ffffffffffffffff\r\n", None),
+            Err(BodyError::TooLarge)
+        );
     }
 
     #[test]
     fn invalid_chunk_sizes_are_rejected() {
-        for bad in [&b"x\r\n"[..], b"\r\n", b"-1\r\n", b"0x5\r\n", b" 5\r\n", b"5 x\r\n", b"5\n"] {
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"-1\r\n",
+            b"0x5\r\n",
+            b" 5\r\n",
+            b"5 x\r\n",
+            b"5\n",
+        ] {
             let r = BodyDecoder::chunked(100, 100).decode(bad, None);
-            assert!(matches!(r, Err(BodyError::Malformed(_))), "{:?}: {r:?}", String::from_utf8_lossy(bad));
+            assert!(
+                matches!(r, Err(BodyError::Malformed(_))),
+                "{:?}: {r:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn missing_crlf_after_data_is_rejected() {
         let r = BodyDecoder::chunked(100, 100).decode(b"3\r\nabcX\r\n", None);
-        assert_eq!(r, Err(BodyError::Malformed("missing CRLF after chunk data")));
+        assert_eq!(
+            r,
+            Err(BodyError::Malformed("missing CRLF after chunk data"))
+        );
         let r = BodyDecoder::chunked(100, 100).decode(b"3\r\nabc\rX", None);
         assert!(r.is_err());
     }
@@ -336,8 +410,20 @@ mod tests {
     fn content_length_takes_exactly_its_bytes() {
         let mut d = BodyDecoder::length(5);
         let mut out = Vec::new();
-        assert_eq!(d.decode(b"he", Some(&mut out)).unwrap(), Progress { consumed: 2, done: false });
-        assert_eq!(d.decode(b"lloEXTRA", Some(&mut out)).unwrap(), Progress { consumed: 3, done: true });
+        assert_eq!(
+            d.decode(b"he", Some(&mut out)).unwrap(),
+            Progress {
+                consumed: 2,
+                done: false
+            }
+        );
+        assert_eq!(
+            d.decode(b"lloEXTRA", Some(&mut out)).unwrap(),
+            Progress {
+                consumed: 3,
+                done: true
+            }
+        );
         assert_eq!(out, b"hello");
         assert!(d.is_done());
     }

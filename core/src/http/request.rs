@@ -212,10 +212,13 @@ impl Head {
         let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
         let slots = &mut raw[..limits.max_headers.clamp(1, MAX_HEADERS_CAP)];
         let mut req = httparse::Request::new(&mut []);
-        let status = httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, input, slots);
+        let status = httparse::ParserConfig::default()
+            .parse_request_with_uninit_headers(&mut req, input, slots);
         let len = match status {
             Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Self::check_partial(input, limits).map(|()| None),
+            Ok(httparse::Status::Partial) => {
+                return Self::check_partial(input, limits).map(|()| None);
+            }
             Err(httparse::Error::TooManyHeaders) => return Err(HeadError::HeadersTooLarge),
             Err(httparse::Error::Version) => return Err(version_error(input)),
             Err(e) => return Err(HeadError::Malformed(parse_error_message(e))),
@@ -223,7 +226,9 @@ impl Head {
         if len > limits.max_header_bytes {
             return Err(HeadError::HeadersTooLarge);
         }
-        let path = req.path.expect("invariant: a complete request has a target");
+        let path = req
+            .path
+            .expect("invariant: a complete request has a target");
         if path.len() > limits.max_uri_bytes {
             return Err(HeadError::UriTooLong);
         }
@@ -241,8 +246,15 @@ impl Head {
         self.target.clear();
         self.target.push_str(path);
         self.path_end = path.bytes().position(|b| b == b'?').unwrap_or(path.len());
-        self.method = Method::from_bytes(req.method.expect("invariant: complete request has a method"));
-        self.version = if req.version == Some(0) { Version::Http10 } else { Version::Http11 };
+        self.method = Method::from_bytes(
+            req.method
+                .expect("invariant: complete request has a method"),
+        );
+        self.version = if req.version == Some(0) {
+            Version::Http10
+        } else {
+            Version::Http11
+        };
         let mut content_length: Option<u64> = None;
         let mut chunked = false;
         let mut has_te = false;
@@ -293,7 +305,9 @@ impl Head {
                         if chunked {
                             // A coding after `chunked` (even a second `chunked`): the final
                             // coding is not a single chunked (RFC 9112 §6.3).
-                            return Err(HeadError::Malformed("chunked must be the final transfer coding, once"));
+                            return Err(HeadError::Malformed(
+                                "chunked must be the final transfer coding, once",
+                            ));
                         }
                         if coding.eq_ignore_ascii_case(b"chunked") {
                             chunked = true;
@@ -312,10 +326,14 @@ impl Head {
             return Err(HeadError::UnsupportedCoding);
         }
         if has_te && self.version == Version::Http10 {
-            return Err(HeadError::Malformed("Transfer-Encoding in an HTTP/1.0 request"));
+            return Err(HeadError::Malformed(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
         }
         if has_te && content_length.is_some() {
-            return Err(HeadError::Malformed("both Content-Length and Transfer-Encoding"));
+            return Err(HeadError::Malformed(
+                "both Content-Length and Transfer-Encoding",
+            ));
         }
         match (self.version, hosts) {
             (Version::Http11, 0) => return Err(HeadError::Malformed("missing Host header")),
@@ -364,7 +382,9 @@ impl Head {
 
     /// The query part of the target, without `?`.
     pub fn query(&self) -> Option<&str> {
-        self.target.get(self.path_end + 1..).filter(|_| self.path_end < self.target.len())
+        self.target
+            .get(self.path_end + 1..)
+            .filter(|_| self.path_end < self.target.len())
     }
 
     /// The first value of header `name` (ASCII case-insensitive).
@@ -372,7 +392,8 @@ impl Head {
         let name = name.as_bytes();
         self.fields.iter().find_map(|f| {
             let n = &self.bytes[range(f.name)];
-            (n.len() == name.len() && n.eq_ignore_ascii_case(name)).then(|| &self.bytes[range(f.value)])
+            (n.len() == name.len() && n.eq_ignore_ascii_case(name))
+                .then(|| &self.bytes[range(f.value)])
         })
     }
 
@@ -380,18 +401,23 @@ impl Head {
     pub fn headers<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.fields.iter().filter_map(move |f| {
             let n = &self.bytes[range(f.name)];
-            n.eq_ignore_ascii_case(name.as_bytes()).then(|| &self.bytes[range(f.value)])
+            n.eq_ignore_ascii_case(name.as_bytes())
+                .then(|| &self.bytes[range(f.value)])
         })
     }
 
     /// All header fields as (name, value).
     pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.fields.iter().map(|f| (&self.bytes[range(f.name)], &self.bytes[range(f.value)]))
+        self.fields
+            .iter()
+            .map(|f| (&self.bytes[range(f.name)], &self.bytes[range(f.value)]))
     }
 
     /// Heap bytes held by this head's buffers.
     pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity() + self.fields.capacity() * std::mem::size_of::<Field>() + self.target.capacity()
+        self.bytes.capacity()
+            + self.fields.capacity() * std::mem::size_of::<Field>()
+            + self.target.capacity()
     }
 
     /// Frees the buffers (an idle connection keeps no head memory).
@@ -402,15 +428,9 @@ impl Head {
     }
 }
 
+/// Whether any LF in `head` lacks its CR (SIMD search for LFs: a head has only a few).
 fn memchr_bare_lf(head: &[u8]) -> bool {
-    let mut prev = 0u8;
-    for &b in head {
-        if b == b'\n' && prev != b'\r' {
-            return true;
-        }
-        prev = b;
-    }
-    false
+    memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r')
 }
 
 fn trim(v: &[u8]) -> &[u8] {
@@ -441,7 +461,10 @@ fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
 /// httparse reports any bad version token the same way; a well-formed `HTTP/x.y` other than
 /// 1.0/1.1 is a 505, anything else a 400.
 fn version_error(input: &[u8]) -> HeadError {
-    let line_end = input.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(input.len());
+    let line_end = input
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(input.len());
     let line = &input[..line_end];
     let token = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
     let well_formed = token.len() == 8
@@ -449,12 +472,18 @@ fn version_error(input: &[u8]) -> HeadError {
         && token[5].is_ascii_digit()
         && token[6] == b'.'
         && token[7].is_ascii_digit();
-    if well_formed { HeadError::Version } else { HeadError::Malformed("malformed HTTP version") }
+    if well_formed {
+        HeadError::Version
+    } else {
+        HeadError::Malformed("malformed HTTP version")
+    }
 }
 
 fn parse_error_message(e: httparse::Error) -> &'static str {
     match e {
-        httparse::Error::HeaderName => "invalid header name (whitespace before colon, obs-fold or bad byte)",
+        httparse::Error::HeaderName => {
+            "invalid header name (whitespace before colon, obs-fold or bad byte)"
+        }
         httparse::Error::HeaderValue => "invalid byte in header value",
         httparse::Error::NewLine => "malformed line ending",
         httparse::Error::Status => "malformed request line",
@@ -502,11 +531,20 @@ mod tests {
         let l = Limits::default();
         h.parse(b"GET / HTTP/1.0\r\n\r\n", &l).unwrap();
         assert!(!h.keep_alive, "1.0 closes by default");
-        h.parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", &l).unwrap();
+        h.parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", &l)
+            .unwrap();
         assert!(h.keep_alive, "1.0 opts in");
-        h.parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", &l).unwrap();
+        h.parse(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            &l,
+        )
+        .unwrap();
         assert!(!h.keep_alive);
-        h.parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade, Close\r\n\r\n", &l).unwrap();
+        h.parse(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade, Close\r\n\r\n",
+            &l,
+        )
+        .unwrap();
         assert!(!h.keep_alive);
     }
 
@@ -514,24 +552,47 @@ mod tests {
     fn content_length_and_chunked_framing() {
         let mut h = Head::default();
         let l = Limits::default();
-        h.parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n", &l).unwrap();
+        h.parse(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n",
+            &l,
+        )
+        .unwrap();
         assert_eq!(h.framing, Framing::Length(12));
-        h.parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\n", &l).unwrap();
+        h.parse(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\n",
+            &l,
+        )
+        .unwrap();
         assert_eq!(h.framing, Framing::Length(3));
-        h.parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n", &l).unwrap();
+        h.parse(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n",
+            &l,
+        )
+        .unwrap();
         assert_eq!(h.framing, Framing::Chunked);
     }
 
     // One test per framing rule of SPEC.md "HTTP/1.1 behaviour".
     #[test]
     fn rejects_content_length_with_transfer_encoding() {
-        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
+        assert_eq!(
+            status(
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            400
+        );
     }
 
     #[test]
     fn rejects_differing_content_lengths() {
-        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"), 400);
-        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 4\r\n\r\n"), 400);
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 4\r\n\r\n"),
+            400
+        );
     }
 
     #[test]
@@ -544,31 +605,71 @@ mod tests {
 
     #[test]
     fn rejects_transfer_encoding_not_ending_in_chunked() {
-        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), 400);
-        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
-        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"), 400);
-        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked, identity\r\n\r\n"), 400);
-        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), 501);
-        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\n\r\n"), 400);
-        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;x\r\n\r\n"), 400);
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            400
+        );
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked, identity\r\n\r\n"
+            ),
+            400
+        );
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            501
+        );
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;x\r\n\r\n"),
+            400
+        );
     }
 
     #[test]
     fn rejects_obs_fold() {
-        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n  folded\r\n\r\n"), 400);
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n  folded\r\n\r\n"),
+            400
+        );
     }
 
     #[test]
     fn rejects_whitespace_before_colon() {
         assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nX-A : b\r\n\r\n"), 400);
-        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n"), 400);
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n"),
+            400
+        );
     }
 
     #[test]
     fn rejects_control_bytes_in_values() {
-        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\0c\r\n\r\n"), 400);
-        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\rc\r\n\r\n"), 400);
-        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\x7fc\r\n\r\n"), 400);
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\0c\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\rc\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\x7fc\r\n\r\n"),
+            400
+        );
     }
 
     #[test]
@@ -578,14 +679,20 @@ mod tests {
 
     #[test]
     fn rejects_transfer_encoding_in_http10() {
-        assert_eq!(status("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
+        assert_eq!(
+            status("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            400
+        );
     }
 
     #[test]
     fn rejects_missing_or_repeated_host_in_http11() {
         assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400);
         assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
-        assert_eq!(parse("GET / HTTP/1.0\r\n\r\n").map(|o| o.is_some()), Ok(true));
+        assert_eq!(
+            parse("GET / HTTP/1.0\r\n\r\n").map(|o| o.is_some()),
+            Ok(true)
+        );
     }
 
     #[test]
@@ -597,25 +704,54 @@ mod tests {
 
     #[test]
     fn unknown_expectation_is_417() {
-        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\nContent-Length: 1\r\n\r\n"), 417);
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\nContent-Length: 1\r\n\r\n"),
+            417
+        );
     }
 
     #[test]
     fn limits_431_414_413() {
-        let limits = Limits { max_header_bytes: 256, max_headers: 4, max_uri_bytes: 64, max_body_bytes: 10 };
+        let limits = Limits {
+            max_header_bytes: 256,
+            max_headers: 4,
+            max_uri_bytes: 64,
+            max_body_bytes: 10,
+        };
         let mut h = Head::default();
         let many = "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
-        assert_eq!(h.parse(many.as_bytes(), &limits), Err(HeadError::HeadersTooLarge));
-        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nA: {}\r\n\r\n", "x".repeat(300));
-        assert_eq!(h.parse(big.as_bytes(), &limits), Err(HeadError::HeadersTooLarge));
+        assert_eq!(
+            h.parse(many.as_bytes(), &limits),
+            Err(HeadError::HeadersTooLarge)
+        );
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nA: {}\r\n\r\n",
+            "x".repeat(300)
+        );
+        assert_eq!(
+            h.parse(big.as_bytes(), &limits),
+            Err(HeadError::HeadersTooLarge)
+        );
         let partial_big = format!("GET / HTTP/1.1\r\nHost: a\r\nA: {}", "x".repeat(300));
-        assert_eq!(h.parse(partial_big.as_bytes(), &limits), Err(HeadError::HeadersTooLarge));
+        assert_eq!(
+            h.parse(partial_big.as_bytes(), &limits),
+            Err(HeadError::HeadersTooLarge)
+        );
         let long_uri = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "u".repeat(100));
-        assert_eq!(h.parse(long_uri.as_bytes(), &limits), Err(HeadError::UriTooLong));
+        assert_eq!(
+            h.parse(long_uri.as_bytes(), &limits),
+            Err(HeadError::UriTooLong)
+        );
         let partial_uri = format!("GET /{}", "u".repeat(100));
-        assert_eq!(h.parse(partial_uri.as_bytes(), &limits), Err(HeadError::UriTooLong));
+        assert_eq!(
+            h.parse(partial_uri.as_bytes(), &limits),
+            Err(HeadError::UriTooLong)
+        );
         let body = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n";
-        assert_eq!(h.parse(body.as_bytes(), &limits), Err(HeadError::BodyTooLarge));
+        assert_eq!(
+            h.parse(body.as_bytes(), &limits),
+            Err(HeadError::BodyTooLarge)
+        );
         assert_eq!(HeadError::HeadersTooLarge.status().code(), 431);
         assert_eq!(HeadError::UriTooLong.status().code(), 414);
         assert_eq!(HeadError::BodyTooLarge.status().code(), 413);

@@ -106,7 +106,12 @@ pub struct Response {
 
 impl Default for Response {
     fn default() -> Self {
-        Response { status: Status::OK, headers: Vec::new(), body: Vec::new(), close: false }
+        Response {
+            status: Status::OK,
+            headers: Vec::new(),
+            body: Vec::new(),
+            close: false,
+        }
     }
 }
 
@@ -132,7 +137,10 @@ impl Response {
     /// Adds a header line. `value` must not contain CR or LF: every caller passes our own
     /// text or a value httparse already validated (checked in debug builds and tests).
     pub fn header(&mut self, name: &str, value: &[u8]) {
-        debug_assert!(!value.iter().any(|&b| b == b'\r' || b == b'\n'), "header value with CR/LF");
+        debug_assert!(
+            !value.iter().any(|&b| b == b'\r' || b == b'\n'),
+            "header value with CR/LF"
+        );
         self.headers.extend_from_slice(name.as_bytes());
         self.headers.extend_from_slice(b": ");
         self.headers.extend_from_slice(value);
@@ -179,7 +187,14 @@ impl Response {
     /// Encodes the response into `out`. `date` is the cached IMF-fixdate; `connection` the
     /// `Connection` header to send, if any; `with_body` is false for `HEAD`; `framing` says
     /// how the body is delimited (a streamed body follows later, chunk by chunk).
-    pub fn encode(&self, out: &mut Vec<u8>, date: &[u8; 29], connection: Option<&str>, with_body: bool, framing: BodyFraming) {
+    pub fn encode(
+        &self,
+        out: &mut Vec<u8>,
+        date: &[u8; 29],
+        connection: Option<&str>,
+        with_body: bool,
+        framing: BodyFraming,
+    ) {
         out.extend_from_slice(self.status.status_line());
         out.extend_from_slice(b"Server: ");
         out.extend_from_slice(SERVER.as_bytes());
@@ -234,7 +249,13 @@ mod tests {
         r.header("Content-Type", b"text/plain");
         r.body_mut().extend_from_slice(b"pong");
         let mut out = Vec::new();
-        r.encode(&mut out, b"Sun, 06 Nov 1994 08:49:37 GMT", None, true, BodyFraming::Length);
+        r.encode(
+            &mut out,
+            b"Sun, 06 Nov 1994 08:49:37 GMT",
+            None,
+            true,
+            BodyFraming::Length,
+        );
         let want = format!(
             "HTTP/1.1 200 OK\r\nServer: {SERVER}\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 4\r\nContent-Type: text/plain\r\n\r\npong"
         );
@@ -246,7 +267,13 @@ mod tests {
         let mut r = Response::default();
         r.body_mut().extend_from_slice(b"pong");
         let mut out = Vec::new();
-        r.encode(&mut out, b"Sun, 06 Nov 1994 08:49:37 GMT", Some("close"), false, BodyFraming::Length);
+        r.encode(
+            &mut out,
+            b"Sun, 06 Nov 1994 08:49:37 GMT",
+            Some("close"),
+            false,
+            BodyFraming::Length,
+        );
         let s = String::from_utf8(out).unwrap();
         assert!(s.contains("Content-Length: 4\r\n") && s.contains("Connection: close\r\n"));
         assert!(s.ends_with("\r\n\r\n"));

@@ -103,8 +103,15 @@ enum Timer {
     Shrink,
 }
 
-const TIMERS: [Timer; 7] =
-    [Timer::Header, Timer::Body, Timer::Idle, Timer::Write, Timer::Request, Timer::Handler, Timer::Shrink];
+const TIMERS: [Timer; 7] = [
+    Timer::Header,
+    Timer::Body,
+    Timer::Idle,
+    Timer::Write,
+    Timer::Request,
+    Timer::Handler,
+    Timer::Shrink,
+];
 
 #[derive(Debug)]
 enum State {
@@ -112,13 +119,21 @@ enum State {
     Head,
     /// Reading a body; `admitted` false means it is read only to be discarded before the
     /// refusal already in `res` is sent.
-    Body { decoder: BodyDecoder, admitted: bool },
+    Body {
+        decoder: BodyDecoder,
+        admitted: bool,
+    },
     /// Waiting for a queued job.
     Job(JobWait),
     /// `/api/v1/sleep`: answer when the handler timer fires.
     Sleep { ms: u64 },
     /// `/api/v1/stream`: `left` events to go; `chunked` unless the client speaks HTTP/1.0.
-    Stream { left: u32, seq: u32, interval: Duration, chunked: bool },
+    Stream {
+        left: u32,
+        seq: u32,
+        interval: Duration,
+        chunked: bool,
+    },
     /// Write what is queued, then close.
     Closing(CloseReason),
     /// Closed: the `Close` effect has been emitted or is pending.
@@ -181,14 +196,19 @@ impl App {
             date: [0; 29],
             served: 0,
         };
-        s.set_timer(Timer::Header, now.mono.add(self.config().header_timeout));
+        s.set_timer(Timer::Header, now.mono.saturating_add(self.config().header_timeout));
         if !counted {
             s.app.begin_unparsed(now, &mut s.ctx, peer);
             s.keep_alive = false;
             s.res.clear();
             s.res.header("Retry-After", b"1");
-            let msg = if s.app.is_draining() { "server is shutting down" } else { "connection limit reached" };
-            s.app.error(now, &s.ctx, &mut s.res, ErrorCode::ServiceOverloaded, msg);
+            let msg = if s.app.is_draining() {
+                "server is shutting down"
+            } else {
+                "connection limit reached"
+            };
+            s.app
+                .error(now, &s.ctx, &mut s.res, ErrorCode::ServiceOverloaded, msg);
             s.send_response(now);
             s.after_input(now);
         }
@@ -216,7 +236,9 @@ impl Session {
                 self.rpos = 0;
             }
             if self.recv.len() - self.rend < MIN_READ {
-                let want = (self.recv.len() * 2).max(INITIAL_RECV).min(self.recv_limit());
+                let want = (self.recv.len() * 2)
+                    .max(INITIAL_RECV)
+                    .min(self.recv_limit());
                 self.recv.resize(want, 0);
             }
         }
@@ -226,7 +248,10 @@ impl Session {
     /// `n` bytes were read into [`Session::recv_buf`].
     pub fn handle_read(&mut self, now: Now, n: usize) {
         let now = self.clamp(now);
-        assert!(self.rend + n <= self.recv.len(), "handle_read({n}) past the buffer given by recv_buf");
+        assert!(
+            self.rend + n <= self.recv.len(),
+            "handle_read({n}) past the buffer given by recv_buf"
+        );
         self.rend += n;
         self.drive(now);
         self.after_input(now);
@@ -307,7 +332,10 @@ impl Session {
     pub fn handle_drain(&mut self, now: Now) {
         let now = self.clamp(now);
         self.keep_alive = false;
-        if matches!(self.state, State::Head) && self.rpos == self.rend && self.sent == self.out.len() {
+        if matches!(self.state, State::Head)
+            && self.rpos == self.rend
+            && self.sent == self.out.len()
+        {
             self.state = State::Closing(CloseReason::Done);
         }
         self.after_input(now);
@@ -316,14 +344,17 @@ impl Session {
     /// `n` bytes of [`Session::poll_transmit`] were written.
     pub fn advance_transmit(&mut self, now: Now, n: usize) {
         let now = self.clamp(now);
-        assert!(self.sent + n <= self.out.len(), "advance_transmit past the queued output");
+        assert!(
+            self.sent + n <= self.out.len(),
+            "advance_transmit past the queued output"
+        );
         self.sent += n;
         if self.sent == self.out.len() {
             self.out.clear();
             self.sent = 0;
             self.timers[Timer::Write as usize] = None;
         } else if n > 0 {
-            self.set_timer(Timer::Write, now.mono.add(self.app.config().write_timeout));
+            self.set_timer(Timer::Write, now.mono.saturating_add(self.app.config().write_timeout));
         }
         self.drive(now);
         self.after_input(now);
@@ -365,7 +396,11 @@ impl Session {
 
     /// Heap bytes this session holds in its buffers (not counting its own struct).
     pub fn heap_bytes(&self) -> usize {
-        self.recv.capacity() + self.out.capacity() + self.body.capacity() + self.head.heap_bytes() + self.res.heap_bytes()
+        self.recv.capacity()
+            + self.out.capacity()
+            + self.body.capacity()
+            + self.head.heap_bytes()
+            + self.res.heap_bytes()
     }
 
     /// Requests answered on this connection.
@@ -380,7 +415,14 @@ impl Session {
     }
 
     fn clamp(&mut self, now: Now) -> Now {
-        let now = if now.mono < self.latest.mono { Now { mono: self.latest.mono, ..now } } else { now };
+        let now = if now.mono < self.latest.mono {
+            Now {
+                mono: self.latest.mono,
+                ..now
+            }
+        } else {
+            now
+        };
         self.latest = now;
         now
     }
@@ -406,10 +448,15 @@ impl Session {
                             self.state = State::Closing(CloseReason::Done);
                         } else if self.timers[Timer::Header as usize].is_none() {
                             if self.timers[Timer::Idle as usize].is_none() {
-                                self.set_timer(Timer::Idle, now.mono.add(self.app.config().idle_timeout));
+                                self.set_timer(
+                                    Timer::Idle,
+                                    now.mono.saturating_add(self.app.config().idle_timeout),
+                                );
                             }
-                            if self.timers[Timer::Shrink as usize].is_none() && self.heap_bytes() > 0 {
-                                self.set_timer(Timer::Shrink, now.mono.add(SHRINK_AFTER));
+                            if self.timers[Timer::Shrink as usize].is_none()
+                                && self.heap_bytes() > 0
+                            {
+                                self.set_timer(Timer::Shrink, now.mono.saturating_add(SHRINK_AFTER));
                             }
                         }
                         return;
@@ -420,7 +467,10 @@ impl Session {
                         Ok(None) => {
                             self.clear_timer(Timer::Idle);
                             if self.timers[Timer::Header as usize].is_none() {
-                                self.set_timer(Timer::Header, now.mono.add(self.app.config().header_timeout));
+                                self.set_timer(
+                                    Timer::Header,
+                                    now.mono.saturating_add(self.app.config().header_timeout),
+                                );
                             }
                             return;
                         }
@@ -451,7 +501,10 @@ impl Session {
                             self.rpos += p.consumed;
                             if !p.done {
                                 if p.consumed > 0 || self.timers[Timer::Body as usize].is_none() {
-                                    self.set_timer(Timer::Body, now.mono.add(self.app.config().header_timeout));
+                                    self.set_timer(
+                                        Timer::Body,
+                                        now.mono.saturating_add(self.app.config().header_timeout),
+                                    );
                                 }
                                 return;
                             }
@@ -465,7 +518,11 @@ impl Session {
                         }
                     }
                 }
-                State::Job(_) | State::Sleep { .. } | State::Stream { .. } | State::Closing(_) | State::Closed => return,
+                State::Job(_)
+                | State::Sleep { .. }
+                | State::Stream { .. }
+                | State::Closing(_)
+                | State::Closed => return,
             }
         }
     }
@@ -473,13 +530,16 @@ impl Session {
     /// A complete head is in `self.head`: admit it, then read its body or dispatch.
     fn start_request(&mut self, now: Now) {
         self.keep_alive &= self.head.keep_alive;
-        let admitted = self.app.admit(now, &self.head, self.peer, &mut self.ctx, &mut self.res);
+        let admitted = self
+            .app
+            .admit(now, &self.head, self.peer, &mut self.ctx, &mut self.res);
         let decoder = match self.head.framing {
             Framing::None => None,
             Framing::Length(n) => Some(BodyDecoder::length(n)),
-            Framing::Chunked => {
-                Some(BodyDecoder::chunked(self.app.limits().max_body_bytes, self.app.limits().max_header_bytes))
-            }
+            Framing::Chunked => Some(BodyDecoder::chunked(
+                self.app.limits().max_body_bytes,
+                self.app.limits().max_header_bytes,
+            )),
         };
         match (decoder, admitted) {
             (None, true) => self.dispatch(now),
@@ -495,18 +555,24 @@ impl Session {
                     self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
                 self.body.clear();
-                self.set_timer(Timer::Body, now.mono.add(self.app.config().header_timeout));
+                self.set_timer(Timer::Body, now.mono.saturating_add(self.app.config().header_timeout));
                 self.state = State::Body { decoder, admitted };
             }
         }
     }
 
     fn dispatch(&mut self, now: Now) {
-        match self.app.dispatch(now, &self.head, &self.body, &mut self.ctx, &mut self.res) {
+        match self
+            .app
+            .dispatch(now, &self.head, &self.body, &mut self.ctx, &mut self.res)
+        {
             Outcome::Respond => self.send_response(now),
             Outcome::Job(wait) => {
                 self.job_effect = Some(wait.watcher());
-                self.set_timer(Timer::Request, now.mono.add(self.app.config().request_timeout));
+                self.set_timer(
+                    Timer::Request,
+                    now.mono.saturating_add(self.app.config().request_timeout),
+                );
                 self.state = State::Job(wait);
             }
             Outcome::Sleep { until, ms } => {
@@ -522,14 +588,24 @@ impl Session {
                 let connection = self.connection_header();
                 self.refresh_date(now);
                 let with_body = self.head.method != Method::Head;
-                let framing = if chunked { BodyFraming::Chunked } else { BodyFraming::UntilClose };
-                self.res.encode(&mut self.out, &self.date, connection, with_body, framing);
+                let framing = if chunked {
+                    BodyFraming::Chunked
+                } else {
+                    BodyFraming::UntilClose
+                };
+                self.res
+                    .encode(&mut self.out, &self.date, connection, with_body, framing);
                 self.arm_write(now);
                 if count == 0 || !with_body {
                     self.end_stream(now, chunked && with_body);
                 } else {
-                    self.set_timer(Timer::Handler, now.mono.add(interval));
-                    self.state = State::Stream { left: count, seq: 0, interval, chunked };
+                    self.set_timer(Timer::Handler, now.mono.saturating_add(interval));
+                    self.state = State::Stream {
+                        left: count,
+                        seq: 0,
+                        interval,
+                        chunked,
+                    };
                 }
             }
         }
@@ -538,12 +614,22 @@ impl Session {
     fn on_timer(&mut self, now: Now, t: Timer) {
         match (t, &mut self.state) {
             (Timer::Header, State::Head) => {
-                self.protocol_error(now, Status::REQUEST_TIMEOUT, "request head not received within HEADER_TIMEOUT");
+                self.protocol_error(
+                    now,
+                    Status::REQUEST_TIMEOUT,
+                    "request head not received within HEADER_TIMEOUT",
+                );
             }
             (Timer::Body, State::Body { .. }) => {
-                self.protocol_error(now, Status::REQUEST_TIMEOUT, "request body stalled past HEADER_TIMEOUT");
+                self.protocol_error(
+                    now,
+                    Status::REQUEST_TIMEOUT,
+                    "request body stalled past HEADER_TIMEOUT",
+                );
             }
-            (Timer::Idle, State::Head) if self.rpos == self.rend => self.state = State::Closing(CloseReason::Done),
+            (Timer::Idle, State::Head) if self.rpos == self.rend => {
+                self.state = State::Closing(CloseReason::Done)
+            }
             (Timer::Write, State::Closed) => {}
             (Timer::Write, _) => {
                 self.abandon(now);
@@ -561,7 +647,15 @@ impl Session {
                 self.app.sleep_response(&self.ctx, ms, &mut self.res);
                 self.send_response(now);
             }
-            (Timer::Handler, State::Stream { left, seq, interval, chunked }) => {
+            (
+                Timer::Handler,
+                State::Stream {
+                    left,
+                    seq,
+                    interval,
+                    chunked,
+                },
+            ) => {
                 *left -= 1;
                 *seq += 1;
                 let (left, seq, interval, chunked) = (*left, *seq, *interval, *chunked);
@@ -577,10 +671,12 @@ impl Session {
                 if left == 0 {
                     self.end_stream(now, chunked);
                 } else {
-                    self.set_timer(Timer::Handler, now.mono.add(interval));
+                    self.set_timer(Timer::Handler, now.mono.saturating_add(interval));
                 }
             }
-            (Timer::Shrink, State::Head) if self.rpos == self.rend && self.sent == self.out.len() => {
+            (Timer::Shrink, State::Head)
+                if self.rpos == self.rend && self.sent == self.out.len() =>
+            {
                 self.release_buffers();
             }
             _ => {}
@@ -591,7 +687,8 @@ impl Session {
         if chunked {
             encode_last_chunk(&mut self.out);
         }
-        self.app.finish(now, &mut self.ctx, Some(&self.head), Status::OK);
+        self.app
+            .finish(now, &mut self.ctx, Some(&self.head), Status::OK);
         self.served += 1;
         self.after_response(now);
     }
@@ -625,7 +722,7 @@ impl Session {
 
     fn arm_write(&mut self, now: Now) {
         if self.sent < self.out.len() && self.timers[Timer::Write as usize].is_none() {
-            self.set_timer(Timer::Write, now.mono.add(self.app.config().write_timeout));
+            self.set_timer(Timer::Write, now.mono.saturating_add(self.app.config().write_timeout));
         }
     }
 
@@ -634,7 +731,13 @@ impl Session {
         let connection = self.connection_header();
         self.refresh_date(now);
         let with_body = !(self.head_valid && self.head.method == Method::Head);
-        self.res.encode(&mut self.out, &self.date, connection, with_body, BodyFraming::Length);
+        self.res.encode(
+            &mut self.out,
+            &self.date,
+            connection,
+            with_body,
+            BodyFraming::Length,
+        );
         let head = self.head_valid.then_some(&self.head);
         self.app.finish(now, &mut self.ctx, head, self.res.status());
         self.served += 1;
@@ -645,7 +748,7 @@ impl Session {
     fn after_response(&mut self, now: Now) {
         if self.keep_alive {
             self.state = State::Head;
-            self.set_timer(Timer::Idle, now.mono.add(self.app.config().idle_timeout));
+            self.set_timer(Timer::Idle, now.mono.saturating_add(self.app.config().idle_timeout));
         } else {
             self.state = State::Closing(CloseReason::Done);
         }
@@ -658,13 +761,22 @@ impl Session {
             self.app.begin_unparsed(now, &mut self.ctx, self.peer);
         }
         self.res.clear();
-        self.app.error(now, &self.ctx, &mut self.res, ErrorCode::for_status(status), message);
+        self.app.error(
+            now,
+            &self.ctx,
+            &mut self.res,
+            ErrorCode::for_status(status),
+            message,
+        );
         self.state = State::Head;
         self.send_response(now);
     }
 
     fn ctx_open(&self) -> bool {
-        matches!(self.state, State::Body { .. } | State::Job(_) | State::Sleep { .. } | State::Stream { .. })
+        matches!(
+            self.state,
+            State::Body { .. } | State::Job(_) | State::Sleep { .. } | State::Stream { .. }
+        )
     }
 
     /// The client left or the socket failed mid-request: cancel what is pending.

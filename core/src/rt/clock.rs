@@ -14,7 +14,9 @@ fn origin() -> std::time::Instant {
 /// The current time.
 pub fn now() -> Now {
     let mono = std::time::Instant::now().saturating_duration_since(origin());
-    let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     Now::new(Instant::from_nanos(mono.as_nanos() as u64), wall)
 }
 

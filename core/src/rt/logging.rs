@@ -25,9 +25,17 @@ pub fn init(config: &Config) -> LogGuard {
     let _ = DROPPED.set(writer.error_counter());
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_target(true).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_target(true)
+        .with_ansi(ansi);
     let installed = match config.environment {
-        Environment::Production => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        Environment::Production => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
         _ => builder.compact().try_init(),
     };
     if installed.is_err() {

@@ -88,7 +88,14 @@ impl Server {
                     .expect("invariant: the OS can start the configured worker threads")
             })
             .collect();
-        Ok(Server { app, listener, workers, stop_workers: Some(stop_workers), _log: log, drain_deadline: None })
+        Ok(Server {
+            app,
+            listener,
+            workers,
+            stop_workers: Some(stop_workers),
+            _log: log,
+            drain_deadline: None,
+        })
     }
 
     /// Begins a graceful drain: the app refuses new work and the runtime should stop
@@ -124,7 +131,10 @@ impl Server {
 
     /// True once every connection has closed, or the drain deadline has passed.
     pub fn drained(&self) -> bool {
-        self.app.connections() == 0 || self.drain_deadline.is_some_and(|d| std::time::Instant::now() >= d)
+        self.app.connections() == 0
+            || self
+                .drain_deadline
+                .is_some_and(|d| std::time::Instant::now() >= d)
     }
 
     /// Stops the workers (after the queued jobs ran, within the drain deadline), logs the

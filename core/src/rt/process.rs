@@ -8,14 +8,22 @@ pub fn raise_fd_limit() -> u64 {
     let lim = getrlimit(Resource::Nofile);
     if let Some(max) = lim.maximum {
         if lim.current.is_some_and(|c| c < max) {
-            let _ = setrlimit(Resource::Nofile, Rlimit { current: Some(max), maximum: Some(max) });
+            let _ = setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(max),
+                    maximum: Some(max),
+                },
+            );
         }
     }
     fd_limit()
 }
 
 fn fd_limit() -> u64 {
-    rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX)
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX)
 }
 
 /// Reads the current process figures.
@@ -24,7 +32,11 @@ pub fn stats() -> ProcessStats {
     let ticks = rustix::param::clock_ticks_per_second().max(1) as f64;
     let rss = std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .map_or(0, |pages| pages * page);
     let (mut cpu, mut start) = (0.0, 0.0);
     if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
@@ -35,7 +47,12 @@ pub fn stats() -> ProcessStats {
             cpu = (num(11) + num(12)) / ticks;
             let boot = std::fs::read_to_string("/proc/stat")
                 .ok()
-                .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse::<f64>().ok())))
+                .and_then(|s| {
+                    s.lines().find_map(|l| {
+                        l.strip_prefix("btime ")
+                            .and_then(|v| v.trim().parse::<f64>().ok())
+                    })
+                })
                 .unwrap_or(0.0);
             start = boot + num(19) / ticks;
         }

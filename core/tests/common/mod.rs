@@ -18,7 +18,10 @@ pub fn config(env: &[(&str, &str)]) -> Config {
 }
 
 pub fn app(env: &[(&str, &str)]) -> Arc<App> {
-    let app = App::builder(config(env)).runtime("test").seed(1).build(t0());
+    let app = App::builder(config(env))
+        .runtime("test")
+        .seed(1)
+        .build(t0());
     app.worker_started();
     app
 }
@@ -40,11 +43,15 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn text(&self) -> String {
@@ -60,13 +67,28 @@ pub fn parse_responses(mut buf: &[u8], head_only: bool) -> Vec<Resp> {
         let mut r = httparse::Response::new(&mut hs);
         let n = match r.parse(buf).expect("valid response head") {
             httparse::Status::Complete(n) => n,
-            httparse::Status::Partial => panic!("partial response head: {:?}", String::from_utf8_lossy(buf)),
+            httparse::Status::Partial => {
+                panic!("partial response head: {:?}", String::from_utf8_lossy(buf))
+            }
         };
         let status = r.code.unwrap();
-        let headers: Vec<(String, String)> =
-            r.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect();
+        let headers: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect();
         buf = &buf[n..];
-        let get = |k: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+        let get = |k: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.clone())
+        };
         let mut body = Vec::new();
         if status == 100 || head_only {
         } else if let Some(len) = get("content-length") {
@@ -76,7 +98,9 @@ pub fn parse_responses(mut buf: &[u8], head_only: bool) -> Vec<Resp> {
         } else if get("transfer-encoding").is_some() {
             loop {
                 let line_end = buf.windows(2).position(|w| w == b"\r\n").unwrap();
-                let size = usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).unwrap(), 16).unwrap();
+                let size =
+                    usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).unwrap(), 16)
+                        .unwrap();
                 buf = &buf[line_end + 2..];
                 if size == 0 {
                     assert_eq!(&buf[..2], b"\r\n");
@@ -91,7 +115,11 @@ pub fn parse_responses(mut buf: &[u8], head_only: bool) -> Vec<Resp> {
             body = buf.to_vec();
             buf = &[];
         }
-        out.push(Resp { status, headers, body });
+        out.push(Resp {
+            status,
+            headers,
+            body,
+        });
     }
     out
 }
@@ -111,7 +139,15 @@ impl Driver {
     pub fn new(app: Arc<App>) -> Self {
         let now = t0();
         let session = app.session(peer(), now);
-        let mut d = Driver { app, session, now, out: Vec::new(), closed: None, job: None, writing: true };
+        let mut d = Driver {
+            app,
+            session,
+            now,
+            out: Vec::new(),
+            closed: None,
+            job: None,
+            writing: true,
+        };
         d.drain();
         d
     }
@@ -167,7 +203,7 @@ impl Driver {
     }
 
     /// Jumps to the next deadline (fails instead of looping forever when there is none).
-    pub fn to_next_deadline(&mut self) {
+    pub fn jump_to_next_deadline(&mut self) {
         let at = self.session.poll_timeout().expect("a deadline is pending");
         let d = at.since(self.now.mono);
         self.advance(d);
@@ -210,5 +246,8 @@ pub fn get(path: &str) -> String {
 }
 
 pub fn post(path: &str, body: &str) -> String {
-    format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }

@@ -1,0 +1,27 @@
+//! The head parser on arbitrary bytes: no panic, and an accepted head is self-consistent.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use weir_core::http::{Head, Limits};
+
+fuzz_target!(|data: &[u8]| {
+    let limits = Limits { max_header_bytes: 4096, max_headers: 16, max_uri_bytes: 512, max_body_bytes: 1 << 16 };
+    let mut head = Head::default();
+    match head.parse(data, &limits) {
+        Ok(Some(len)) => {
+            assert!(len <= data.len() && len <= limits.max_header_bytes);
+            assert!(head.target().len() <= limits.max_uri_bytes);
+            assert!(head.path().len() <= head.target().len());
+            let _ = head.query();
+            for (name, value) in head.fields() {
+                assert!(!name.is_empty());
+                assert!(!value.contains(&b'\r') && !value.contains(&b'\n'));
+            }
+        }
+        Ok(None) => assert!(data.len() <= limits.max_header_bytes),
+        Err(e) => {
+            let status = e.status().code();
+            assert!((400..600).contains(&status), "{e:?}");
+        }
+    }
+});

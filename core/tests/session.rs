@@ -475,3 +475,15 @@ fn clock_going_backwards_is_clamped() {
     d.now = weir_core::Now::new(weir_core::Instant::from_nanos(1), d.now.wall_ms);
     assert_eq!(d.request(&get("/ping")).status, 200);
 }
+
+#[test]
+fn an_idle_session_costs_under_1_kib() {
+    let size = std::mem::size_of::<weir_core::Session>();
+    let mut d = Driver::with(&[]);
+    d.request(&get("/ping"));
+    d.advance(SHRINK_AFTER);
+    let heap = d.session.heap_bytes();
+    eprintln!("Session struct: {size} bytes; heap after idle: {heap} bytes");
+    assert_eq!(heap, 0);
+    assert!(size + heap < 1024, "idle session: {size} + {heap} bytes");
+}

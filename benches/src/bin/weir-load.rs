@@ -1,1 +1,163 @@
-fn main() {}
+//! `weir-load [OPTIONS] URL`: see `weir-load --help` and `weir_bench::load`.
+
+use std::io::{IsTerminal, Write};
+use std::net::ToSocketAddrs;
+use std::time::Duration;
+
+use clap::Parser;
+use weir_bench::load::args::{Args, Scenario, Target};
+use weir_bench::load::client::{self, Plan};
+use weir_bench::load::report::Report;
+
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("weir-load: {msg}");
+    std::process::exit(2);
+}
+
+fn main() {
+    let args = Args::parse();
+    let scenarios: Vec<Option<Scenario>> = match args.scenario {
+        Some(Scenario::Seed) => vec![Some(Scenario::Fast), Some(Scenario::Intensive)],
+        other => vec![other],
+    };
+    let mut worst = 0.0f64;
+    let mut reports = Vec::new();
+    for scenario in scenarios {
+        let plan = plan(&args, scenario);
+        if !args.json {
+            eprintln!(
+                "weir-load: {} connections, {} threads, {} against {}{}",
+                plan.connections,
+                plan.threads,
+                match (plan.total, plan.duration) {
+                    (Some(n), _) => format!("{n} requests"),
+                    (_, Some(d)) => format!("{d:?}"),
+                    _ => unreachable!("plan sets one"),
+                },
+                plan.addr,
+                plan.rate.map_or(String::new(), |r| format!(" at {r} req/s")),
+            );
+        }
+        let tty = std::io::stderr().is_terminal();
+        let interval = (!args.report_interval.is_zero() && !args.json).then_some(args.report_interval);
+        let mut last = (0u64, Duration::ZERO);
+        let outcome = client::run(plan, interval, |done, failed, elapsed| {
+            let dt = (elapsed - last.1).as_secs_f64().max(1e-9);
+            let rate = (done - last.0) as f64 / dt;
+            last = (done, elapsed);
+            let line = format!("[{:>6.1}s] {done:>10} requests  {rate:>10.0} req/s  {failed} failed", elapsed.as_secs_f64());
+            if tty {
+                eprint!("\r{line}");
+            } else {
+                eprintln!("{line}");
+            }
+        });
+        if tty && interval.is_some() {
+            eprintln!();
+        }
+        let report = Report::new(&outcome);
+        worst = worst.max(report.error_rate());
+        if !args.json {
+            print!("{}", report.text());
+            if report.requests > 0 && report.errors_by_kind.get("connect") == Some(&report.requests) {
+                eprintln!("weir-load: every request failed to connect: is the server running at {}?", args.url);
+            }
+        }
+        reports.push(report);
+    }
+    if args.json {
+        let out = if reports.len() == 1 {
+            serde_json::to_string_pretty(&reports[0])
+        } else {
+            serde_json::to_string_pretty(&reports)
+        }
+        .expect("reports serialize");
+        println!("{out}");
+    }
+    let _ = std::io::stdout().flush();
+    if worst > args.max_error_rate {
+        eprintln!("weir-load: error rate {:.2}% is above --max-error-rate {:.2}%", worst * 100.0, args.max_error_rate * 100.0);
+        std::process::exit(1);
+    }
+}
+
+fn plan(args: &Args, scenario: Option<Scenario>) -> Plan {
+    let mut target = Target::parse(&args.url).unwrap_or_else(|e| fail(e));
+    let mut method = args.method.clone();
+    let mut body: Option<Vec<u8>> = match (&args.body, &args.body_file) {
+        (Some(b), _) => Some(b.clone().into_bytes()),
+        (_, Some(f)) => Some(std::fs::read(f).unwrap_or_else(|e| fail(format!("cannot read {}: {e}", f.display())))),
+        _ => None,
+    };
+    let (mut connections, mut total) = (args.connections, args.requests);
+    let explicit_c = std::env::args().any(|a| a == "-c" || a.starts_with("--connections"));
+    if let Some(s) = scenario {
+        let (path, n) = match s {
+            Scenario::Fast => ("/api/v1/compute/fast", 1_000_000),
+            _ => ("/api/v1/compute/intensive", 100_000),
+        };
+        target.path = path.into();
+        method = Some("POST".into());
+        body = Some(b"{\"number\": 42}".to_vec());
+        if !explicit_c {
+            connections = 500;
+        }
+        if total.is_none() && args.duration.is_none() {
+            total = Some(n);
+        }
+    }
+    if connections == 0 {
+        fail("-c must be at least 1");
+    }
+    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        fail("--rate must be a positive number");
+    }
+    if args.threads == Some(0) {
+        fail("-t must be at least 1");
+    }
+    let method = method.unwrap_or_else(|| if body.is_some() { "POST".into() } else { "GET".into() });
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+        fail(format!("invalid method {method:?}"));
+    }
+    let mut req = format!("{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: weir-load/{}\r\n", target.path, target.host, env!("CARGO_PKG_VERSION"));
+    let mut has_ct = false;
+    for h in &args.headers {
+        let Some((name, value)) = h.split_once(':') else { fail(format!("invalid header {h:?}: expected 'Name: value'")) };
+        if name.trim().is_empty() || h.contains('\r') || h.contains('\n') {
+            fail(format!("invalid header {h:?}"));
+        }
+        has_ct |= name.trim().eq_ignore_ascii_case("content-type");
+        let _ = std::fmt::Write::write_fmt(&mut req, format_args!("{}: {}\r\n", name.trim(), value.trim()));
+    }
+    if let Some(b) = &body {
+        if !has_ct {
+            req.push_str("Content-Type: application/json\r\n");
+        }
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    let mut request = req.into_bytes();
+    if let Some(b) = &body {
+        request.extend_from_slice(b);
+    }
+    let addr = target
+        .authority
+        .to_socket_addrs()
+        .unwrap_or_else(|e| fail(format!("cannot resolve {}: {e}", target.authority)))
+        .next()
+        .unwrap_or_else(|| fail(format!("{} resolves to no address", target.authority)));
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let duration = if total.is_none() { Some(args.duration.unwrap_or(Duration::from_secs(10))) } else { None };
+    Plan {
+        addr,
+        request,
+        head_only: method.eq_ignore_ascii_case("HEAD"),
+        connections,
+        threads,
+        total,
+        duration,
+        rate: args.rate,
+        warmup: args.warmup,
+        timeout: args.timeout,
+    }
+}

@@ -1,0 +1,149 @@
+//! Command-line arguments of `weir-load`.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// The two scenarios of the Go load client, plus both in a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// 1,000,000 `POST /api/v1/compute/fast` over 500 connections.
+    Fast,
+    /// 100,000 `POST /api/v1/compute/intensive` over 500 connections.
+    Intensive,
+    /// `fast` then `intensive`.
+    Seed,
+}
+
+/// weir-load: HTTP/1.1 load generator with HDR latency percentiles.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "weir-load", version, about)]
+pub struct Args {
+    /// Target URL, e.g. http://127.0.0.1:8080/ping (with --scenario: the server's base URL).
+    pub url: String,
+    /// Connections to keep open.
+    #[arg(short = 'c', long, default_value_t = 50)]
+    pub connections: usize,
+    /// Threads (each runs its share of the connections); default: available cores.
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Total requests (exact); conflicts with --duration.
+    #[arg(short = 'n', long, conflicts_with = "duration")]
+    pub requests: Option<u64>,
+    /// Run for this long (e.g. 10s, 2m); default 10s when -n is not given.
+    #[arg(short = 'z', long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Constant total request rate per second, latency measured from the intended send time
+    /// (coordinated-omission correction, as wrk2 does).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// HTTP method (default GET, or POST when a body is given).
+    #[arg(short = 'm', long)]
+    pub method: Option<String>,
+    /// Request body.
+    #[arg(short = 'd', long, conflicts_with = "body_file")]
+    pub body: Option<String>,
+    /// Request body from a file.
+    #[arg(short = 'D', long = "body-file")]
+    pub body_file: Option<std::path::PathBuf>,
+    /// Extra header `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// Run this long before measuring (requests then are not counted).
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub warmup: Duration,
+    /// Per-request timeout.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// Progress line interval (0s: none).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub report_interval: Duration,
+    /// A predefined scenario (sets method, path, body, and -c/-n unless given).
+    #[arg(long, value_enum)]
+    pub scenario: Option<Scenario>,
+    /// Print the final report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with status 1 when failed requests / requests is above this fraction.
+    #[arg(long, default_value_t = 0.01)]
+    pub max_error_rate: f64,
+}
+
+/// `500ms`, `10s`, `2m`, `1h`, or bare seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?} (try 500ms, 10s, 2m)"))?;
+    let secs = match unit {
+        "ms" => n / 1e3,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m, h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A parsed `http://host:port/path?query` target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `host:port` to connect to.
+    pub authority: String,
+    /// Value for the `Host` header.
+    pub host: String,
+    /// Path and query.
+    pub path: String,
+}
+
+impl Target {
+    /// Parses an `http://` URL (https is not supported: weir speaks plain HTTP/1.1).
+    pub fn parse(url: &str) -> Result<Target, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("unsupported URL {url:?}: only http:// URLs are supported"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() {
+            return Err(format!("URL {url:?} has no host"));
+        }
+        let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !authority.ends_with(']') {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+        Ok(Target { authority: with_port, host: authority.to_string(), path: path.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let t = Target::parse("http://127.0.0.1:8080/ping?x=1").unwrap();
+        assert_eq!((t.authority.as_str(), t.path.as_str()), ("127.0.0.1:8080", "/ping?x=1"));
+        let t = Target::parse("http://localhost").unwrap();
+        assert_eq!((t.authority.as_str(), t.path.as_str()), ("localhost:80", "/"));
+        let t = Target::parse("http://[::1]:81/a").unwrap();
+        assert_eq!(t.authority, "[::1]:81");
+        assert!(Target::parse("https://x").is_err());
+        assert!(Target::parse("ftp://x").is_err());
+        assert!(Target::parse("http:///x").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("5x").is_err());
+    }
+}

@@ -1,0 +1,160 @@
+//! The final report: text like the Go client's, plus percentiles, statuses and errors; JSON.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::client::Outcome;
+
+/// The report of one run (also the `--json` output).
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Requests measured (answered, failed, or in flight at the end).
+    pub requests: u64,
+    /// Responses with status below 400.
+    pub successes: u64,
+    /// Percent of requests that succeeded.
+    pub success_percent: f64,
+    /// Responses with status 400 and above, plus requests that got no response.
+    pub failures: u64,
+    /// Measured duration, seconds.
+    pub duration_s: f64,
+    /// Completed requests per second.
+    pub requests_per_sec: f64,
+    /// Latency of answered requests, microseconds.
+    pub latency_us: Latency,
+    /// Responses per status code.
+    pub status_counts: std::collections::BTreeMap<String, u64>,
+    /// 429 responses.
+    pub rate_limited: u64,
+    /// Failures without a response, by kind.
+    pub errors_by_kind: std::collections::BTreeMap<String, u64>,
+    /// Each distinct error with its OS reason.
+    pub errors: Vec<ErrorLine>,
+    /// Requests still waiting when a `-z` run ended (counted as requests, not failures).
+    pub in_flight_at_end: u64,
+    /// Response bytes read.
+    pub bytes_read: u64,
+}
+
+/// Latency figures.
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    /// Minimum.
+    pub min: u64,
+    /// Mean.
+    pub avg: f64,
+    /// Maximum.
+    pub max: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 95th percentile.
+    pub p95: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+}
+
+/// One distinct error.
+#[derive(Debug, Serialize)]
+pub struct ErrorLine {
+    /// connect, timeout, reset, bad_response, other.
+    pub kind: String,
+    /// The reason, in the OS's words where there is one.
+    pub reason: String,
+    /// How many times.
+    pub count: u64,
+}
+
+impl Report {
+    /// Builds the report from a run's outcome.
+    pub fn new(o: &Outcome) -> Report {
+        let t = &o.tally;
+        let answered: u64 = t.statuses.values().sum();
+        let successes: u64 = t.statuses.iter().filter(|(s, _)| **s < 400).map(|(_, n)| n).sum();
+        let no_response: u64 = t.errors.values().sum();
+        let failures = answered - successes + no_response;
+        let requests = answered + no_response + t.in_flight_at_end;
+        let secs = o.elapsed.as_secs_f64().max(1e-9);
+        let h = &t.latency;
+        let q = |p: f64| if h.is_empty() { 0 } else { h.value_at_quantile(p) };
+        let mut errors_by_kind = std::collections::BTreeMap::new();
+        for ((kind, _), n) in &t.errors {
+            *errors_by_kind.entry(kind.as_str().to_string()).or_default() += n;
+        }
+        Report {
+            requests,
+            successes,
+            success_percent: if requests == 0 { 0.0 } else { successes as f64 * 100.0 / requests as f64 },
+            failures,
+            duration_s: secs,
+            requests_per_sec: (answered + no_response) as f64 / secs,
+            latency_us: Latency {
+                min: if h.is_empty() { 0 } else { h.min() },
+                avg: if h.is_empty() { 0.0 } else { h.mean() },
+                max: if h.is_empty() { 0 } else { h.max() },
+                p50: q(0.5),
+                p90: q(0.9),
+                p95: q(0.95),
+                p99: q(0.99),
+                p999: q(0.999),
+            },
+            status_counts: t.statuses.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+            rate_limited: t.statuses.get(&429).copied().unwrap_or(0),
+            errors_by_kind,
+            errors: t
+                .errors
+                .iter()
+                .map(|((kind, reason), n)| ErrorLine { kind: kind.as_str().into(), reason: reason.clone(), count: *n })
+                .collect(),
+            in_flight_at_end: t.in_flight_at_end,
+            bytes_read: t.bytes,
+        }
+    }
+
+    /// The failure rate (failures / requests), 0 when nothing ran.
+    pub fn error_rate(&self) -> f64 {
+        if self.requests == 0 { 0.0 } else { self.failures as f64 / self.requests as f64 }
+    }
+
+    /// The human-readable report.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let ms = |us: u64| us as f64 / 1000.0;
+        let l = &self.latency_us;
+        let _ = writeln!(s, "\n=== weir-load report ===");
+        let _ = writeln!(s, "Requests:        {}", self.requests);
+        let _ = writeln!(s, "Successes:       {} ({:.2}%)", self.successes, self.success_percent);
+        let _ = writeln!(s, "Failures:        {}", self.failures);
+        let _ = writeln!(s, "Rate limited:    {} (429)", self.rate_limited);
+        let _ = writeln!(s, "Duration:        {:.3} s", self.duration_s);
+        let _ = writeln!(s, "Requests/s:      {:.1}", self.requests_per_sec);
+        let _ = writeln!(s, "Latency (ms):    min {:.3}  avg {:.3}  max {:.3}", ms(l.min), l.avg / 1000.0, ms(l.max));
+        let _ = writeln!(
+            s,
+            "Percentiles (ms): p50 {:.3}  p90 {:.3}  p95 {:.3}  p99 {:.3}  p99.9 {:.3}",
+            ms(l.p50),
+            ms(l.p90),
+            ms(l.p95),
+            ms(l.p99),
+            ms(l.p999)
+        );
+        let _ = writeln!(s, "Status codes:");
+        for (code, n) in &self.status_counts {
+            let _ = writeln!(s, "  {code}: {n}");
+        }
+        if !self.errors.is_empty() {
+            let _ = writeln!(s, "Errors (no response):");
+            for e in &self.errors {
+                let _ = writeln!(s, "  {} ({}): {}", e.kind, e.reason, e.count);
+            }
+        }
+        if self.in_flight_at_end > 0 {
+            let _ = writeln!(s, "In flight at end: {} (sent, no response before the run ended)", self.in_flight_at_end);
+        }
+        s
+    }
+}

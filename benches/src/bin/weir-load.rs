@@ -60,7 +60,8 @@ fn main() {
         if !args.json {
             print!("{}", report.text());
             if report.requests > 0 && report.errors_by_kind.get("connect") == Some(&report.requests) {
-                eprintln!("weir-load: every request failed to connect: is the server running at {}?", args.url);
+                let reason = report.errors.first().map_or("", |e| e.reason.as_str());
+                eprintln!("weir-load: every request failed to connect ({reason}): is the server running at {}?", args.url);
             }
         }
         reports.push(report);
@@ -146,7 +147,10 @@ fn plan(args: &Args, scenario: Option<Scenario>) -> Plan {
         .unwrap_or_else(|e| fail(format!("cannot resolve {}: {e}", target.authority)))
         .next()
         .unwrap_or_else(|| fail(format!("{} resolves to no address", target.authority)));
-    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .min(connections);
     let duration = if total.is_none() { Some(args.duration.unwrap_or(Duration::from_secs(10))) } else { None };
     Plan {
         addr,

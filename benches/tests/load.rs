@@ -1,0 +1,153 @@
+//! weir-load against local servers: exact counts, statuses, timeouts, resets, rate, JSON.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+
+use common::Server;
+
+fn load(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir-load")).args(args).output().expect("run weir-load");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code(), json, stderr)
+}
+
+/// A tiny scripted server: `answer(i, request)` gives the raw bytes for the i-th request on
+/// any connection, or `None` to close without answering; `hang` accepts and never answers.
+fn scripted(answer: fn(usize) -> Option<&'static [u8]>) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut i = 0;
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut buf = Vec::new();
+            let mut tmp = [0u8; 4096];
+            loop {
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut tmp) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                }
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { break };
+                buf.drain(..end + 4);
+                let reply = answer(i);
+                i += 1;
+                match reply {
+                    Some(bytes) if bytes.is_empty() => std::thread::sleep(std::time::Duration::from_secs(30)),
+                    Some(bytes) => {
+                        if c.write_all(bytes).is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
+                }
+            }
+        }
+    });
+    format!("http://{addr}/x")
+}
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+const ERR: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
+
+#[test]
+fn exact_request_count_and_json_report() {
+    let srv = Server::start("tokio", &[]);
+    let url = format!("http://{}/ping", srv.addr);
+    let (code, r, err) = load(&["-n", "1000", "-c", "10", "-t", "2", "--json", &url]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(r["requests"], 1000);
+    assert_eq!(r["successes"], 1000);
+    assert_eq!(r["status_counts"]["200"], 1000);
+    for k in ["p50", "p90", "p95", "p99", "p999", "min", "max", "avg"] {
+        assert!(r["latency_us"][k].is_number(), "{k}");
+    }
+    // The metrics request is still in progress when it reports, so it is not in the total.
+    assert_eq!(srv.metrics()["total_requests"], 1000, "the server saw exactly 1000 requests");
+}
+
+#[test]
+fn per_status_counts_are_exact() {
+    let url = scripted(|i| Some(if i % 4 == 3 { ERR } else { OK }));
+    let (code, r, _) = load(&["-n", "400", "-c", "1", "-t", "1", "--json", "--max-error-rate", "0.5", &url]);
+    assert_eq!(code, Some(0));
+    assert_eq!((r["status_counts"]["200"].as_u64(), r["status_counts"]["503"].as_u64()), (Some(300), Some(100)));
+    assert_eq!((r["successes"].as_u64(), r["failures"].as_u64()), (Some(300), Some(100)));
+}
+
+#[test]
+fn error_rate_above_the_limit_fails_the_run() {
+    let url = scripted(|_| Some(ERR));
+    let (code, r, err) = load(&["-n", "20", "-c", "2", "--json", &url]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(r["failures"], 20);
+}
+
+#[test]
+fn timeouts_are_counted() {
+    let url = scripted(|_| Some(b""));
+    let (code, r, _) = load(&["-n", "3", "-c", "1", "--timeout", "200ms", "--json", "--max-error-rate", "1", &url]);
+    assert_eq!(code, Some(0));
+    assert_eq!(r["errors_by_kind"]["timeout"], 3);
+}
+
+#[test]
+fn resets_are_counted_with_their_reason() {
+    let url = scripted(|i| if i % 2 == 0 { Some(OK) } else { None });
+    let (_, r, _) = load(&["-n", "10", "-c", "1", "--json", "--max-error-rate", "1", &url]);
+    assert_eq!(r["status_counts"]["200"], 5);
+    assert_eq!(r["errors_by_kind"]["reset"], 5);
+    assert!(r["errors"][0]["reason"].as_str().is_some_and(|s| !s.is_empty()));
+}
+
+#[test]
+fn garbage_is_a_bad_response() {
+    let url = scripted(|_| Some(b"SSH-2.0-OpenSSH_9.2\r\n\r\n"));
+    let (code, r, _) = load(&["-n", "4", "-c", "1", "--json", &url]);
+    assert_eq!(code, Some(1));
+    assert_eq!(r["errors_by_kind"]["bad_response"], 4);
+}
+
+#[test]
+fn unreachable_server_is_a_clear_error() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (code, r, err) = load(&["-n", "5", "-c", "1", &format!("http://127.0.0.1:{port}/")]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("failed to connect") && err.contains("refused"), "{err}");
+    assert!(r.is_null());
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    for args in [&["ftp://x"][..], &["-c", "0", "http://127.0.0.1:1/"], &["-z", "soon", "http://127.0.0.1:1/"], &["-H", "nocolon", "-n", "1", "http://127.0.0.1:1/"]] {
+        let (code, _, err) = load(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn constant_rate_holds() {
+    let srv = Server::start("tokio", &[]);
+    let url = format!("http://{}/ping", srv.addr);
+    let (code, r, err) = load(&["-z", "3s", "--rate", "300", "-c", "6", "-t", "1", "--json", &url]);
+    assert_eq!(code, Some(0), "{err}");
+    let rate = r["requests_per_sec"].as_f64().unwrap();
+    assert!((rate - 300.0).abs() / 300.0 < 0.05, "asked 300 req/s, got {rate}");
+}
+
+#[test]
+fn duration_runs_report_in_flight_requests() {
+    let srv = Server::start("tokio", &[]);
+    let url = format!("http://{}/api/v1/sleep?ms=2000", srv.addr);
+    let (code, r, err) = load(&["-z", "500ms", "-c", "3", "--json", &url]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(r["in_flight_at_end"], 3, "{r}");
+    assert_eq!(r["failures"], 0);
+}

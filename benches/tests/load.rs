@@ -9,7 +9,10 @@ use std::process::Command;
 use common::Server;
 
 fn load(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_weir-load")).args(args).output().expect("run weir-load");
+    let out = Command::new(env!("CARGO_BIN_EXE_weir-load"))
+        .args(args)
+        .output()
+        .expect("run weir-load");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
@@ -34,12 +37,14 @@ fn scripted(answer: fn(usize) -> Option<&'static [u8]>) -> String {
                         Ok(n) => buf.extend_from_slice(&tmp[..n]),
                     }
                 }
-                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { break };
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    break;
+                };
                 buf.drain(..end + 4);
                 let reply = answer(i);
                 i += 1;
                 match reply {
-                    Some(bytes) if bytes.is_empty() => std::thread::sleep(std::time::Duration::from_secs(30)),
+                    Some([]) => std::thread::sleep(std::time::Duration::from_secs(30)),
                     Some(bytes) => {
                         if c.write_all(bytes).is_err() {
                             break;
@@ -69,16 +74,40 @@ fn exact_request_count_and_json_report() {
         assert!(r["latency_us"][k].is_number(), "{k}");
     }
     // The metrics request is still in progress when it reports, so it is not in the total.
-    assert_eq!(srv.metrics()["total_requests"], 1000, "the server saw exactly 1000 requests");
+    assert_eq!(
+        srv.metrics()["total_requests"],
+        1000,
+        "the server saw exactly 1000 requests"
+    );
 }
 
 #[test]
 fn per_status_counts_are_exact() {
     let url = scripted(|i| Some(if i % 4 == 3 { ERR } else { OK }));
-    let (code, r, _) = load(&["-n", "400", "-c", "1", "-t", "1", "--json", "--max-error-rate", "0.5", &url]);
+    let (code, r, _) = load(&[
+        "-n",
+        "400",
+        "-c",
+        "1",
+        "-t",
+        "1",
+        "--json",
+        "--max-error-rate",
+        "0.5",
+        &url,
+    ]);
     assert_eq!(code, Some(0));
-    assert_eq!((r["status_counts"]["200"].as_u64(), r["status_counts"]["503"].as_u64()), (Some(300), Some(100)));
-    assert_eq!((r["successes"].as_u64(), r["failures"].as_u64()), (Some(300), Some(100)));
+    assert_eq!(
+        (
+            r["status_counts"]["200"].as_u64(),
+            r["status_counts"]["503"].as_u64()
+        ),
+        (Some(300), Some(100))
+    );
+    assert_eq!(
+        (r["successes"].as_u64(), r["failures"].as_u64()),
+        (Some(300), Some(100))
+    );
 }
 
 #[test]
@@ -92,7 +121,18 @@ fn error_rate_above_the_limit_fails_the_run() {
 #[test]
 fn timeouts_are_counted() {
     let url = scripted(|_| Some(b""));
-    let (code, r, _) = load(&["-n", "3", "-c", "1", "--timeout", "200ms", "--json", "--max-error-rate", "1", &url]);
+    let (code, r, _) = load(&[
+        "-n",
+        "3",
+        "-c",
+        "1",
+        "--timeout",
+        "200ms",
+        "--json",
+        "--max-error-rate",
+        "1",
+        &url,
+    ]);
     assert_eq!(code, Some(0));
     assert_eq!(r["errors_by_kind"]["timeout"], 3);
 }
@@ -100,10 +140,23 @@ fn timeouts_are_counted() {
 #[test]
 fn resets_are_counted_with_their_reason() {
     let url = scripted(|i| if i % 2 == 0 { Some(OK) } else { None });
-    let (_, r, _) = load(&["-n", "10", "-c", "1", "--json", "--max-error-rate", "1", &url]);
+    let (_, r, _) = load(&[
+        "-n",
+        "10",
+        "-c",
+        "1",
+        "--json",
+        "--max-error-rate",
+        "1",
+        &url,
+    ]);
     assert_eq!(r["status_counts"]["200"], 5);
     assert_eq!(r["errors_by_kind"]["reset"], 5);
-    assert!(r["errors"][0]["reason"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(
+        r["errors"][0]["reason"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
 }
 
 #[test]
@@ -116,16 +169,28 @@ fn garbage_is_a_bad_response() {
 
 #[test]
 fn unreachable_server_is_a_clear_error() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let (code, r, err) = load(&["-n", "5", "-c", "1", &format!("http://127.0.0.1:{port}/")]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("failed to connect") && err.contains("refused"), "{err}");
+    assert!(
+        err.contains("failed to connect") && err.contains("refused"),
+        "{err}"
+    );
     assert!(r.is_null());
 }
 
 #[test]
 fn bad_arguments_exit_2() {
-    for args in [&["ftp://x"][..], &["-c", "0", "http://127.0.0.1:1/"], &["-z", "soon", "http://127.0.0.1:1/"], &["-H", "nocolon", "-n", "1", "http://127.0.0.1:1/"]] {
+    for args in [
+        &["ftp://x"][..],
+        &["-c", "0", "http://127.0.0.1:1/"],
+        &["-z", "soon", "http://127.0.0.1:1/"],
+        &["-H", "nocolon", "-n", "1", "http://127.0.0.1:1/"],
+    ] {
         let (code, _, err) = load(args);
         assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
@@ -136,10 +201,15 @@ fn bad_arguments_exit_2() {
 fn constant_rate_holds() {
     let srv = Server::start("tokio", &[]);
     let url = format!("http://{}/ping", srv.addr);
-    let (code, r, err) = load(&["-z", "3s", "--rate", "300", "-c", "6", "-t", "1", "--json", &url]);
+    let (code, r, err) = load(&[
+        "-z", "3s", "--rate", "300", "-c", "6", "-t", "1", "--json", &url,
+    ]);
     assert_eq!(code, Some(0), "{err}");
     let rate = r["requests_per_sec"].as_f64().unwrap();
-    assert!((rate - 300.0).abs() / 300.0 < 0.05, "asked 300 req/s, got {rate}");
+    assert!(
+        (rate - 300.0).abs() / 300.0 < 0.05,
+        "asked 300 req/s, got {rate}"
+    );
 }
 
 #[test]

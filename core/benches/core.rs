@@ -45,8 +45,12 @@ fn parse(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse");
     let mut head = Head::default();
     g.throughput(Throughput::Elements(1));
-    g.bench_function("browser_get_8_headers", |b| b.iter(|| head.parse(black_box(BROWSER_GET), &limits).unwrap()));
-    g.bench_function("post_small_json", |b| b.iter(|| head.parse(black_box(POST_JSON), &limits).unwrap()));
+    g.bench_function("browser_get_8_headers", |b| {
+        b.iter(|| head.parse(black_box(BROWSER_GET), &limits).unwrap())
+    });
+    g.bench_function("post_small_json", |b| {
+        b.iter(|| head.parse(black_box(POST_JSON), &limits).unwrap())
+    });
     g.finish();
 }
 
@@ -71,23 +75,39 @@ fn session(c: &mut Criterion) {
     let now = t0();
     let mut s = app.session("127.0.0.1:9".parse().unwrap(), now);
     g.throughput(Throughput::Elements(1));
-    g.bench_function("ping", |b| b.iter(|| roundtrip(&mut s, now, black_box(PING))));
-    g.bench_function("compute_fast", |b| b.iter(|| roundtrip(&mut s, now, black_box(POST_JSON))));
+    g.bench_function("ping", |b| {
+        b.iter(|| roundtrip(&mut s, now, black_box(PING)))
+    });
+    g.bench_function("compute_fast", |b| {
+        b.iter(|| roundtrip(&mut s, now, black_box(POST_JSON)))
+    });
     let users = b"GET /users/42 HTTP/1.1\r\nHost: x\r\n\r\n";
-    g.bench_function("users_param", |b| b.iter(|| roundtrip(&mut s, now, black_box(users))));
+    g.bench_function("users_param", |b| {
+        b.iter(|| roundtrip(&mut s, now, black_box(users)))
+    });
     let echo = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
-    g.bench_function("echo_chunked", |b| b.iter(|| roundtrip(&mut s, now, black_box(echo))));
+    g.bench_function("echo_chunked", |b| {
+        b.iter(|| roundtrip(&mut s, now, black_box(echo)))
+    });
     let not_found = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n";
-    g.bench_function("not_found_404", |b| b.iter(|| roundtrip(&mut s, now, black_box(not_found))));
+    g.bench_function("not_found_404", |b| {
+        b.iter(|| roundtrip(&mut s, now, black_box(not_found)))
+    });
     let pipelined = PING.repeat(16);
     g.throughput(Throughput::Elements(16));
-    g.bench_function("ping_pipelined_x16", |b| b.iter(|| roundtrip(&mut s, now, black_box(&pipelined))));
+    g.bench_function("ping_pipelined_x16", |b| {
+        b.iter(|| roundtrip(&mut s, now, black_box(&pipelined)))
+    });
     g.finish();
     let mut g = c.benchmark_group("session_metrics_endpoints");
     let metrics = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
-    g.bench_function("metrics_json", |b| b.iter(|| roundtrip(&mut s, now, black_box(metrics))));
+    g.bench_function("metrics_json", |b| {
+        b.iter(|| roundtrip(&mut s, now, black_box(metrics)))
+    });
     let health = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
-    g.bench_function("health", |b| b.iter(|| roundtrip(&mut s, now, black_box(health))));
+    g.bench_function("health", |b| {
+        b.iter(|| roundtrip(&mut s, now, black_box(health)))
+    });
     g.finish();
 }
 
@@ -105,10 +125,18 @@ fn router(c: &mut Criterion) {
         .route(Method::Get, "/api/v1/stream", 9)
         .build();
     let mut g = c.benchmark_group("router");
-    g.bench_function("first_static", |b| b.iter(|| r.lookup(Method::Get, black_box("/ping"))));
-    g.bench_function("param", |b| b.iter(|| r.lookup(Method::Get, black_box("/users/12345"))));
-    g.bench_function("last_static", |b| b.iter(|| r.lookup(Method::Get, black_box("/api/v1/stream"))));
-    g.bench_function("not_found", |b| b.iter(|| r.lookup(Method::Get, black_box("/nowhere/at/all"))));
+    g.bench_function("first_static", |b| {
+        b.iter(|| r.lookup(Method::Get, black_box("/ping")))
+    });
+    g.bench_function("param", |b| {
+        b.iter(|| r.lookup(Method::Get, black_box("/users/12345")))
+    });
+    g.bench_function("last_static", |b| {
+        b.iter(|| r.lookup(Method::Get, black_box("/api/v1/stream")))
+    });
+    g.bench_function("not_found", |b| {
+        b.iter(|| r.lookup(Method::Get, black_box("/nowhere/at/all")))
+    });
     g.finish();
 }
 
@@ -159,7 +187,9 @@ fn queue(c: &mut Criterion) {
     let q = JobQueue::new(1024, 1);
     g.bench_function("submit_take_complete", |b| {
         b.iter(|| {
-            let wait = q.submit(Instant::from_nanos(1), 3, Instant::from_nanos(u64::MAX)).unwrap();
+            let wait = q
+                .submit(Instant::from_nanos(1), 3, Instant::from_nanos(u64::MAX))
+                .unwrap();
             let job = q.take().unwrap();
             let (n, _) = job.start(Instant::from_nanos(2)).unwrap();
             job.complete(Instant::from_nanos(3), Some(n * n));
@@ -170,7 +200,10 @@ fn queue(c: &mut Criterion) {
         b.iter_batched(
             || (),
             |()| {
-                drop(q.submit(Instant::from_nanos(1), 3, Instant::from_nanos(u64::MAX)).unwrap());
+                drop(
+                    q.submit(Instant::from_nanos(1), 3, Instant::from_nanos(u64::MAX))
+                        .unwrap(),
+                );
                 q.take().map(|j| j.start(Instant::from_nanos(2)))
             },
             BatchSize::SmallInput,
@@ -185,7 +218,12 @@ fn metrics(c: &mut Criterion) {
     g.bench_function("record_request", |b| {
         b.iter(|| {
             m.request_started();
-            m.request_finished(RequestRecord { method: 0, route: 0, status: 200, latency: Duration::from_micros(37) })
+            m.request_finished(RequestRecord {
+                method: 0,
+                route: 0,
+                status: 200,
+                latency: Duration::from_micros(37),
+            })
         })
     });
     g.bench_function("snapshot_totals", |b| b.iter(|| m.totals()));

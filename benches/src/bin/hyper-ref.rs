@@ -20,12 +20,25 @@ struct Compute {
 
 async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let reply = |status: StatusCode, ct: &'static str, body: Bytes| {
-        Response::builder().status(status).header("content-type", ct).body(Full::new(body)).expect("valid response")
+        Response::builder()
+            .status(status)
+            .header("content-type", ct)
+            .body(Full::new(body))
+            .expect("valid response")
     };
     Ok(match (req.method(), req.uri().path()) {
-        (&Method::GET, "/ping") => reply(StatusCode::OK, "text/plain; charset=utf-8", Bytes::from_static(b"pong")),
+        (&Method::GET, "/ping") => reply(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            Bytes::from_static(b"pong"),
+        ),
         (&Method::POST, "/api/v1/compute/fast") => {
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             match serde_json::from_slice::<Compute>(&body) {
                 Ok(c) if c.number.unsigned_abs() <= 3_037_000_499 => {
                     let out = format!(
@@ -34,10 +47,18 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
                     );
                     reply(StatusCode::OK, "application/json", Bytes::from(out))
                 }
-                _ => reply(StatusCode::BAD_REQUEST, "application/json", Bytes::from_static(b"{\"code\":\"INVALID_REQUEST\"}")),
+                _ => reply(
+                    StatusCode::BAD_REQUEST,
+                    "application/json",
+                    Bytes::from_static(b"{\"code\":\"INVALID_REQUEST\"}"),
+                ),
             }
         }
-        _ => reply(StatusCode::NOT_FOUND, "application/json", Bytes::from_static(b"{\"code\":\"NOT_FOUND\"}")),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "application/json",
+            Bytes::from_static(b"{\"code\":\"NOT_FOUND\"}"),
+        ),
     })
 }
 
@@ -47,12 +68,20 @@ fn main() {
         .nth(1)
         .or_else(|| std::env::var("SERVER_PORT").ok())
         .unwrap_or_else(|| "127.0.0.1:8080".into());
-    let addr: SocketAddr = port.parse().unwrap_or_else(|_| format!("127.0.0.1:{}", port.trim_start_matches(':')).parse().expect("port"));
+    let addr: SocketAddr = port.parse().unwrap_or_else(|_| {
+        format!("127.0.0.1:{}", port.trim_start_matches(':'))
+            .parse()
+            .expect("port")
+    });
     let multi = std::env::var("HYPER_FLAVOR").is_ok_and(|f| f == "multi");
     let rt = if multi {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     }
     .expect("tokio runtime");
     rt.block_on(async move {

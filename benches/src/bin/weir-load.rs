@@ -35,17 +35,22 @@ fn main() {
                     _ => unreachable!("plan sets one"),
                 },
                 plan.addr,
-                plan.rate.map_or(String::new(), |r| format!(" at {r} req/s")),
+                plan.rate
+                    .map_or(String::new(), |r| format!(" at {r} req/s")),
             );
         }
         let tty = std::io::stderr().is_terminal();
-        let interval = (!args.report_interval.is_zero() && !args.json).then_some(args.report_interval);
+        let interval =
+            (!args.report_interval.is_zero() && !args.json).then_some(args.report_interval);
         let mut last = (0u64, Duration::ZERO);
         let outcome = client::run(plan, interval, |done, failed, elapsed| {
             let dt = (elapsed - last.1).as_secs_f64().max(1e-9);
             let rate = (done - last.0) as f64 / dt;
             last = (done, elapsed);
-            let line = format!("[{:>6.1}s] {done:>10} requests  {rate:>10.0} req/s  {failed} failed", elapsed.as_secs_f64());
+            let line = format!(
+                "[{:>6.1}s] {done:>10} requests  {rate:>10.0} req/s  {failed} failed",
+                elapsed.as_secs_f64()
+            );
             if tty {
                 eprint!("\r{line}");
             } else {
@@ -59,9 +64,13 @@ fn main() {
         worst = worst.max(report.error_rate());
         if !args.json {
             print!("{}", report.text());
-            if report.requests > 0 && report.errors_by_kind.get("connect") == Some(&report.requests) {
+            if report.requests > 0 && report.errors_by_kind.get("connect") == Some(&report.requests)
+            {
                 let reason = report.errors.first().map_or("", |e| e.reason.as_str());
-                eprintln!("weir-load: every request failed to connect ({reason}): is the server running at {}?", args.url);
+                eprintln!(
+                    "weir-load: every request failed to connect ({reason}): is the server running at {}?",
+                    args.url
+                );
             }
         }
         reports.push(report);
@@ -77,7 +86,11 @@ fn main() {
     }
     let _ = std::io::stdout().flush();
     if worst > args.max_error_rate {
-        eprintln!("weir-load: error rate {:.2}% is above --max-error-rate {:.2}%", worst * 100.0, args.max_error_rate * 100.0);
+        eprintln!(
+            "weir-load: error rate {:.2}% is above --max-error-rate {:.2}%",
+            worst * 100.0,
+            args.max_error_rate * 100.0
+        );
         std::process::exit(1);
     }
 }
@@ -87,7 +100,9 @@ fn plan(args: &Args, scenario: Option<Scenario>) -> Plan {
     let mut method = args.method.clone();
     let mut body: Option<Vec<u8>> = match (&args.body, &args.body_file) {
         (Some(b), _) => Some(b.clone().into_bytes()),
-        (_, Some(f)) => Some(std::fs::read(f).unwrap_or_else(|e| fail(format!("cannot read {}: {e}", f.display())))),
+        (_, Some(f)) => Some(
+            std::fs::read(f).unwrap_or_else(|e| fail(format!("cannot read {}: {e}", f.display()))),
+        ),
         _ => None,
     };
     let (mut connections, mut total) = (args.connections, args.requests);
@@ -116,19 +131,35 @@ fn plan(args: &Args, scenario: Option<Scenario>) -> Plan {
     if args.threads == Some(0) {
         fail("-t must be at least 1");
     }
-    let method = method.unwrap_or_else(|| if body.is_some() { "POST".into() } else { "GET".into() });
+    let method = method.unwrap_or_else(|| {
+        if body.is_some() {
+            "POST".into()
+        } else {
+            "GET".into()
+        }
+    });
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
         fail(format!("invalid method {method:?}"));
     }
-    let mut req = format!("{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: weir-load/{}\r\n", target.path, target.host, env!("CARGO_PKG_VERSION"));
+    let mut req = format!(
+        "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: weir-load/{}\r\n",
+        target.path,
+        target.host,
+        env!("CARGO_PKG_VERSION")
+    );
     let mut has_ct = false;
     for h in &args.headers {
-        let Some((name, value)) = h.split_once(':') else { fail(format!("invalid header {h:?}: expected 'Name: value'")) };
+        let Some((name, value)) = h.split_once(':') else {
+            fail(format!("invalid header {h:?}: expected 'Name: value'"))
+        };
         if name.trim().is_empty() || h.contains('\r') || h.contains('\n') {
             fail(format!("invalid header {h:?}"));
         }
         has_ct |= name.trim().eq_ignore_ascii_case("content-type");
-        let _ = std::fmt::Write::write_fmt(&mut req, format_args!("{}: {}\r\n", name.trim(), value.trim()));
+        let _ = std::fmt::Write::write_fmt(
+            &mut req,
+            format_args!("{}: {}\r\n", name.trim(), value.trim()),
+        );
     }
     if let Some(b) = &body {
         if !has_ct {
@@ -151,7 +182,11 @@ fn plan(args: &Args, scenario: Option<Scenario>) -> Plan {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .min(connections);
-    let duration = if total.is_none() { Some(args.duration.unwrap_or(Duration::from_secs(10))) } else { None };
+    let duration = if total.is_none() {
+        Some(args.duration.unwrap_or(Duration::from_secs(10)))
+    } else {
+        None
+    };
     Plan {
         addr,
         request,

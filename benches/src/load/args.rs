@@ -72,9 +72,13 @@ pub struct Args {
 /// `500ms`, `10s`, `2m`, `1h`, or bare seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?} (try 500ms, 10s, 2m)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (try 500ms, 10s, 2m)"))?;
     let secs = match unit {
         "ms" => n / 1e3,
         "" | "s" => n,
@@ -112,12 +116,20 @@ impl Target {
         if authority.is_empty() {
             return Err(format!("URL {url:?} has no host"));
         }
-        let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !authority.ends_with(']') {
+        let with_port = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            && !authority.ends_with(']')
+        {
             authority.to_string()
         } else {
             format!("{authority}:80")
         };
-        Ok(Target { authority: with_port, host: authority.to_string(), path: path.to_string() })
+        Ok(Target {
+            authority: with_port,
+            host: authority.to_string(),
+            path: path.to_string(),
+        })
     }
 }
 
@@ -128,9 +140,15 @@ mod tests {
     #[test]
     fn urls() {
         let t = Target::parse("http://127.0.0.1:8080/ping?x=1").unwrap();
-        assert_eq!((t.authority.as_str(), t.path.as_str()), ("127.0.0.1:8080", "/ping?x=1"));
+        assert_eq!(
+            (t.authority.as_str(), t.path.as_str()),
+            ("127.0.0.1:8080", "/ping?x=1")
+        );
         let t = Target::parse("http://localhost").unwrap();
-        assert_eq!((t.authority.as_str(), t.path.as_str()), ("localhost:80", "/"));
+        assert_eq!(
+            (t.authority.as_str(), t.path.as_str()),
+            ("localhost:80", "/")
+        );
         let t = Target::parse("http://[::1]:81/a").unwrap();
         assert_eq!(t.authority, "[::1]:81");
         assert!(Target::parse("https://x").is_err());

@@ -83,7 +83,8 @@ pub struct Tally {
 impl Tally {
     fn new() -> Self {
         Tally {
-            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("valid histogram bounds"),
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
             in_flight_at_end: 0,
@@ -93,7 +94,9 @@ impl Tally {
 
     /// Adds another tally into this one.
     pub fn merge(&mut self, other: &Tally) {
-        self.latency.add(&other.latency).expect("same histogram bounds");
+        self.latency
+            .add(&other.latency)
+            .expect("same histogram bounds");
         for (k, v) in &other.statuses {
             *self.statuses.entry(*k).or_default() += v;
         }
@@ -131,7 +134,11 @@ struct Shared {
 }
 
 /// Runs `plan`, calling `progress(done, failed, elapsed)` every `interval` from this thread.
-pub fn run(plan: Plan, interval: Option<Duration>, mut progress: impl FnMut(u64, u64, Duration)) -> Outcome {
+pub fn run(
+    plan: Plan,
+    interval: Option<Duration>,
+    mut progress: impl FnMut(u64, u64, Duration),
+) -> Outcome {
     let threads = plan.threads.clamp(1, plan.connections.max(1));
     let start = Instant::now();
     let shared = Arc::new(Shared {
@@ -151,9 +158,16 @@ pub fn run(plan: Plan, interval: Option<Duration>, mut progress: impl FnMut(u64,
         .collect();
     let end = shared.plan.duration.map(|d| shared.measure_from + d);
     let sum = |s: &Shared| {
-        s.live.iter().fold((0, 0), |(d, f), l| (d + l.done.load(Ordering::Relaxed), f + l.failed.load(Ordering::Relaxed)))
+        s.live.iter().fold((0, 0), |(d, f), l| {
+            (
+                d + l.done.load(Ordering::Relaxed),
+                f + l.failed.load(Ordering::Relaxed),
+            )
+        })
     };
-    let tick = interval.unwrap_or(Duration::from_millis(50)).min(Duration::from_millis(50));
+    let tick = interval
+        .unwrap_or(Duration::from_millis(50))
+        .min(Duration::from_millis(50));
     let mut next_report = Instant::now() + interval.unwrap_or(Duration::MAX / 4);
     while handles.iter().any(|h| !h.is_finished()) {
         std::thread::sleep(tick);
@@ -161,14 +175,16 @@ pub fn run(plan: Plan, interval: Option<Duration>, mut progress: impl FnMut(u64,
         if end.is_some_and(|e| now >= e) {
             shared.stop.store(true, Ordering::Release);
         }
-        if interval.is_some() && now >= next_report {
+        if let Some(every) = interval.filter(|_| now >= next_report) {
             let (d, f) = sum(&shared);
             progress(d, f, now.saturating_duration_since(shared.measure_from));
-            next_report += interval.expect("checked");
+            next_report += every;
         }
     }
     let elapsed = match end {
-        Some(e) => e.saturating_duration_since(shared.measure_from).min(Instant::now().saturating_duration_since(shared.measure_from)),
+        Some(e) => e
+            .saturating_duration_since(shared.measure_from)
+            .min(Instant::now().saturating_duration_since(shared.measure_from)),
         None => Instant::now().saturating_duration_since(shared.measure_from),
     };
     let mut tally = Tally::new();
@@ -179,18 +195,25 @@ pub fn run(plan: Plan, interval: Option<Duration>, mut progress: impl FnMut(u64,
 }
 
 fn thread_main(shared: &Arc<Shared>, t: usize, threads: usize) -> Tally {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let local = tokio::task::LocalSet::new();
     let tally = Rc::new(RefCell::new(Tally::new()));
     let plan = &shared.plan;
     let conns: Vec<usize> = (0..plan.connections).filter(|c| c % threads == t).collect();
     for &c in &conns {
-        let quota = plan.total.map(|n| n / plan.connections as u64 + u64::from((c as u64) < n % plan.connections as u64));
+        let quota = plan.total.map(|n| {
+            n / plan.connections as u64 + u64::from((c as u64) < n % plan.connections as u64)
+        });
         let (shared, tally) = (shared.clone(), tally.clone());
         local.spawn_local(async move { connection(&shared, t, c, quota, &tally).await });
     }
     rt.block_on(local);
-    Rc::try_unwrap(tally).map(RefCell::into_inner).unwrap_or_else(|rc| rc.borrow().clone())
+    Rc::try_unwrap(tally)
+        .map(RefCell::into_inner)
+        .unwrap_or_else(|rc| rc.borrow().clone())
 }
 
 /// Reads and parses responses on one connection, reusing its buffer.
@@ -230,7 +253,10 @@ impl Reader {
     async fn more(&mut self, s: &mut TcpStream) -> Result<(), Failure> {
         self.compact();
         match s.read(&mut self.buf[self.end..]).await {
-            Ok(0) => Err(Failure::Io(ErrorKind::Reset, "connection closed by server".into())),
+            Ok(0) => Err(Failure::Io(
+                ErrorKind::Reset,
+                "connection closed by server".into(),
+            )),
             Ok(n) => {
                 self.end += n;
                 Ok(())
@@ -251,9 +277,14 @@ impl Reader {
                         let mut close = r.version == Some(0);
                         for h in r.headers.iter() {
                             if h.name.eq_ignore_ascii_case("content-length") {
-                                len = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<usize>().ok());
+                                len = std::str::from_utf8(h.value)
+                                    .ok()
+                                    .and_then(|v| v.trim().parse::<usize>().ok());
                                 if len.is_none() {
-                                    return Err(Failure::Io(ErrorKind::BadResponse, "invalid Content-Length".into()));
+                                    return Err(Failure::Io(
+                                        ErrorKind::BadResponse,
+                                        "invalid Content-Length".into(),
+                                    ));
                                 }
                             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                                 chunked = true;
@@ -262,7 +293,11 @@ impl Reader {
                             }
                         }
                         let status = r.code.unwrap_or(0);
-                        let framing = if head_only || status == 204 || status == 304 || (100..200).contains(&status) {
+                        let framing = if head_only
+                            || status == 204
+                            || status == 304
+                            || (100..200).contains(&status)
+                        {
                             Some(0)
                         } else if chunked {
                             None
@@ -273,12 +308,20 @@ impl Reader {
                     }
                     Ok(httparse::Status::Partial) => {
                         if self.end - self.start > 64 * 1024 {
-                            return Err(Failure::Io(ErrorKind::BadResponse, "response head over 64 KiB".into()));
+                            return Err(Failure::Io(
+                                ErrorKind::BadResponse,
+                                "response head over 64 KiB".into(),
+                            ));
                         }
                         self.more(s).await?;
                         continue;
                     }
-                    Err(e) => return Err(Failure::Io(ErrorKind::BadResponse, format!("unparsable response: {e}"))),
+                    Err(e) => {
+                        return Err(Failure::Io(
+                            ErrorKind::BadResponse,
+                            format!("unparsable response: {e}"),
+                        ));
+                    }
                 }
             };
             self.start += head_len;
@@ -286,7 +329,12 @@ impl Reader {
                 continue;
             }
             let body = match framing {
-                Some(usize::MAX) => return Err(Failure::Io(ErrorKind::BadResponse, "response without length".into())),
+                Some(usize::MAX) => {
+                    return Err(Failure::Io(
+                        ErrorKind::BadResponse,
+                        "response without length".into(),
+                    ));
+                }
                 Some(len) => {
                     while self.end - self.start < len {
                         self.more(s).await?;
@@ -296,7 +344,11 @@ impl Reader {
                 }
                 None => self.skip_chunked(s).await?,
             };
-            return Ok(Response { status, close, bytes: head_len + body });
+            return Ok(Response {
+                status,
+                close,
+                bytes: head_len + body,
+            });
         }
     }
 
@@ -304,7 +356,10 @@ impl Reader {
         let mut total = 0;
         loop {
             let line_end = loop {
-                if let Some(p) = self.buf[self.start..self.end].windows(2).position(|w| w == b"\r\n") {
+                if let Some(p) = self.buf[self.start..self.end]
+                    .windows(2)
+                    .position(|w| w == b"\r\n")
+                {
                     break p;
                 }
                 self.more(s).await?;
@@ -319,7 +374,10 @@ impl Reader {
             if size == 0 {
                 // Trailers end with an empty line.
                 loop {
-                    if let Some(p) = self.buf[self.start..self.end].windows(2).position(|w| w == b"\r\n") {
+                    if let Some(p) = self.buf[self.start..self.end]
+                        .windows(2)
+                        .position(|w| w == b"\r\n")
+                    {
                         self.start += p + 2;
                         if p == 0 {
                             return Ok(total);
@@ -341,21 +399,38 @@ impl Reader {
 fn io_failure(e: &std::io::Error) -> Failure {
     use std::io::ErrorKind as K;
     let kind = match e.kind() {
-        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => ErrorKind::Reset,
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+            ErrorKind::Reset
+        }
         K::TimedOut => ErrorKind::Timeout,
         _ => ErrorKind::Other,
     };
     Failure::Io(kind, e.to_string())
 }
 
-async fn connection(shared: &Shared, t: usize, c: usize, quota: Option<u64>, tally: &RefCell<Tally>) {
+async fn connection(
+    shared: &Shared,
+    t: usize,
+    c: usize,
+    quota: Option<u64>,
+    tally: &RefCell<Tally>,
+) {
     let plan = &shared.plan;
     let live = &shared.live[t];
-    let interval = plan.rate.map(|r| Duration::from_secs_f64(plan.connections as f64 / r));
+    let interval = plan
+        .rate
+        .map(|r| Duration::from_secs_f64(plan.connections as f64 / r));
     // Stagger the connections' schedules across one interval.
-    let mut intended = Instant::now() + interval.map_or(Duration::ZERO, |iv| iv.mul_f64(c as f64 / plan.connections as f64));
+    let mut intended = Instant::now()
+        + interval.map_or(Duration::ZERO, |iv| {
+            iv.mul_f64(c as f64 / plan.connections as f64)
+        });
     let mut stream: Option<TcpStream> = None;
-    let mut reader = Reader { buf: vec![0; 16 * 1024], start: 0, end: 0 };
+    let mut reader = Reader {
+        buf: vec![0; 16 * 1024],
+        start: 0,
+        end: 0,
+    };
     let mut measured = 0u64;
     let mut stop_poll = tokio::time::interval(Duration::from_millis(20));
     loop {
@@ -404,7 +479,9 @@ async fn connection(shared: &Shared, t: usize, c: usize, quota: Option<u64>, tal
         }
         let s = stream.as_mut().expect("connected above");
         let exchange = async {
-            s.write_all(&plan.request).await.map_err(|e| io_failure(&e))?;
+            s.write_all(&plan.request)
+                .await
+                .map_err(|e| io_failure(&e))?;
             reader.response(s, plan.head_only).await
         };
         let timed = plan.duration.is_some();

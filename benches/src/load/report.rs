@@ -74,13 +74,24 @@ impl Report {
     pub fn new(o: &Outcome) -> Report {
         let t = &o.tally;
         let answered: u64 = t.statuses.values().sum();
-        let successes: u64 = t.statuses.iter().filter(|(s, _)| **s < 400).map(|(_, n)| n).sum();
+        let successes: u64 = t
+            .statuses
+            .iter()
+            .filter(|(s, _)| **s < 400)
+            .map(|(_, n)| n)
+            .sum();
         let no_response: u64 = t.errors.values().sum();
         let failures = answered - successes + no_response;
         let requests = answered + no_response + t.in_flight_at_end;
         let secs = o.elapsed.as_secs_f64().max(1e-9);
         let h = &t.latency;
-        let q = |p: f64| if h.is_empty() { 0 } else { h.value_at_quantile(p) };
+        let q = |p: f64| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(p)
+            }
+        };
         let mut errors_by_kind = std::collections::BTreeMap::new();
         for ((kind, _), n) in &t.errors {
             *errors_by_kind.entry(kind.as_str().to_string()).or_default() += n;
@@ -88,7 +99,11 @@ impl Report {
         Report {
             requests,
             successes,
-            success_percent: if requests == 0 { 0.0 } else { successes as f64 * 100.0 / requests as f64 },
+            success_percent: if requests == 0 {
+                0.0
+            } else {
+                successes as f64 * 100.0 / requests as f64
+            },
             failures,
             duration_s: secs,
             requests_per_sec: (answered + no_response) as f64 / secs,
@@ -102,13 +117,21 @@ impl Report {
                 p99: q(0.99),
                 p999: q(0.999),
             },
-            status_counts: t.statuses.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+            status_counts: t
+                .statuses
+                .iter()
+                .map(|(s, n)| (s.to_string(), *n))
+                .collect(),
             rate_limited: t.statuses.get(&429).copied().unwrap_or(0),
             errors_by_kind,
             errors: t
                 .errors
                 .iter()
-                .map(|((kind, reason), n)| ErrorLine { kind: kind.as_str().into(), reason: reason.clone(), count: *n })
+                .map(|((kind, reason), n)| ErrorLine {
+                    kind: kind.as_str().into(),
+                    reason: reason.clone(),
+                    count: *n,
+                })
                 .collect(),
             in_flight_at_end: t.in_flight_at_end,
             bytes_read: t.bytes,
@@ -117,7 +140,11 @@ impl Report {
 
     /// The failure rate (failures / requests), 0 when nothing ran.
     pub fn error_rate(&self) -> f64 {
-        if self.requests == 0 { 0.0 } else { self.failures as f64 / self.requests as f64 }
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.failures as f64 / self.requests as f64
+        }
     }
 
     /// The human-readable report.
@@ -127,12 +154,22 @@ impl Report {
         let l = &self.latency_us;
         let _ = writeln!(s, "\n=== weir-load report ===");
         let _ = writeln!(s, "Requests:        {}", self.requests);
-        let _ = writeln!(s, "Successes:       {} ({:.2}%)", self.successes, self.success_percent);
+        let _ = writeln!(
+            s,
+            "Successes:       {} ({:.2}%)",
+            self.successes, self.success_percent
+        );
         let _ = writeln!(s, "Failures:        {}", self.failures);
         let _ = writeln!(s, "Rate limited:    {} (429)", self.rate_limited);
         let _ = writeln!(s, "Duration:        {:.3} s", self.duration_s);
         let _ = writeln!(s, "Requests/s:      {:.1}", self.requests_per_sec);
-        let _ = writeln!(s, "Latency (ms):    min {:.3}  avg {:.3}  max {:.3}", ms(l.min), l.avg / 1000.0, ms(l.max));
+        let _ = writeln!(
+            s,
+            "Latency (ms):    min {:.3}  avg {:.3}  max {:.3}",
+            ms(l.min),
+            l.avg / 1000.0,
+            ms(l.max)
+        );
         let _ = writeln!(
             s,
             "Percentiles (ms): p50 {:.3}  p90 {:.3}  p95 {:.3}  p99 {:.3}  p99.9 {:.3}",
@@ -153,7 +190,11 @@ impl Report {
             }
         }
         if self.in_flight_at_end > 0 {
-            let _ = writeln!(s, "In flight at end: {} (sent, no response before the run ended)", self.in_flight_at_end);
+            let _ = writeln!(
+                s,
+                "In flight at end: {} (sent, no response before the run ended)",
+                self.in_flight_at_end
+            );
         }
         s
     }

@@ -155,7 +155,9 @@ impl<E: Copy> Router<E> {
 
 /// Matches `path` against a split pattern; `Some(param)` on a match (byte comparisons only).
 fn match_route<'p>(prefix: &str, suffix: Option<&str>, path: &'p str) -> Option<Option<&'p str>> {
-    let Some(suffix) = suffix else { return (path == prefix).then_some(None) };
+    let Some(suffix) = suffix else {
+        return (path == prefix).then_some(None);
+    };
     let (p, pre) = (path.as_bytes(), prefix.as_bytes());
     if p.len() <= pre.len() || p[..pre.len()] != *pre {
         return None;

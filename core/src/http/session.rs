@@ -196,7 +196,10 @@ impl App {
             date: [0; 29],
             served: 0,
         };
-        s.set_timer(Timer::Header, now.mono.saturating_add(self.config().header_timeout));
+        s.set_timer(
+            Timer::Header,
+            now.mono.saturating_add(self.config().header_timeout),
+        );
         if !counted {
             s.app.begin_unparsed(now, &mut s.ctx, peer);
             s.keep_alive = false;
@@ -354,7 +357,10 @@ impl Session {
             self.sent = 0;
             self.timers[Timer::Write as usize] = None;
         } else if n > 0 {
-            self.set_timer(Timer::Write, now.mono.saturating_add(self.app.config().write_timeout));
+            self.set_timer(
+                Timer::Write,
+                now.mono.saturating_add(self.app.config().write_timeout),
+            );
         }
         self.drive(now);
         self.after_input(now);
@@ -456,7 +462,10 @@ impl Session {
                             if self.timers[Timer::Shrink as usize].is_none()
                                 && self.heap_bytes() > 0
                             {
-                                self.set_timer(Timer::Shrink, now.mono.saturating_add(SHRINK_AFTER));
+                                self.set_timer(
+                                    Timer::Shrink,
+                                    now.mono.saturating_add(SHRINK_AFTER),
+                                );
                             }
                         }
                         return;
@@ -555,7 +564,10 @@ impl Session {
                     self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
                 self.body.clear();
-                self.set_timer(Timer::Body, now.mono.saturating_add(self.app.config().header_timeout));
+                self.set_timer(
+                    Timer::Body,
+                    now.mono.saturating_add(self.app.config().header_timeout),
+                );
                 self.state = State::Body { decoder, admitted };
             }
         }
@@ -722,7 +734,10 @@ impl Session {
 
     fn arm_write(&mut self, now: Now) {
         if self.sent < self.out.len() && self.timers[Timer::Write as usize].is_none() {
-            self.set_timer(Timer::Write, now.mono.saturating_add(self.app.config().write_timeout));
+            self.set_timer(
+                Timer::Write,
+                now.mono.saturating_add(self.app.config().write_timeout),
+            );
         }
     }
 
@@ -748,7 +763,10 @@ impl Session {
     fn after_response(&mut self, now: Now) {
         if self.keep_alive {
             self.state = State::Head;
-            self.set_timer(Timer::Idle, now.mono.saturating_add(self.app.config().idle_timeout));
+            self.set_timer(
+                Timer::Idle,
+                now.mono.saturating_add(self.app.config().idle_timeout),
+            );
         } else {
             self.state = State::Closing(CloseReason::Done);
         }

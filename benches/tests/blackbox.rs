@@ -369,6 +369,52 @@ fn graceful_shutdown_answers_in_flight_jobs(rt: &'static str) {
     drop(conns);
 }
 
+fn second_signal_exits_at_once(rt: &'static str) {
+    // A job far longer than the test: only the second signal can end the process in time.
+    let mut srv = Server::start(rt, &[("WORKER_COUNT", "1"), ("JOB_COST", "100000000000")]);
+    let mut c = srv.connect();
+    c.write_all(post("/api/v1/compute/intensive", "{\"number\": 3}").as_bytes())
+        .unwrap();
+    srv.wait_metrics("the job to start", |m| {
+        m["queue_depth"] == 0 && m["active_requests"].as_u64() >= Some(2)
+    });
+    srv.signal("TERM");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        srv.child.try_wait().unwrap().is_none(),
+        "the first signal drains, it does not exit"
+    );
+    srv.signal("TERM");
+    assert_eq!(srv.wait_exit(), Some(1), "the second signal exits at once");
+}
+
+fn out_of_descriptors_is_survived(rt: &'static str) {
+    let log = std::env::temp_dir().join(format!("weir-emfile-{rt}-{}.log", std::process::id()));
+    let file = std::fs::File::create(&log).unwrap();
+    let srv = Server::start_with_fd_limit(rt, 48, &[], file.into());
+    // More connections than descriptors: the kernel queues them, accept fails with EMFILE.
+    let mut conns: Vec<Conn> = (0..80).map(|_| srv.connect()).collect();
+    for c in &mut conns {
+        c.write_all(get("/ping").as_bytes()).unwrap();
+    }
+    let mut answered = 0;
+    for c in conns.iter_mut().take(10) {
+        answered += usize::from(read_response(c, false).is_some_and(|r| r.status == 200));
+    }
+    assert!(
+        answered >= 5,
+        "{rt}: early connections are served ({answered})"
+    );
+    drop(conns);
+    // Descriptors come back; the server keeps serving.
+    let r = common::retry(|| srv.get("/ping").status == 200);
+    assert!(r, "{rt}: serving again after EMFILE");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warnings = text.matches("out of file descriptors").count();
+    assert!(warnings >= 1, "{rt}: EMFILE logged: {text}");
+    let _ = std::fs::remove_file(log);
+}
+
 fn config_errors_exit_2(rt: &'static str) {
     let out = std::process::Command::new(binary(rt))
         .env("WORKER_COUNT", "zero")
@@ -454,5 +500,7 @@ for_each_runtime! {
     connection_limit => super::connection_limit;
     graceful_shutdown_answers_in_flight_jobs => super::graceful_shutdown_answers_in_flight_jobs;
     config_errors_exit_2 => super::config_errors_exit_2;
+    second_signal_exits_at_once => super::second_signal_exits_at_once;
+    out_of_descriptors_is_survived => super::out_of_descriptors_is_survived;
     access_log_lines => super::access_log_lines;
 }

@@ -49,8 +49,27 @@ impl Server {
     }
 
     pub fn start_with(rt: &'static str, env: &[(&str, &str)], stderr: Stdio) -> Server {
-        let mut cmd = Command::new(binary(rt));
+        Self::spawn(rt, Command::new(binary(rt)), env, stderr)
+    }
+
+    /// Starts the server under a hard and soft `RLIMIT_NOFILE` of `limit`.
+    pub fn start_with_fd_limit(
+        rt: &'static str,
+        limit: u32,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Server {
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c").arg(format!(
+            "ulimit -n {limit} && exec {}",
+            binary(rt).display()
+        ));
+        Self::spawn(rt, cmd, env, stderr)
+    }
+
+    fn spawn(rt: &'static str, mut cmd: Command, env: &[(&str, &str)], stderr: Stdio) -> Server {
         cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("SERVER_PORT", "127.0.0.1:0")
             .env("ACCESS_LOG", "false")
             .env("WORKER_COUNT", "2")
@@ -309,4 +328,16 @@ macro_rules! for_each_runtime {
         mod smol_rt { $( #[test] fn $name() { $f("smol") } )* }
         mod std_rt { $( #[test] fn $name() { $f("std") } )* }
     };
+}
+
+/// Retries `f` every 50 ms until it holds or the hang guard passes.
+pub fn retry(mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < IO_TIMEOUT {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }

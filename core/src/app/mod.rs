@@ -339,6 +339,11 @@ impl App {
         self.workers_alive.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Worker threads running now.
+    pub fn workers_alive(&self) -> usize {
+        self.workers_alive.load(Ordering::Relaxed)
+    }
+
     /// A worker thread stopped.
     pub fn worker_stopped(&self) {
         self.workers_alive.fetch_sub(1, Ordering::Relaxed);

@@ -62,8 +62,6 @@ impl Server {
             tracing::error!(address = %config.listen, error = %e, "cannot bind");
         })?;
         let local = listener.local_addr()?;
-        // The first line of stdout: scripts and tests read the bound address (port 0 works).
-        println!("listening on {local}");
         let app = App::builder(config.clone())
             .runtime(runtime)
             .seed(clock::random_seed())
@@ -88,6 +86,12 @@ impl Server {
                     .expect("invariant: the OS can start the configured worker threads")
             })
             .collect();
+        // Serve only once the worker pool is up, so /health is truthful from the first request.
+        while app.workers_alive() < config.worker_count {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The first line of stdout: scripts and tests read the bound address (port 0 works).
+        println!("listening on {local}");
         Ok(Server {
             app,
             listener,

@@ -108,6 +108,7 @@ async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, d
     }
     let mut timer = Timer::never();
     let mut armed: Option<weir_core::Instant> = None;
+    let mut maybe_readable = true;
     loop {
         flush(&mut s, &stream);
         while let Some(effect) = s.poll_effect() {
@@ -117,18 +118,22 @@ async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, d
                 _ => {}
             }
         }
-        // Read what is already there before waiting (a cheap non-blocking attempt).
-        if s.wants_read() {
-            match stream.get_ref().read(s.recv_buf()) {
+        // Read while the socket may hold data; a short read means it is drained, so the next
+        // step is to wait (saving the read that would only say EAGAIN).
+        if s.wants_read() && maybe_readable {
+            let buf = s.recv_buf();
+            let room = buf.len();
+            match stream.get_ref().read(buf) {
                 Ok(0) => {
                     s.handle_eof(clock::now());
                     continue;
                 }
                 Ok(n) => {
+                    maybe_readable = n == room;
                     s.handle_read(clock::now(), n);
                     continue;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => maybe_readable = false,
                 Err(e) => {
                     s.handle_io_error(clock::now(), e.kind().into());
                     continue;
@@ -181,7 +186,8 @@ async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, d
             .await;
         let now = clock::now();
         match wake {
-            Wake::Readable | Wake::Writable => {}
+            Wake::Readable => maybe_readable = true,
+            Wake::Writable => {}
             Wake::Timer => {
                 armed = None;
                 s.handle_timeout(now);

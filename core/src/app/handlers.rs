@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::json::{write_f64, write_int, write_str, write_utf8};
+use super::json::{write_f64, write_int, write_str};
 use super::{App, Endpoint, ErrorCode, METHOD_NAMES, Outcome, RequestCtx};
 use crate::http::{Head, Response, Status};
 use crate::jobs::JobDone;
@@ -173,7 +173,7 @@ impl App {
         res.header("Content-Type", b"application/json");
         let b = res.body_mut();
         b.extend_from_slice(b"{\"request_id\":");
-        write_utf8(b, ctx.id.as_bytes());
+        ctx.id.write_json(b);
         b.extend_from_slice(b",\"job_id\":");
         write_int(b, job_id);
         b.extend_from_slice(b",\"result\":");
@@ -228,7 +228,7 @@ impl App {
         out.extend_from_slice(b"\nevent: tick\ndata: {\"seq\":");
         write_int(out, seq);
         out.extend_from_slice(b",\"request_id\":");
-        write_utf8(out, ctx.id.as_bytes());
+        ctx.id.write_json(out);
         out.extend_from_slice(b",\"timestamp\":");
         write_int(out, now.unix_secs());
         out.extend_from_slice(b"}\n\n");

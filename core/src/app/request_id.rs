@@ -48,6 +48,19 @@ impl RequestId {
         &self.bytes[..self.len as usize]
     }
 
+    /// Appends the ID as a JSON string. Generated IDs (hex and dashes) need no escaping, so
+    /// only a client's ID with `"` or `\\` goes through the escaper.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let bytes = self.as_bytes();
+        if self.len == 36 && bytes[14] == b'4' && !bytes.iter().any(|&b| b == b'"' || b == b'\\') {
+            out.push(b'"');
+            out.extend_from_slice(bytes);
+            out.push(b'"');
+        } else {
+            super::json::write_utf8(out, bytes);
+        }
+    }
+
     /// The ID text.
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.bytes[..self.len as usize]).expect("invariant: IDs are ASCII")
@@ -153,6 +166,19 @@ mod tests {
             }
         }
         assert_eq!(all.len(), 200_000);
+    }
+
+    #[test]
+    fn json_form_is_escaped_when_needed() {
+        let mut out = Vec::new();
+        RequestId::from_client(b"a\"b\\c")
+            .unwrap()
+            .write_json(&mut out);
+        assert_eq!(out, br#""a\"b\\c""#);
+        out.clear();
+        let id = RequestId::generate(3);
+        id.write_json(&mut out);
+        assert_eq!(out, format!("\"{}\"", id.as_str()).as_bytes());
     }
 
     #[test]

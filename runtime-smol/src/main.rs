@@ -16,8 +16,8 @@ use event_listener::Event;
 use futures_lite::FutureExt;
 use weir_core::config::Layout;
 use weir_core::jobs::JobWatch;
-use weir_core::rt::{Server, clock, net};
-use weir_core::{App, CloseReason, Effect, Session};
+use weir_core::rt::{self, Server, clock, net};
+use weir_core::{App, CloseReason, Effect};
 
 fn main() {
     let server = match Server::start("weir-smol", "smol") {
@@ -110,7 +110,7 @@ async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, d
     let mut armed: Option<weir_core::Instant> = None;
     let mut maybe_readable = true;
     loop {
-        flush(&mut s, &stream);
+        rt::flush(&mut s, |bytes| stream.get_ref().write(bytes));
         while let Some(effect) = s.poll_effect() {
             match effect {
                 Effect::AwaitJob(w) => job = Some(w),
@@ -200,17 +200,6 @@ async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, d
                 drain_listener = None;
                 s.handle_drain(now);
             }
-        }
-    }
-}
-
-/// Writes what the session has queued until the socket would block.
-fn flush(s: &mut Session, stream: &Async<TcpStream>) {
-    while let Some(bytes) = s.poll_transmit() {
-        match stream.get_ref().write(bytes) {
-            Ok(n) => s.advance_transmit(clock::now(), n),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-            Err(e) => return s.handle_io_error(clock::now(), e.kind().into()),
         }
     }
 }

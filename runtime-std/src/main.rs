@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_core::jobs::JobWatch;
-use weir_core::rt::{Server, clock, net};
+use weir_core::rt::{self, Server, clock, net};
 use weir_core::{App, CloseReason, Effect, Session};
 
 /// Stack of a connection thread: the head parser keeps its header array (32 KiB at the
@@ -137,21 +137,10 @@ fn peek_for_departure(s: &mut Session, stream: &TcpStream) {
 /// Writes what the session has queued; a write blocked past `WRITE_TIMEOUT` returns, and the
 /// session's write deadline then closes the connection.
 fn flush(s: &mut Session, stream: &mut TcpStream) {
-    while let Some(bytes) = s.poll_transmit() {
-        match stream.write(bytes) {
-            Ok(n) => s.advance_transmit(clock::now(), n),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                s.handle_timeout(clock::now());
-                if s.is_closed() {
-                    return;
-                }
-            }
-            Err(e) => return s.handle_io_error(clock::now(), e.kind().into()),
+    while rt::flush(s, |bytes| stream.write(bytes)) {
+        s.handle_timeout(clock::now());
+        if s.is_closed() {
+            return;
         }
     }
 }

@@ -18,8 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use weir_core::config::Layout;
 use weir_core::jobs::JobWatch;
-use weir_core::rt::{Server, clock, net};
-use weir_core::{App, CloseReason, Effect, Session};
+use weir_core::rt::{self, Server, clock, net};
+use weir_core::{App, CloseReason, Effect};
 
 fn main() {
     let mut server = match Server::start("weir-tokio", "tokio") {
@@ -158,7 +158,7 @@ async fn connection(
     tokio::pin!(sleep);
     let mut armed: Option<weir_core::Instant> = None;
     loop {
-        let blocked = flush(&mut s, sock.get_ref());
+        let blocked = rt::flush(&mut s, |bytes| sock.get_ref().write(bytes));
         while let Some(effect) = s.poll_effect() {
             match effect {
                 Effect::AwaitJob(w) => job = Some(w),
@@ -236,21 +236,6 @@ async fn connection(
             }
         }
     }
-}
-
-/// Writes what the session has queued until the socket would block; true if it blocked.
-fn flush(s: &mut Session, sock: &std::net::TcpStream) -> bool {
-    while let Some(bytes) = s.poll_transmit() {
-        match (&*sock).write(bytes) {
-            Ok(n) => s.advance_transmit(clock::now(), n),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
-            Err(e) => {
-                s.handle_io_error(clock::now(), e.kind().into());
-                return false;
-            }
-        }
-    }
-    false
 }
 
 /// Closes the socket; after an orderly end, half-closes and drains briefly so the peer reads

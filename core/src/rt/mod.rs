@@ -193,6 +193,33 @@ pub fn run_worker(app: &App, stop: &crossbeam_channel::Receiver<()>) {
     app.worker_stopped();
 }
 
+/// Writes what `s` has queued through `write` until the socket would block (or times out);
+/// true if it did. A socket error is handed to the session. Shared by the three runtimes.
+pub fn flush(
+    s: &mut crate::Session,
+    mut write: impl FnMut(&[u8]) -> std::io::Result<usize>,
+) -> bool {
+    use std::io::ErrorKind;
+    while let Some(bytes) = s.poll_transmit() {
+        match write(bytes) {
+            Ok(n) => s.advance_transmit(clock::now(), n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                return true;
+            }
+            Err(e) => {
+                s.handle_io_error(clock::now(), e.kind().into());
+                return false;
+            }
+        }
+    }
+    false
+}
+
 /// Handles the second SIGINT/SIGTERM: exit at once.
 pub fn exit_now() -> ! {
     tracing::warn!("second signal: exiting at once");

@@ -211,7 +211,8 @@ async fn close(stream: Async<TcpStream>, reason: CloseReason) {
         return;
     }
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
-    let mut sink = [0u8; 4096];
+    // On the heap: an array here would sit in every connection's future for its whole life.
+    let mut sink = vec![0u8; 4096];
     let mut left = net::LINGER_BYTES;
     let drain = async {
         while left > 0 {

@@ -23,9 +23,10 @@ use crate::app::{App, ErrorCode, Outcome, RequestCtx};
 use crate::jobs::{JobDone, JobWait, JobWatch};
 use crate::time::{Instant, Now, http_date};
 
-/// Bytes the receive buffer starts with (a typical head is 100–800 bytes, and a 16-deep
-/// pipeline of small requests fits).
-pub const INITIAL_RECV: usize = 4096;
+/// Bytes the receive buffer starts with: a typical head is 100–800 bytes; the buffer doubles
+/// (once per connection) for bigger heads or deep pipelines. Small, because every live
+/// connection holds it until it has been idle for `SHRINK_AFTER`.
+pub const INITIAL_RECV: usize = 1024;
 
 /// The least free space [`Session::recv_buf`] offers, so reads are not tiny.
 pub const MIN_READ: usize = 1024;

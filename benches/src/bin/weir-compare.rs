@@ -317,22 +317,28 @@ fn chart(path: &Path, table: &[Row], scenarios: &[&str]) -> Result<(), Box<dyn s
         RGBColor(148, 103, 189),
     ];
     for (area, title, pick) in [
-        (&left, "requests/s (higher is better)", 0usize),
-        (&right, "p99 latency, ms (lower is better)", 1usize),
+        (&left, "requests/s (log scale; higher is better)", 0usize),
+        (
+            &right,
+            "p99 latency, ms (log scale; lower is better)",
+            1usize,
+        ),
     ] {
         let value = |c: &Cell| if pick == 0 { c.rps } else { c.p99_ms };
-        let max = table
-            .iter()
-            .flat_map(|r| r.1.iter().flatten().map(value))
-            .fold(0.0f64, f64::max)
-            .max(1e-3)
-            * 1.15;
+        let values = || {
+            table
+                .iter()
+                .flat_map(|r| r.1.iter().flatten().map(value))
+                .filter(|v| *v > 0.0)
+        };
+        let max = values().fold(0.0f64, f64::max).max(1e-3) * 3.0;
+        let floor = values().fold(f64::MAX, f64::min).min(max / 4.0) / 2.0;
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(0f64..scenarios.len() as f64, 0f64..max)?;
+            .build_cartesian_2d(0f64..scenarios.len() as f64, (floor..max).log_scale())?;
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -357,7 +363,10 @@ fn chart(path: &Path, table: &[Row], scenarios: &[&str]) -> Result<(), Box<dyn s
                 .filter_map(|(i, c)| c.as_ref().map(|c| (i, value(c))))
                 .map(|(i, v)| {
                     let x0 = i as f64 + 0.1 + si as f64 * width;
-                    Rectangle::new([(x0, 0.0), (x0 + width * 0.9, v)], color.filled())
+                    Rectangle::new(
+                        [(x0, floor), (x0 + width * 0.9, v.max(floor))],
+                        color.filled(),
+                    )
                 });
             chart
                 .draw_series(bars)?
@@ -368,8 +377,9 @@ fn chart(path: &Path, table: &[Row], scenarios: &[&str]) -> Result<(), Box<dyn s
         }
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
             .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
+            .background_style(WHITE.mix(0.85))
             .draw()?;
     }
     root.present()?;

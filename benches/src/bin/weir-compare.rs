@@ -377,7 +377,7 @@ fn chart(path: &Path, table: &[Row], scenarios: &[&str]) -> Result<(), Box<dyn s
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(if pick == 0 { SeriesLabelPosition::UpperRight } else { SeriesLabelPosition::UpperLeft })
             .border_style(BLACK)
             .background_style(WHITE.mix(0.85))
             .draw()?;

@@ -51,6 +51,14 @@ fn parse(c: &mut Criterion) {
     g.bench_function("post_small_json", |b| {
         b.iter(|| head.parse(black_box(POST_JSON), &limits).unwrap())
     });
+    // httparse alone on the same bytes: the floor under weir's framing checks and head copy.
+    g.bench_function("httparse_only_browser_get", |b| {
+        b.iter(|| {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut req = httparse::Request::new(&mut headers);
+            req.parse(black_box(BROWSER_GET)).unwrap().is_complete()
+        })
+    });
     g.finish();
 }
 

@@ -377,7 +377,11 @@ fn chart(path: &Path, table: &[Row], scenarios: &[&str]) -> Result<(), Box<dyn s
         }
         chart
             .configure_series_labels()
-            .position(if pick == 0 { SeriesLabelPosition::UpperRight } else { SeriesLabelPosition::UpperLeft })
+            .position(if pick == 0 {
+                SeriesLabelPosition::UpperRight
+            } else {
+                SeriesLabelPosition::UpperLeft
+            })
             .border_style(BLACK)
             .background_style(WHITE.mix(0.85))
             .draw()?;

@@ -90,8 +90,6 @@ enum State {
 struct Inner {
     state: State,
     waker: Option<Waker>,
-    /// The waiter is gone; a completion is still counted but delivered to nobody.
-    abandoned: bool,
 }
 
 #[derive(Debug)]
@@ -177,7 +175,6 @@ impl JobQueue {
             inner: Mutex::new(Inner {
                 state: State::Queued,
                 waker: None,
-                abandoned: false,
             }),
             ready: Condvar::new(),
         });
@@ -302,7 +299,6 @@ impl Job<'_> {
                 JobDone::Failed
             }
         };
-        let _ = inner.abandoned;
         self.slot.finish(inner, done);
     }
 }
@@ -372,13 +368,10 @@ impl JobWait {
 impl Drop for JobWait {
     fn drop(&mut self) {
         let mut inner = self.slot.lock();
-        match inner.state {
-            State::Queued => {
-                inner.state = State::Cancelled;
-                self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
-            }
-            State::Running { .. } => inner.abandoned = true,
-            _ => {}
+        // A running job finishes and is counted as completed; nobody reads the result.
+        if let State::Queued = inner.state {
+            inner.state = State::Cancelled;
+            self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
         }
         inner.waker = None;
     }

@@ -141,12 +141,10 @@ async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, d
             }
         }
         let deadline = s.poll_timeout();
-        if deadline != armed {
-            match deadline {
-                Some(d) => timer.set_at(clock::to_std(d)),
-                None => timer = Timer::never(),
-            }
-            armed = deadline;
+        // Re-arm only for an earlier deadline (see weir-tokio: an early alarm is harmless).
+        if let Some(d) = deadline.filter(|d| armed.is_none_or(|a| *d < a)) {
+            timer.set_at(clock::to_std(d));
+            armed = Some(d);
         }
         let wants_read = s.wants_read();
         let wants_write = s.poll_transmit().is_some();

@@ -168,13 +168,14 @@ async fn connection(
         }
         let (wants_read, wants_write) = (s.wants_read(), blocked && s.poll_transmit().is_some());
         let deadline = s.poll_timeout();
-        if deadline != armed {
-            if let Some(d) = deadline {
-                sleep
-                    .as_mut()
-                    .reset(tokio::time::Instant::from_std(clock::to_std(d)));
-            }
-            armed = deadline;
+        // Re-arm only for an earlier deadline: a later one (the idle timer moving on with
+        // every request) waits for the armed alarm, which is harmless early because
+        // `handle_timeout` is idempotent. This keeps timer-wheel work off the request path.
+        if let Some(d) = deadline.filter(|d| armed.is_none_or(|a| *d < a)) {
+            sleep
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(clock::to_std(d)));
+            armed = Some(d);
         }
         let waiting_job = job.is_some();
         let job_ready = std::future::poll_fn(|cx| match job.as_mut() {

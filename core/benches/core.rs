@@ -62,6 +62,22 @@ fn parse(c: &mut Criterion) {
     g.finish();
 }
 
+/// A hand-moved clock: 20 µs per request, so the default 100,000 req/s limiter stays on the
+/// path and keeps admitting (at a frozen time it would refuse everything after the burst).
+struct Clock(std::cell::Cell<Now>);
+
+impl Clock {
+    fn tick(&self) -> Now {
+        self.tick_n(1)
+    }
+
+    fn tick_n(&self, requests: u32) -> Now {
+        let now = self.0.get().advanced(Duration::from_micros(20) * requests);
+        self.0.set(now);
+        now
+    }
+}
+
 /// Feeds `raw` and writes out everything, as a runtime would.
 fn roundtrip(s: &mut Session, now: Now, raw: &[u8]) -> usize {
     let mut written = 0;
@@ -79,42 +95,92 @@ fn roundtrip(s: &mut Session, now: Now, raw: &[u8]) -> usize {
 
 fn session(c: &mut Criterion) {
     let mut g = c.benchmark_group("session");
-    let app = app(&[]);
+    let shared = app(&[]);
     let now = t0();
-    let mut s = app.session("127.0.0.1:9".parse().unwrap(), now);
+    let clock = Clock(std::cell::Cell::new(now));
+    let mut s = shared.session("127.0.0.1:9".parse().unwrap(), now);
     g.throughput(Throughput::Elements(1));
     g.bench_function("ping", |b| {
-        b.iter(|| roundtrip(&mut s, now, black_box(PING)))
+        b.iter(|| roundtrip(&mut s, clock.tick(), black_box(PING)))
     });
     g.bench_function("compute_fast", |b| {
-        b.iter(|| roundtrip(&mut s, now, black_box(POST_JSON)))
+        b.iter(|| roundtrip(&mut s, clock.tick(), black_box(POST_JSON)))
     });
     let users = b"GET /users/42 HTTP/1.1\r\nHost: x\r\n\r\n";
     g.bench_function("users_param", |b| {
-        b.iter(|| roundtrip(&mut s, now, black_box(users)))
+        b.iter(|| roundtrip(&mut s, clock.tick(), black_box(users)))
     });
     let echo = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
     g.bench_function("echo_chunked", |b| {
-        b.iter(|| roundtrip(&mut s, now, black_box(echo)))
+        b.iter(|| roundtrip(&mut s, clock.tick(), black_box(echo)))
     });
     let not_found = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n";
     g.bench_function("not_found_404", |b| {
-        b.iter(|| roundtrip(&mut s, now, black_box(not_found)))
+        b.iter(|| roundtrip(&mut s, clock.tick(), black_box(not_found)))
+    });
+    // The timer- and queue-driven endpoints: feed, run what the runtime would (a worker's job,
+    // the timer firing), drain.
+    let intensive = b"POST /api/v1/compute/intensive HTTP/1.1\r\nHost: x\r\nContent-Length: 14\r\n\r\n{\"number\": 42}";
+    let slow_app = app(&[("JOB_COST", "100")]);
+    let mut js = slow_app.session("127.0.0.1:9".parse().unwrap(), now);
+    g.bench_function("compute_intensive_job_cost_100", |b| {
+        b.iter(|| {
+            let now = clock.tick();
+            js.feed(now, black_box(intensive));
+            let job = slow_app.queue().take().expect("queued");
+            let (n, cost) = job.start(now.mono).expect("not cancelled");
+            job.complete(now.mono, Some(weir_core::jobs::intensive_work(n, cost)));
+            js.handle_job_ready(now);
+            let n = js.poll_transmit().map_or(0, <[u8]>::len);
+            js.advance_transmit(now, n);
+            while js.poll_effect().is_some() {}
+            n
+        })
+    });
+    let sleep = b"GET /api/v1/sleep?ms=0 HTTP/1.1\r\nHost: x\r\n\r\n";
+    g.bench_function("sleep_0ms", |b| {
+        b.iter(|| {
+            let now = clock.tick();
+            s.feed(now, black_box(sleep));
+            s.handle_timeout(now);
+            let n = s.poll_transmit().map_or(0, <[u8]>::len);
+            s.advance_transmit(now, n);
+            n
+        })
+    });
+    let stream = b"GET /api/v1/stream?count=1&interval_ms=0 HTTP/1.1\r\nHost: x\r\n\r\n";
+    g.bench_function("stream_1_event", |b| {
+        b.iter(|| {
+            let now = clock.tick();
+            s.feed(now, black_box(stream));
+            s.handle_timeout(now);
+            let n = s.poll_transmit().map_or(0, <[u8]>::len);
+            s.advance_transmit(now, n);
+            n
+        })
     });
     let pipelined = PING.repeat(16);
     g.throughput(Throughput::Elements(16));
     g.bench_function("ping_pipelined_x16", |b| {
-        b.iter(|| roundtrip(&mut s, now, black_box(&pipelined)))
+        b.iter(|| roundtrip(&mut s, clock.tick_n(16), black_box(&pipelined)))
     });
     g.finish();
     let mut g = c.benchmark_group("session_metrics_endpoints");
     let metrics = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
     g.bench_function("metrics_json", |b| {
-        b.iter(|| roundtrip(&mut s, now, black_box(metrics)))
+        b.iter(|| roundtrip(&mut s, clock.tick(), black_box(metrics)))
+    });
+    let stats = b"GET /api/v1/stats HTTP/1.1\r\nHost: x\r\n\r\n";
+    g.bench_function("stats_json", |b| {
+        b.iter(|| roundtrip(&mut s, clock.tick(), black_box(stats)))
+    });
+    let prom = b"GET /metrics?format=prometheus HTTP/1.1\r\nHost: x\r\n\r\n";
+    g.bench_function("metrics_prometheus", |b| {
+        b.iter(|| roundtrip(&mut s, clock.tick(), black_box(prom)))
     });
     let health = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
     g.bench_function("health", |b| {
-        b.iter(|| roundtrip(&mut s, now, black_box(health)))
+        b.iter(|| roundtrip(&mut s, clock.tick(), black_box(health)))
     });
     g.finish();
 }

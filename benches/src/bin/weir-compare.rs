@@ -307,9 +307,10 @@ fn main() {
 type Row = (String, Vec<Option<Cell>>, Option<f64>);
 
 fn chart(path: &Path, table: &[Row], scenarios: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::new(path, (1100, 480)).into_drawing_area();
+    let root = SVGBackend::new(path, (1500, 480)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (left, right) = root.split_horizontally(550);
+    let (left, rest) = root.split_horizontally(550);
+    let (right, mem) = rest.split_horizontally(550);
     let colors = [
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
@@ -386,6 +387,41 @@ fn chart(path: &Path, table: &[Row], scenarios: &[&str]) -> Result<(), Box<dyn s
             .background_style(WHITE.mix(0.85))
             .draw()?;
     }
+    // Third panel: RSS per idle keep-alive connection, one bar per server.
+    let rss: Vec<(usize, f64)> = table
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.2.map(|b| (i, b / 1024.0)))
+        .collect();
+    let max = rss.iter().map(|r| r.1).fold(1.0f64, f64::max) * 1.2;
+    let mut chart = ChartBuilder::on(&mem)
+        .caption(
+            "RSS per idle connection, KiB (lower is better)",
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..table.len() as f64, 0f64..max)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(table.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = (*x - 0.5).round();
+            if (*x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+                table.get(i as usize).map_or(String::new(), |r| r.0.clone())
+            } else {
+                String::new()
+            }
+        })
+        .draw()?;
+    chart.draw_series(rss.iter().map(|&(i, kib)| {
+        Rectangle::new(
+            [(i as f64 + 0.15, 0.0), (i as f64 + 0.85, kib)],
+            colors[i % colors.len()].filled(),
+        )
+    }))?;
     root.present()?;
     Ok(())
 }

@@ -401,6 +401,16 @@ fn out_of_descriptors_is_survived(rt: &'static str) {
     for c in &mut conns {
         c.write_all(get("/ping").as_bytes()).unwrap();
     }
+    // Hold every connection until the server has run out (the log writer is asynchronous,
+    // and weir-std accepts more slowly: dropping early could free descriptors first).
+    let logged = common::retry(|| {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("out of file descriptors"))
+    });
+    assert!(
+        logged,
+        "{rt}: EMFILE logged: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     let mut answered = 0;
     for c in conns.iter_mut().take(10) {
         answered += usize::from(read_response(c, false).is_some_and(|r| r.status == 200));
@@ -413,15 +423,6 @@ fn out_of_descriptors_is_survived(rt: &'static str) {
     // Descriptors come back; the server keeps serving.
     let r = common::retry(|| srv.get("/ping").status == 200);
     assert!(r, "{rt}: serving again after EMFILE");
-    // The log writer is asynchronous: wait for the line rather than race it.
-    let logged = common::retry(|| {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("out of file descriptors"))
-    });
-    assert!(
-        logged,
-        "{rt}: EMFILE logged: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
     let _ = std::fs::remove_file(log);
 }
 

@@ -62,12 +62,15 @@ fn main() {
             .try_clone()
             .expect("invariant: a listener fd can be duplicated");
         tokio::spawn(serve(server.app.clone(), listener, drain_rx));
-        wait_for_signal().await;
+        // One pair of signal streams for the whole run: a stream keeps a signal that arrives
+        // while nobody awaits it, so the second signal cannot slip between two waits.
+        let mut signals = Signals::new();
+        signals.next().await;
         server.begin_drain();
         let _ = drain_tx.send(true);
         loop {
             tokio::select! {
-                _ = wait_for_signal() => weir_core::rt::exit_now(),
+                _ = signals.next() => weir_core::rt::exit_now(),
                 _ = tokio::time::sleep(Duration::from_millis(10)) => if server.drained() { break },
             }
         }
@@ -83,11 +86,24 @@ fn current_thread() -> tokio::runtime::Runtime {
         .expect("invariant: the tokio runtime starts")
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("invariant: SIGTERM can be handled");
-    let mut int = signal(SignalKind::interrupt()).expect("invariant: SIGINT can be handled");
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+/// SIGTERM and SIGINT as one stream.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals {
+            term: signal(SignalKind::terminate()).expect("invariant: SIGTERM can be handled"),
+            int: signal(SignalKind::interrupt()).expect("invariant: SIGINT can be handled"),
+        }
+    }
+
+    async fn next(&mut self) {
+        tokio::select! { _ = self.term.recv() => {}, _ = self.int.recv() => {} }
+    }
 }
 
 /// Accepts until the drain, then keeps this runtime alive for the connections it serves

@@ -108,7 +108,25 @@ impl ErrorCode {
     }
 }
 
-/// Fills `res` with the error envelope (status, `Content-Type`, body).
+/// Most bytes of a message an error envelope carries: messages may quote the client's input
+/// (a JSON parse error names the bad value), and a client must not get its 200 KB back.
+pub const MAX_ERROR_MESSAGE: usize = 200;
+
+/// `message` cut to at most [`MAX_ERROR_MESSAGE`] bytes at a character boundary, and whether
+/// it was cut.
+fn capped(message: &str) -> (&str, bool) {
+    if message.len() <= MAX_ERROR_MESSAGE {
+        return (message, false);
+    }
+    let mut end = MAX_ERROR_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&message[..end], true)
+}
+
+/// Fills `res` with the error envelope (status, `Content-Type`, body); a message longer than
+/// [`MAX_ERROR_MESSAGE`] is cut and ends in `…`.
 pub fn write_error(
     res: &mut Response,
     code: ErrorCode,
@@ -123,7 +141,14 @@ pub fn write_error(
     body.extend_from_slice(b"{\"request_id\":");
     json::write_str(body, request_id);
     body.extend_from_slice(b",\"error\":");
-    json::write_str(body, message);
+    match capped(message) {
+        (m, false) => json::write_str(body, m),
+        (m, true) => {
+            json::write_str(body, m);
+            body.pop();
+            body.extend_from_slice("…\"".as_bytes());
+        }
+    }
     body.extend_from_slice(b",\"code\":\"");
     body.extend_from_slice(code.as_str().as_bytes());
     body.extend_from_slice(b"\",\"timestamp\":");

@@ -56,7 +56,7 @@ impl App {
             }
             Endpoint::ComputeFast => match self.parse_number(body) {
                 Ok(n) => self.compute_response(now, ctx, res, 0, n.wrapping_mul(n)),
-                Err(msg) => self.error(now, ctx, res, ErrorCode::InvalidRequest, &msg),
+                Err(msg) => self.fail(now, ctx, res, ErrorCode::InvalidRequest, &msg),
             },
             Endpoint::ComputeIntensive => match self.parse_number(body) {
                 Ok(n) => {
@@ -65,7 +65,7 @@ impl App {
                         Ok(wait) => return Outcome::Job(wait),
                         Err(_) => {
                             res.header("Retry-After", b"1");
-                            self.error(
+                            self.fail(
                                 now,
                                 ctx,
                                 res,
@@ -75,7 +75,7 @@ impl App {
                         }
                     }
                 }
-                Err(msg) => self.error(now, ctx, res, ErrorCode::InvalidRequest, &msg),
+                Err(msg) => self.fail(now, ctx, res, ErrorCode::InvalidRequest, &msg),
             },
             Endpoint::Echo => {
                 let ct = head
@@ -101,14 +101,14 @@ impl App {
                         ms,
                     };
                 }
-                Ok(None) => self.error(
+                Ok(None) => self.fail(
                     now,
                     ctx,
                     res,
                     ErrorCode::InvalidRequest,
                     "query parameter ms is required",
                 ),
-                _ => self.error(
+                _ => self.fail(
                     now,
                     ctx,
                     res,
@@ -131,7 +131,7 @@ impl App {
                             interval: Duration::from_millis(ms),
                         };
                     }
-                    _ => self.error(
+                    _ => self.fail(
                         now,
                         ctx,
                         res,
@@ -151,7 +151,11 @@ impl App {
                 "invalid request body: expected a JSON object {\"number\": <integer>}".into(),
             );
         }
-        let req: ComputeRequest = serde_json::from_slice(body).map_err(|e| {
+        // serde_json skips the strings of fields it ignores without checking their UTF-8;
+        // JSON text is UTF-8 (RFC 8259 §8.1), so the whole body is checked first.
+        let body = std::str::from_utf8(body)
+            .map_err(|_| String::from("invalid request body: not valid UTF-8"))?;
+        let req: ComputeRequest = serde_json::from_str(body).map_err(|e| {
             format!("invalid request body: {e}; expected {{\"number\": <integer>}}")
         })?;
         if req.number.unsigned_abs() > MAX_NUMBER as u64 {
@@ -199,14 +203,14 @@ impl App {
             JobDone::Completed { id, result, .. } => {
                 self.compute_response(now, ctx, res, id, result)
             }
-            JobDone::TimedOut => self.error(
+            JobDone::TimedOut => self.fail(
                 now,
                 ctx,
                 res,
                 ErrorCode::Timeout,
                 "job did not finish within REQUEST_TIMEOUT",
             ),
-            JobDone::Failed => self.error(now, ctx, res, ErrorCode::ProcessingError, "job failed"),
+            JobDone::Failed => self.fail(now, ctx, res, ErrorCode::ProcessingError, "job failed"),
         }
     }
 

@@ -560,6 +560,19 @@ impl App {
         message: &str,
     ) {
         self.common_headers(ctx, res);
+        self.fail(now, ctx, res, code, message);
+    }
+
+    /// Writes the error envelope into a response that already carries the common headers
+    /// (a handler's error after `dispatch` set them): every header name appears once.
+    pub(crate) fn fail(
+        &self,
+        now: Now,
+        ctx: &RequestCtx,
+        res: &mut Response,
+        code: ErrorCode,
+        message: &str,
+    ) {
         write_error(res, code, message, ctx.id.as_str(), now.unix_secs());
     }
 

@@ -7,9 +7,10 @@
 
 use super::response::Status;
 
-/// Longest chunk-size line extension weir skips (hyper and h11 bound it too: unbounded
-/// extensions are a cheap way to make a server read forever without body progress).
-pub const MAX_CHUNK_EXT_BYTES: usize = 4096;
+/// Most chunk-extension bytes weir skips in one body, over all its chunk lines (hyper's bound
+/// too). A cap per line is not enough: `1;<4 KiB>\r\nA\r\n` repeated would make the server
+/// parse 4 GB of extensions to reach 1 MiB of body.
+pub const MAX_CHUNK_EXT_BYTES: usize = 16 * 1024;
 
 /// Why a body failed to decode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +52,7 @@ enum Chunked {
     /// Whitespace after the size, before `;` or CR.
     SizeWs { size: u64 },
     /// Skipping a chunk extension until CR.
-    Ext { size: u64, seen: usize },
+    Ext { size: u64 },
     /// Expecting the LF that ends the size line.
     SizeLf { size: u64 },
     /// Chunk data, `left` bytes to go.
@@ -79,6 +80,7 @@ pub struct BodyDecoder {
     max_body: u64,
     max_trailer: usize,
     trailer_bytes: usize,
+    ext_bytes: usize,
     decoded: u64,
 }
 
@@ -105,6 +107,7 @@ impl BodyDecoder {
             max_body: len,
             max_trailer: 0,
             trailer_bytes: 0,
+            ext_bytes: 0,
             decoded: 0,
         }
     }
@@ -116,6 +119,7 @@ impl BodyDecoder {
             max_body: max_body as u64,
             max_trailer,
             trailer_bytes: 0,
+            ext_bytes: 0,
             decoded: 0,
         }
     }
@@ -200,30 +204,32 @@ impl BodyDecoder {
                                 return Err(BodyError::Malformed("invalid chunk size"));
                             }
                             b' ' | b'\t' => Chunked::SizeWs { size },
-                            b';' => Chunked::Ext { size, seen: 0 },
+                            b';' => Chunked::Ext { size },
                             b'\r' => Chunked::SizeLf { size },
                             _ => return Err(BodyError::Malformed("invalid chunk size")),
                         },
                         Chunked::SizeWs { size } => match b {
                             b' ' | b'\t' => Chunked::SizeWs { size },
-                            b';' => Chunked::Ext { size, seen: 0 },
+                            b';' => Chunked::Ext { size },
                             b'\r' => Chunked::SizeLf { size },
                             _ => return Err(BodyError::Malformed("invalid chunk size line")),
                         },
-                        Chunked::Ext { size, seen } => match b {
+                        Chunked::Ext { size } => match b {
                             b'\r' => Chunked::SizeLf { size },
                             b'\n' | 0..=8 | 10..=31 | 127 => {
                                 return Err(BodyError::Malformed(
                                     "invalid byte in chunk extension",
                                 ));
                             }
-                            _ if seen >= MAX_CHUNK_EXT_BYTES => {
-                                return Err(BodyError::Malformed("chunk extension too long"));
+                            _ if self.ext_bytes >= MAX_CHUNK_EXT_BYTES => {
+                                return Err(BodyError::Malformed(
+                                    "chunk extensions exceed 16 KiB in one body",
+                                ));
                             }
-                            _ => Chunked::Ext {
-                                size,
-                                seen: seen + 1,
-                            },
+                            _ => {
+                                self.ext_bytes += 1;
+                                Chunked::Ext { size }
+                            }
                         },
                         Chunked::SizeLf { size } => {
                             if b != b'\n' {
@@ -403,7 +409,38 @@ mod tests {
         let mut input = b"1;".to_vec();
         input.extend(std::iter::repeat_n(b'a', MAX_CHUNK_EXT_BYTES + 1));
         let r = BodyDecoder::chunked(100, 100).decode(&input, None);
-        assert_eq!(r, Err(BodyError::Malformed("chunk extension too long")));
+        assert_eq!(
+            r,
+            Err(BodyError::Malformed(
+                "chunk extensions exceed 16 KiB in one body"
+            ))
+        );
+    }
+
+    #[test]
+    fn extensions_are_capped_per_body_not_per_line() {
+        // 1 KiB of extension per one-byte chunk: fine line by line, refused once the body's
+        // extensions pass 16 KiB (after 16 chunks, long before a 1 MiB body).
+        let chunk = format!("1;{}\r\nA\r\n", "e".repeat(1023));
+        let mut d = BodyDecoder::chunked(1 << 20, 1024);
+        let mut out = Vec::new();
+        let mut refused_at = None;
+        for i in 0..1024 {
+            match d.decode(chunk.as_bytes(), Some(&mut out)) {
+                Ok(p) => assert_eq!(p.consumed, chunk.len()),
+                Err(e) => {
+                    assert_eq!(e.status().code(), 400);
+                    refused_at = Some(i);
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            refused_at,
+            Some(16),
+            "16 KiB of extensions per body, then 400"
+        );
+        assert_eq!(out.len(), 16);
     }
 
     #[test]

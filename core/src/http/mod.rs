@@ -4,6 +4,7 @@ pub mod body;
 pub mod request;
 pub mod response;
 pub mod session;
+pub mod target;
 
 pub use request::{Head, HeadError, Limits, Method, Version};
 pub use response::{Response, Status};

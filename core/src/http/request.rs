@@ -10,6 +10,7 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::response::Status;
+use super::target::{split_absolute, valid_host};
 
 /// Hard cap on `MAX_HEADERS`, so the parse array lives on the stack (httparse needs a slice).
 pub const MAX_HEADERS_CAP: usize = 1024;
@@ -172,6 +173,8 @@ pub struct Head {
     target: String,
     /// Where the path ends in `target` (at `?` or the end).
     path_end: usize,
+    /// The authority of an absolute-form target, as a range of `bytes`.
+    authority: Option<(u32, u32)>,
     /// The method.
     pub method: Method,
     /// The version.
@@ -191,6 +194,7 @@ impl Default for Head {
             fields: Vec::new(),
             target: String::new(),
             path_end: 0,
+            authority: None,
             method: Method::Get,
             version: Version::Http11,
             framing: Framing::None,
@@ -244,8 +248,28 @@ impl Head {
         self.bytes.extend_from_slice(head);
         self.fields.clear();
         self.target.clear();
-        self.target.push_str(path);
-        self.path_end = path.bytes().position(|b| b == b'?').unwrap_or(path.len());
+        self.authority = None;
+        match split_absolute(path) {
+            None => self.target.push_str(path),
+            Some(Ok((authority, origin))) => {
+                // Absolute-form (RFC 9112 §3.2.2): the authority stands for the host and
+                // the router sees the origin form.
+                let at = off(authority.as_bytes());
+                self.authority = Some((at, at + authority.len() as u32));
+                if !origin.starts_with('/') {
+                    self.target.push('/');
+                }
+                self.target.push_str(origin);
+            }
+            Some(Err(_)) => {
+                return Err(HeadError::Malformed("invalid absolute-form request-target"));
+            }
+        }
+        self.path_end = self
+            .target
+            .bytes()
+            .position(|b| b == b'?')
+            .unwrap_or(self.target.len());
         self.method = Method::from_bytes(
             req.method
                 .expect("invariant: complete request has a method"),
@@ -272,10 +296,19 @@ impl Head {
             });
             // httparse rejects CTLs except HTAB; it allows obs-text, which is fine in values.
             match name.len() {
-                4 if name.eq_ignore_ascii_case(b"host") => hosts += 1,
+                4 if name.eq_ignore_ascii_case(b"host") => {
+                    if !valid_host(value) {
+                        return Err(HeadError::Malformed(
+                            "invalid Host header (expected host[:port])",
+                        ));
+                    }
+                    hosts += 1;
+                }
                 6 if name.eq_ignore_ascii_case(b"expect") => {
                     if trim(value).eq_ignore_ascii_case(b"100-continue") {
-                        self.expect_continue = true;
+                        // An HTTP/1.0 client cannot know 100 Continue: ignore it there
+                        // (RFC 9110 §10.1.1).
+                        self.expect_continue = self.version == Version::Http11;
                     } else {
                         return Err(HeadError::Expectation);
                     }
@@ -370,12 +403,22 @@ impl Head {
         Ok(())
     }
 
-    /// The request-target as sent (`/path?query`).
+    /// The request-target in origin form (`/path?query`; an absolute-form target without its
+    /// scheme and authority).
     pub fn target(&self) -> &str {
         &self.target
     }
 
-    /// The path part of the target.
+    /// The host the request is for: the authority of an absolute-form target, else the
+    /// `Host` field (RFC 9112 §3.2.2); `None` for an HTTP/1.0 request without either.
+    pub fn host(&self) -> Option<&[u8]> {
+        match self.authority {
+            Some(r) => Some(&self.bytes[range(r)]),
+            None => self.header("host"),
+        }
+    }
+
+    /// The path part of the target (origin form, also for an absolute-form request).
     pub fn path(&self) -> &str {
         &self.target[..self.path_end]
     }
@@ -693,6 +736,58 @@ mod tests {
             parse("GET / HTTP/1.0\r\n\r\n").map(|o| o.is_some()),
             Ok(true)
         );
+    }
+
+    #[test]
+    fn host_must_be_uri_host_and_port() {
+        for bad in ["a b", "a/b", "u@a", "a:x", "[::1", "a:1:2", "\"a\""] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+            assert_eq!(status(&raw), 400, "Host: {bad}");
+        }
+        for ok in ["a", "a:8080", "[::1]:80", "127.0.0.1", ""] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {ok}\r\n\r\n");
+            assert!(matches!(parse(&raw), Ok(Some(_))), "Host: {ok}");
+        }
+    }
+
+    #[test]
+    fn absolute_form_targets_are_routed_by_their_path() {
+        let mut h = Head::default();
+        let l = Limits::default();
+        h.parse(
+            b"GET http://a:80/users/7?x=1 HTTP/1.1\r\nHost: b\r\n\r\n",
+            &l,
+        )
+        .unwrap();
+        assert_eq!(
+            (h.path(), h.query(), h.target()),
+            ("/users/7", Some("x=1"), "/users/7?x=1")
+        );
+        assert_eq!(
+            h.host(),
+            Some(&b"a:80"[..]),
+            "the authority stands for the host"
+        );
+        h.parse(b"GET http://a?q HTTP/1.1\r\nHost: a\r\n\r\n", &l)
+            .unwrap();
+        assert_eq!((h.path(), h.query()), ("/", Some("q")));
+        h.parse(b"GET /p HTTP/1.1\r\nHost: b\r\n\r\n", &l).unwrap();
+        assert_eq!(h.host(), Some(&b"b"[..]));
+        assert_eq!(status("GET http://u@a/p HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status("GET http:///p HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status("GET ftp://a/p HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn expect_continue_is_ignored_in_http10() {
+        let mut h = Head::default();
+        let raw = b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+        h.parse(raw, &Limits::default()).unwrap();
+        assert!(!h.expect_continue, "RFC 9110 10.1.1: ignored in HTTP/1.0");
+        let raw =
+            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+        h.parse(raw, &Limits::default()).unwrap();
+        assert!(h.expect_continue);
     }
 
     #[test]

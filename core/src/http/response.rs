@@ -141,10 +141,23 @@ impl Response {
             !value.iter().any(|&b| b == b'\r' || b == b'\n'),
             "header value with CR/LF"
         );
+        debug_assert!(
+            !self.has_header(name),
+            "header {name} added twice: every header name appears once in a response"
+        );
         self.headers.extend_from_slice(name.as_bytes());
         self.headers.extend_from_slice(b": ");
         self.headers.extend_from_slice(value);
         self.headers.extend_from_slice(b"\r\n");
+    }
+
+    /// Whether a header named `name` (ASCII case-insensitive) was added.
+    pub fn has_header(&self, name: &str) -> bool {
+        self.headers.split(|&b| b == b'\n').any(|line| {
+            line.len() > name.len()
+                && line[name.len()] == b':'
+                && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+        })
     }
 
     /// Adds a header whose value is a number.

@@ -762,6 +762,9 @@ impl Session {
     }
 
     fn after_response(&mut self, now: Now) {
+        // Per-request state ends with its response: a later error (a 408 on the next head)
+        // must not inherit this request's method or path.
+        self.head_valid = false;
         if self.keep_alive {
             self.state = State::Head;
             self.set_timer(

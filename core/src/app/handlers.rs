@@ -20,6 +20,9 @@ pub const MAX_SLEEP_MS: u64 = 60_000;
 pub const MAX_STREAM_EVENTS: u32 = 100_000;
 /// The longest interval between stream events.
 pub const MAX_STREAM_INTERVAL_MS: u64 = 60_000;
+/// The shortest interval between stream events: `interval_ms=0` is served at this pace, so a
+/// stream is paced by a timer rather than by how fast the peer reads.
+pub const MIN_STREAM_INTERVAL_MS: u64 = 1;
 
 #[derive(Deserialize)]
 struct ComputeRequest {
@@ -128,7 +131,7 @@ impl App {
                         res.header("Cache-Control", b"no-cache");
                         return Outcome::Stream {
                             count: count as u32,
-                            interval: Duration::from_millis(ms),
+                            interval: Duration::from_millis(ms.max(MIN_STREAM_INTERVAL_MS)),
                         };
                     }
                     _ => self.fail(

@@ -349,8 +349,9 @@ impl App {
         self.workers_alive.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Starts a graceful drain: new connections are refused with 503, in-flight requests are
-    /// answered with `Connection: close`, idle connections close. Queued jobs still run.
+    /// Starts a graceful drain: the runtimes stop accepting once the kernel's queue is empty,
+    /// in-flight requests are answered with `Connection: close`, idle connections close after
+    /// a short grace. Queued jobs still run.
     pub fn begin_drain(&self, _now: Now) {
         self.draining.store(true, Ordering::Release);
     }
@@ -365,12 +366,9 @@ impl App {
         self.connections.load(Ordering::Acquire)
     }
 
-    /// Claims a connection slot; false past `MAX_CONNECTIONS` or while draining.
+    /// Claims a connection slot; false past `MAX_CONNECTIONS`. (During a drain the runtimes
+    /// accept only what the kernel had already queued, and those connections are served.)
     pub(crate) fn open_connection(&self) -> bool {
-        if self.is_draining() {
-            self.metrics.connection_opened(false);
-            return false;
-        }
         let prev = self.connections.fetch_add(1, Ordering::AcqRel);
         if prev >= self.config.max_connections {
             self.connections.fetch_sub(1, Ordering::AcqRel);
@@ -746,6 +744,10 @@ mod tests {
         assert!(a.open_connection());
         a.begin_drain(Now::default());
         a.close_connection();
+        assert!(
+            a.open_connection(),
+            "a connection queued before the drain is served"
+        );
         assert!(!a.open_connection());
         assert_eq!(a.metrics().totals().connections_refused, 2);
     }

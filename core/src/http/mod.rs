@@ -6,6 +6,6 @@ pub mod response;
 pub mod session;
 pub mod target;
 
-pub use request::{Head, HeadError, Limits, Method, Version};
+pub use request::{Head, HeadError, HeadScanner, Limits, Method, Scan, Version};
 pub use response::{Response, Status};
 pub use session::{CloseReason, Effect, IoFailure, Session};

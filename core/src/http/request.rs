@@ -392,12 +392,21 @@ impl Head {
     /// Limits for a head that is not complete yet: 414 while the request line alone is too
     /// long, 431 once the buffered head passes `MAX_HEADER_BYTES`.
     pub fn check_partial(input: &[u8], limits: &Limits) -> Result<(), HeadError> {
-        let line_done = input.contains(&b'\n');
+        Self::check_partial_len(input.len(), input.contains(&b'\n'), limits)
+    }
+
+    /// [`Head::check_partial`] from what a [`HeadScanner`] already knows: the buffered length
+    /// and whether the request line has ended.
+    pub fn check_partial_len(
+        len: usize,
+        line_done: bool,
+        limits: &Limits,
+    ) -> Result<(), HeadError> {
         // Allow for the method and version around the target.
-        if !line_done && input.len() > limits.max_uri_bytes + 32 {
+        if !line_done && len > limits.max_uri_bytes + 32 {
             return Err(HeadError::UriTooLong);
         }
-        if input.len() > limits.max_header_bytes {
+        if len > limits.max_header_bytes {
             return Err(HeadError::HeadersTooLarge);
         }
         Ok(())
@@ -468,6 +477,59 @@ impl Head {
         self.bytes = Vec::new();
         self.fields = Vec::new();
         self.target = String::new();
+    }
+}
+
+/// What [`HeadScanner::scan`] found in the buffered bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scan {
+    /// No end of head yet; `line_done` once the request line has ended.
+    Partial {
+        /// An LF has been seen.
+        line_done: bool,
+    },
+    /// An empty line ends a head: parse it.
+    Complete,
+    /// An LF without its CR (refused: a smuggling vector behind a lenient proxy).
+    BareLf,
+}
+
+/// Finds the end of a head arriving in pieces while looking at each byte once, so a head sent
+/// one byte per read costs O(n) rather than a re-parse from byte 0 per read (O(n²);
+/// hyperium/hyper#3764). Positions are relative to the start of the head; [`HeadScanner::reset`]
+/// when a head is consumed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeadScanner {
+    scanned: usize,
+    line_done: bool,
+}
+
+impl HeadScanner {
+    /// Scans `head[self.scanned..]` (the bytes new since the last call). `head` starts where
+    /// the head starts and only grows between calls.
+    pub fn scan(&mut self, head: &[u8]) -> Scan {
+        let from = self.scanned;
+        self.scanned = head.len();
+        for i in memchr::memchr_iter(b'\n', &head[from..]).map(|i| i + from) {
+            if i == 0 || head[i - 1] != b'\r' {
+                return Scan::BareLf;
+            }
+            self.line_done = true;
+            if i >= 3 && head[i - 3] == b'\r' && head[i - 2] == b'\n' {
+                // Only a candidate: leading empty lines also look like this, so a parse that
+                // still says partial resumes scanning after this point.
+                self.scanned = i + 1;
+                return Scan::Complete;
+            }
+        }
+        Scan::Partial {
+            line_done: self.line_done,
+        }
+    }
+
+    /// Starts over for the next head.
+    pub fn reset(&mut self) {
+        *self = HeadScanner::default();
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::body::BodyDecoder;
-use super::request::{Framing, Head, Method, Version};
+use super::request::{Framing, Head, HeadError, HeadScanner, Method, Scan, Version};
 use super::response::{BodyFraming, Response, Status, encode_chunk, encode_last_chunk};
 use crate::app::{App, ErrorCode, Outcome, RequestCtx};
 use crate::jobs::{JobDone, JobWait, JobWatch};
@@ -39,6 +39,16 @@ pub const OUT_HIGH_WATER: usize = 64 * 1024;
 /// idle connections should cost no buffer memory; waiting a moment keeps busy connections
 /// from reallocating between requests).
 pub const SHRINK_AFTER: Duration = Duration::from_secs(1);
+
+/// The longest time an idle connection stays open once a drain begins.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// How long an idle connection stays open into a drain: [`DRAIN_GRACE`], or the first tenth
+/// of `SHUTDOWN_TIMEOUT` when that is shorter. A request that races the drain arrives in
+/// this window and is answered instead of meeting a closed connection.
+pub fn drain_grace(shutdown_timeout: Duration) -> Duration {
+    DRAIN_GRACE.min(shutdown_timeout / 10)
+}
 
 /// Why a session wants its connection closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +144,9 @@ enum State {
         seq: u32,
         interval: Duration,
         chunked: bool,
+        /// Waiting for the peer to read: the backlog was above [`OUT_HIGH_WATER`] when the
+        /// next event was due; `advance_transmit` resumes it.
+        paused: bool,
     },
     /// Write what is queued, then close.
     Closing(CloseReason),
@@ -153,12 +166,15 @@ pub struct Session {
     out: Vec<u8>,
     sent: usize,
     head: Head,
+    scanner: HeadScanner,
     head_valid: bool,
     body: Vec<u8>,
     res: Response,
     ctx: RequestCtx,
     state: State,
     keep_alive: bool,
+    /// `handle_drain` was called.
+    draining: bool,
     timers: [Option<Instant>; TIMERS.len()],
     job_effect: Option<JobWatch>,
     close_effect: Option<CloseReason>,
@@ -169,8 +185,9 @@ pub struct Session {
 }
 
 impl App {
-    /// A session for a new connection from `peer`. Past `MAX_CONNECTIONS`, or while
-    /// draining, the session answers 503 `SERVICE_OVERLOADED` and closes.
+    /// A session for a new connection from `peer`. Past `MAX_CONNECTIONS` the session
+    /// answers 503 `SERVICE_OVERLOADED` and closes. A runtime that creates a session during
+    /// a drain calls [`Session::handle_drain`] on it at once.
     pub fn session(self: &Arc<Self>, peer: SocketAddr, now: Now) -> Session {
         let counted = self.open_connection();
         let mut s = Session {
@@ -183,12 +200,14 @@ impl App {
             out: Vec::new(),
             sent: 0,
             head: Head::default(),
+            scanner: HeadScanner::default(),
             head_valid: false,
             body: Vec::new(),
             res: Response::default(),
             ctx: RequestCtx::default(),
             state: State::Head,
             keep_alive: true,
+            draining: false,
             timers: [None; TIMERS.len()],
             job_effect: None,
             close_effect: None,
@@ -206,13 +225,13 @@ impl App {
             s.keep_alive = false;
             s.res.clear();
             s.res.header("Retry-After", b"1");
-            let msg = if s.app.is_draining() {
-                "server is shutting down"
-            } else {
-                "connection limit reached"
-            };
-            s.app
-                .error(now, &s.ctx, &mut s.res, ErrorCode::ServiceOverloaded, msg);
+            s.app.error(
+                now,
+                &s.ctx,
+                &mut s.res,
+                ErrorCode::ServiceOverloaded,
+                "connection limit reached",
+            );
             s.send_response(now);
             s.after_input(now);
         }
@@ -331,16 +350,41 @@ impl Session {
         self.after_input(now);
     }
 
-    /// The server began draining: an idle connection closes now, a busy one after its
-    /// current response (which carries `Connection: close`).
+    /// The server began draining. An idle connection stays open for a short grace
+    /// ([`drain_grace`]) so a request racing the drain is still read and answered (with
+    /// `Connection: close`), then closes in order; a busy one closes after its current
+    /// response, which carries `Connection: close`; a sleep is answered at once with the time
+    /// slept, and a stream ends at once with its last chunk. Idempotent.
     pub fn handle_drain(&mut self, now: Now) {
         let now = self.clamp(now);
-        self.keep_alive = false;
-        if matches!(self.state, State::Head)
-            && self.rpos == self.rend
-            && self.sent == self.out.len()
-        {
-            self.state = State::Closing(CloseReason::Done);
+        if !self.draining {
+            self.draining = true;
+            match self.state {
+                State::Head => {
+                    let at = now
+                        .mono
+                        .saturating_add(drain_grace(self.app.config().shutdown_timeout));
+                    if self.timers[Timer::Idle as usize].is_none_or(|t| at < t) {
+                        self.set_timer(Timer::Idle, at);
+                    }
+                }
+                State::Sleep { ms } => {
+                    self.keep_alive = false;
+                    self.clear_timer(Timer::Handler);
+                    let slept = now.mono.since(self.ctx.started).as_millis() as u64;
+                    self.state = State::Head;
+                    self.app
+                        .sleep_response(&self.ctx, slept.min(ms), &mut self.res);
+                    self.send_response(now);
+                }
+                State::Stream { chunked, .. } => {
+                    self.keep_alive = false;
+                    self.clear_timer(Timer::Handler);
+                    self.end_stream(now, chunked);
+                }
+                _ => self.keep_alive = false,
+            }
+            self.drive(now);
         }
         self.after_input(now);
     }
@@ -362,6 +406,11 @@ impl Session {
                 Timer::Write,
                 now.mono.saturating_add(self.app.config().write_timeout),
             );
+        }
+        if matches!(self.state, State::Stream { paused: true, .. })
+            && self.out.len() - self.sent <= OUT_HIGH_WATER
+        {
+            self.stream_next(now);
         }
         self.drive(now);
         self.after_input(now);
@@ -451,7 +500,7 @@ impl Session {
             match &mut self.state {
                 State::Head => {
                     if self.rpos == self.rend {
-                        if !self.keep_alive || self.app.is_draining() && self.served > 0 {
+                        if !self.keep_alive {
                             self.state = State::Closing(CloseReason::Done);
                         } else if self.timers[Timer::Header as usize].is_none() {
                             if self.timers[Timer::Idle as usize].is_none() {
@@ -473,7 +522,15 @@ impl Session {
                     }
                     self.clear_timer(Timer::Shrink);
                     let input = &self.recv[self.rpos..self.rend];
-                    match self.head.parse(input, self.app.limits()) {
+                    let limits = self.app.limits();
+                    let parsed = match self.scanner.scan(input) {
+                        Scan::Partial { line_done } => {
+                            Head::check_partial_len(input.len(), line_done, limits).map(|()| None)
+                        }
+                        Scan::BareLf => Err(HeadError::Malformed("bare LF in request head")),
+                        Scan::Complete => self.head.parse(input, limits),
+                    };
+                    match parsed {
                         Ok(None) => {
                             self.clear_timer(Timer::Idle);
                             if self.timers[Timer::Header as usize].is_none() {
@@ -490,6 +547,7 @@ impl Session {
                             return;
                         }
                         Ok(Some(len)) => {
+                            self.scanner.reset();
                             self.rpos += len;
                             self.head_valid = true;
                             self.clear_timer(Timer::Header);
@@ -618,6 +676,7 @@ impl Session {
                         seq: 0,
                         interval,
                         chunked,
+                        paused: false,
                     };
                 }
             }
@@ -660,39 +719,61 @@ impl Session {
                 self.app.sleep_response(&self.ctx, ms, &mut self.res);
                 self.send_response(now);
             }
-            (
-                Timer::Handler,
-                State::Stream {
-                    left,
-                    seq,
-                    interval,
-                    chunked,
-                },
-            ) => {
-                *left -= 1;
-                *seq += 1;
-                let (left, seq, interval, chunked) = (*left, *seq, *interval, *chunked);
-                let event = self.res.body_mut();
-                event.clear();
-                self.app.stream_event(now, &self.ctx, seq, event);
-                if chunked {
-                    encode_chunk(&mut self.out, self.res.body());
-                } else {
-                    self.out.extend_from_slice(self.res.body());
-                }
-                self.arm_write(now);
-                if left == 0 {
-                    self.end_stream(now, chunked);
-                } else {
-                    self.set_timer(Timer::Handler, now.mono.saturating_add(interval));
-                }
-            }
+            (Timer::Handler, State::Stream { .. }) => self.stream_next(now),
             (Timer::Shrink, State::Head)
                 if self.rpos == self.rend && self.sent == self.out.len() =>
             {
                 self.release_buffers();
             }
             _ => {}
+        }
+    }
+
+    /// Emits the next event of a stream, or pauses it while the peer has not read what is
+    /// queued: the output a stream holds stays under `OUT_HIGH_WATER` plus one event.
+    fn stream_next(&mut self, now: Now) {
+        let State::Stream {
+            left,
+            seq,
+            interval,
+            chunked,
+            paused,
+        } = &mut self.state
+        else {
+            return;
+        };
+        if self.out.len() - self.sent > OUT_HIGH_WATER {
+            *paused = true;
+            return;
+        }
+        *paused = false;
+        *left -= 1;
+        *seq += 1;
+        let (left, seq, interval, chunked) = (*left, *seq, *interval, *chunked);
+        let event = self.res.body_mut();
+        event.clear();
+        self.app.stream_event(now, &self.ctx, seq, event);
+        self.compact_out();
+        if chunked {
+            encode_chunk(&mut self.out, self.res.body());
+        } else {
+            self.out.extend_from_slice(self.res.body());
+        }
+        self.arm_write(now);
+        if left == 0 {
+            self.end_stream(now, chunked);
+        } else {
+            self.set_timer(Timer::Handler, now.mono.saturating_add(interval));
+        }
+    }
+
+    /// Drops the already-written prefix of the output once it is at least as long as what
+    /// is still queued, so a peer that reads slowly but never catches up cannot make the
+    /// buffer grow past about twice the backlog (amortised: each byte moves at most once).
+    fn compact_out(&mut self) {
+        if self.sent > 0 && self.sent >= self.out.len() - self.sent {
+            self.out.drain(..self.sent);
+            self.sent = 0;
         }
     }
 
@@ -715,7 +796,7 @@ impl Session {
     }
 
     fn connection_header(&mut self) -> Option<&'static str> {
-        if !self.keep_alive || self.res.wants_close() || self.app.is_draining() {
+        if !self.keep_alive || self.res.wants_close() || self.draining || self.app.is_draining() {
             self.keep_alive = false;
             Some("close")
         } else if self.head_valid && self.head.version == Version::Http10 {
@@ -744,6 +825,7 @@ impl Session {
 
     /// Queues `self.res` as the response to the current request and moves on.
     fn send_response(&mut self, now: Now) {
+        self.compact_out();
         let connection = self.connection_header();
         self.refresh_date(now);
         let with_body = !(self.head_valid && self.head.method == Method::Head);
@@ -819,6 +901,7 @@ impl Session {
         self.sent = 0;
         self.body = Vec::new();
         self.head.release();
+        self.scanner.reset();
         self.head_valid = false;
         self.res.release();
     }

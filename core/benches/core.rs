@@ -244,7 +244,7 @@ fn limiter(c: &mut Criterion) {
     });
     stop.store(true, Ordering::Relaxed);
     other.join().unwrap();
-    let keyed = KeyedGcra::new(Quota::new(1_000_000, 1_000).unwrap(), 100_000);
+    let keyed = KeyedGcra::new(Quota::new(1_000_000, 1_000).unwrap(), 100_000, (1, 2));
     let mut k = 0u128;
     g.bench_function("per_ip_10k_keys", |b| {
         b.iter(|| {

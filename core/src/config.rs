@@ -68,6 +68,24 @@ impl IpNet {
     }
 }
 
+/// A secret value from the configuration: `Debug` prints `<redacted>`, so a config, app or
+/// session printed in a log or a panic message never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// The secret itself, for the one place that compares it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// The validated configuration of one server process.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -112,8 +130,8 @@ pub struct Config {
     pub trust_proxy: bool,
     /// `TRUSTED_PROXIES`: proxy networks skipped in `X-Forwarded-For`.
     pub trusted_proxies: Vec<IpNet>,
-    /// `API_TOKEN`: bearer token required on `/api/*` when set.
-    pub api_token: Option<String>,
+    /// `API_TOKEN`: bearer token required on `/api/*` when set (never shown by `Debug`).
+    pub api_token: Option<Token>,
     /// `QUEUE_SIZE`: places in the job queue.
     pub queue_size: usize,
     /// `WORKER_COUNT`: worker threads for intensive jobs.
@@ -261,7 +279,7 @@ const SETTINGS: &[Setting] = &[
         env: "TRUST_PROXY",
         flag: "trust-proxy",
         default: "false",
-        help: "client IP from X-Forwarded-For",
+        help: "client IP from X-Forwarded-For (requires TRUSTED_PROXIES)",
     },
     Setting {
         env: "TRUSTED_PROXIES",
@@ -491,7 +509,7 @@ impl Config {
             api_token: src
                 .raw("API_TOKEN")
                 .filter(|t| !t.is_empty())
-                .map(str::to_owned),
+                .map(|t| Token(t.to_owned())),
             queue_size: src.size("QUEUE_SIZE", 1, 1 << 24)?,
             worker_count: match src.raw("WORKER_COUNT") {
                 None => (2 * cores).max(1),
@@ -510,6 +528,16 @@ impl Config {
                 _ => None,
             })?,
         };
+        if cfg.trust_proxy && cfg.trusted_proxies.is_empty() {
+            // Believing every peer's X-Forwarded-For lets any client choose its own rate-limit
+            // key (and crowd real clients out of the per-IP table).
+            return Err(ConfigError::Invalid {
+                name: "TRUST_PROXY",
+                value: "true".into(),
+                expected: "TRUSTED_PROXIES to be set too (the networks of your proxies, like \
+                           10.0.0.0/8): without it any client could forge X-Forwarded-For",
+            });
+        }
         if cfg.rate_limit > 0 && cfg.rate_burst == 0 {
             return Err(ConfigError::Invalid {
                 name: "RATE_BURST",
@@ -664,6 +692,33 @@ mod tests {
             (10_000, 8, 50_000)
         );
         assert!(c.access_log && !c.trust_proxy && c.api_token.is_none());
+        let secret = cfg(&[("API_TOKEN", "hunter2-s3cret")], &[]).unwrap();
+        assert_eq!(
+            secret.api_token.as_ref().map(Token::expose),
+            Some("hunter2-s3cret")
+        );
+        assert!(
+            !format!("{secret:?}").contains("hunter2"),
+            "Debug redacts API_TOKEN"
+        );
+        assert!(
+            !secret.summary().contains("hunter2"),
+            "the start-up line too"
+        );
+        let err = cfg(&[("TRUST_PROXY", "true")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("TRUST_PROXY") && err.contains("TRUSTED_PROXIES"),
+            "TRUST_PROXY alone is refused: {err}"
+        );
+        assert!(
+            cfg(
+                &[("TRUST_PROXY", "true"), ("TRUSTED_PROXIES", "10.0.0.0/8")],
+                &[]
+            )
+            .is_ok()
+        );
         assert_eq!(c.environment, Environment::Development);
     }
 

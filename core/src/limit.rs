@@ -158,11 +158,16 @@ pub struct KeyedGcra {
     quota: Quota,
     per_shard: usize,
     shards: Box<[Mutex<KeyShard>]>,
+    /// SipHash keys from the process secret: which shard a key lands in cannot be aimed at
+    /// from outside (an unkeyed hash let a client crowd one shard and evict a victim 64x
+    /// more cheaply).
+    hash_keys: (u64, u64),
 }
 
 impl KeyedGcra {
-    /// A table for at most `max_keys` keys (rounded up to a multiple of the shard count).
-    pub fn new(quota: Quota, max_keys: usize) -> Self {
+    /// A table for at most `max_keys` keys (rounded up to a multiple of the shard count);
+    /// `hash_keys` key the shard hash (derive them from a per-process secret).
+    pub fn new(quota: Quota, max_keys: usize, hash_keys: (u64, u64)) -> Self {
         let shards = (0..KEY_SHARDS)
             .map(|_| Mutex::new(KeyShard::default()))
             .collect();
@@ -170,6 +175,7 @@ impl KeyedGcra {
             quota,
             per_shard: max_keys.div_ceil(KEY_SHARDS).max(1),
             shards,
+            hash_keys,
         }
     }
 
@@ -181,8 +187,7 @@ impl KeyedGcra {
     /// Admits or refuses one request of `key` at `now`.
     pub fn check(&self, key: u128, now: Instant) -> Verdict {
         let now = now.as_nanos();
-        let h = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let shard = &self.shards[(h >> 58) as usize % KEY_SHARDS];
+        let shard = &self.shards[self.shard_of(key)];
         let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tat) = s.tats.get_mut(&key) {
             let (next, verdict) = self.quota.step(*tat, now);
@@ -208,6 +213,13 @@ impl KeyedGcra {
         s.tats.insert(key, next);
         s.order.push_back(key);
         verdict
+    }
+
+    fn shard_of(&self, key: u128) -> usize {
+        use std::hash::Hasher;
+        let mut h = siphasher::sip::SipHasher13::new_with_keys(self.hash_keys.0, self.hash_keys.1);
+        h.write_u128(key);
+        h.finish() as usize % KEY_SHARDS
     }
 
     /// CLOCK sweep: give active keys at the hand a second chance, evict the first idle one,
@@ -312,7 +324,7 @@ mod tests {
 
     #[test]
     fn per_key_limits_are_independent() {
-        let k = KeyedGcra::new(Quota::new(1, 1).unwrap(), 100);
+        let k = KeyedGcra::new(Quota::new(1, 1).unwrap(), 100, (1, 2));
         assert!(k.check(1, at(1_000)).allowed);
         assert!(!k.check(1, at(1_000)).allowed);
         assert!(k.check(2, at(1_000)).allowed);
@@ -320,7 +332,7 @@ mod tests {
 
     #[test]
     fn memory_stays_bounded_under_a_flood_of_unique_keys() {
-        let k = KeyedGcra::new(Quota::new(1, 1).unwrap(), 1_000);
+        let k = KeyedGcra::new(Quota::new(1, 1).unwrap(), 1_000, (1, 2));
         for i in 0..200_000u128 {
             // All requests in one second: every key stays active, so eviction must bite.
             assert!(k.check(i, at(1_000 + (i as u64 % 1_000) / 1_000)).allowed);
@@ -335,12 +347,9 @@ mod tests {
 
     #[test]
     fn idle_keys_are_evicted_first() {
-        let k = KeyedGcra::new(Quota::new(1, 1).unwrap(), 64);
+        let k = KeyedGcra::new(Quota::new(1, 1).unwrap(), 64, (1, 2));
         // One key per shard at most: find two keys sharing a shard by brute force.
-        let shard_of = |key: u128| {
-            let h = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            (h >> 58) as usize % KEY_SHARDS
-        };
+        let shard_of = |key: u128| k.shard_of(key);
         let a = 1u128;
         let b = (2..).find(|&x| shard_of(x) == shard_of(a)).unwrap();
         assert!(k.check(a, at(0)).allowed);
@@ -348,6 +357,26 @@ mod tests {
         // Much later a is idle; b's insert drops it, and a then starts fresh with no penalty.
         assert!(k.check(b, at(10_000)).allowed);
         assert!(k.check(a, at(10_000)).allowed);
+    }
+
+    #[test]
+    fn shard_choice_depends_on_the_secret_key() {
+        // Keys an attacker found to share a shard under one secret are spread under another:
+        // without the real secret, shards cannot be aimed at.
+        let known = KeyedGcra::new(Quota::new(1, 1).unwrap(), 64, (1, 2));
+        let target = known.shard_of(0);
+        let crowd: Vec<u128> = (1..)
+            .filter(|&k| known.shard_of(k) == target)
+            .take(64)
+            .collect();
+        let secret = KeyedGcra::new(Quota::new(1, 1).unwrap(), 64, (0x1234_5678, 0x9abc_def0));
+        let spread: std::collections::HashSet<usize> =
+            crowd.iter().map(|&k| secret.shard_of(k)).collect();
+        assert!(
+            spread.len() > 20,
+            "64 aimed keys land in {} shards",
+            spread.len()
+        );
     }
 
     #[test]
@@ -398,7 +427,7 @@ mod tests {
 
         #[test]
         fn keyed_table_never_exceeds_its_bound(keys in proptest::collection::vec(0u128..10_000, 1..2_000)) {
-            let k = KeyedGcra::new(Quota::new(5, 5).unwrap(), 128);
+            let k = KeyedGcra::new(Quota::new(5, 5).unwrap(), 128, (1, 2));
             for (i, key) in keys.into_iter().enumerate() {
                 k.check(key, Instant::from_nanos(i as u64 * 1_000_000));
                 prop_assert!(k.len() <= k.capacity());

@@ -377,9 +377,7 @@ impl Metrics {
             t.connections_total += c.connections_total.load(Ordering::Relaxed);
             t.connections_refused += c.connections_refused.load(Ordering::Relaxed);
         }
-        t.active_requests = t.active_requests.max(0);
-        t.active_connections = t.active_connections.max(0);
-        t
+        t.consistent()
     }
 
     /// The request-latency histogram (µs).
@@ -478,10 +476,52 @@ pub struct Totals {
     pub connections_refused: u64,
 }
 
+impl Totals {
+    /// Connections accepted (never negative, whatever moment each counter was read at).
+    pub fn connections_accepted(&self) -> u64 {
+        self.connections_total
+            .saturating_sub(self.connections_refused)
+    }
+
+    /// Counters are read one after another while other threads count, so a part can be read
+    /// after its whole (a refusal counted after the total was read): clamp every part to its
+    /// whole and every gauge to zero, so no rendering can underflow or pass 100 %.
+    fn consistent(mut self) -> Totals {
+        self.success = self.success.min(self.total);
+        self.errors = self.errors.min(self.total - self.success);
+        self.rejected = self.rejected.min(self.errors);
+        self.connections_refused = self.connections_refused.min(self.connections_total);
+        self.active_requests = self.active_requests.max(0);
+        self.active_connections = self.active_connections.max(0);
+        self
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests contend from several threads on purpose
 mod tests {
     use super::*;
+
+    #[test]
+    fn totals_read_mid_update_stay_consistent() {
+        let torn = Totals {
+            total: 10,
+            success: 11,
+            errors: 3,
+            rejected: 5,
+            active_requests: -1,
+            active_connections: -2,
+            connections_total: 4,
+            connections_refused: 5,
+        }
+        .consistent();
+        assert_eq!(
+            (torn.total, torn.success, torn.errors, torn.rejected),
+            (10, 10, 0, 0)
+        );
+        assert_eq!((torn.active_requests, torn.active_connections), (0, 0));
+        assert_eq!(torn.connections_accepted(), 0);
+    }
 
     #[test]
     fn bucket_values_stay_within_one_percent() {

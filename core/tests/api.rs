@@ -204,6 +204,7 @@ fn per_ip_limit_uses_forwarded_for_only_when_trusted() {
         ("RATE_LIMIT", "0"),
         ("RATE_LIMIT_PER_IP", "1"),
         ("TRUST_PROXY", "true"),
+        ("TRUSTED_PROXIES", "192.0.2.0/24"),
     ]);
     let mut d = Driver::new(a);
     let from = |ip: &str| {

@@ -365,3 +365,16 @@ fn a_drain_ends_streams_and_sleeps_properly() {
     assert_eq!(r.json()["slept_ms"], 1200);
     assert_eq!(sleep.closed, Some(CloseReason::Done));
 }
+
+#[test]
+fn the_api_token_never_appears_in_debug_output() {
+    let mut d = Driver::with(&[("API_TOKEN", "hunter2-s3cret")]);
+    d.request(&get("/ping"));
+    for shown in [
+        format!("{:?}", d.app),
+        format!("{:?}", d.session),
+        format!("{:?}", d.app.config()),
+    ] {
+        assert!(!shown.contains("hunter2"), "secret in {shown}");
+    }
+}

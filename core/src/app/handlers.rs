@@ -433,10 +433,7 @@ impl App {
             "counter",
             "Client connections, by outcome.",
             &[
-                (
-                    "outcome=\"accepted\"",
-                    num(t.connections_total - t.connections_refused),
-                ),
+                ("outcome=\"accepted\"", num(t.connections_accepted())),
                 ("outcome=\"refused\"", num(t.connections_refused)),
             ],
         );

@@ -100,6 +100,45 @@ impl ProcessStats {
     }
 }
 
+/// The per-process secret: keys the request-ID generator and the per-IP table's hash. Its
+/// `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(pub(crate) [u8; 32]);
+
+impl Secret {
+    /// A secret from 32 random bytes (the runtime reads them from the OS).
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Secret(bytes)
+    }
+
+    /// A secret for embedders that pass none: the standard library's randomly keyed hasher
+    /// (128 bits of OS randomness). Runtimes pass 256 bits of their own.
+    fn fallback() -> Self {
+        use std::hash::{BuildHasher, RandomState};
+        let state = RandomState::new();
+        let mut bytes = [0u8; 32];
+        for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+            chunk.copy_from_slice(&state.hash_one(i).to_le_bytes());
+        }
+        Secret(bytes)
+    }
+
+    /// Two 64-bit keys derived from the secret for a keyed hash (a keystream apart from the
+    /// request IDs', so neither use reveals the other).
+    pub(crate) fn hash_keys(&self) -> (u64, u64) {
+        use rand_chacha::rand_core::{RngCore, SeedableRng};
+        let mut rng = rand_chacha::ChaCha12Rng::from_seed(self.0);
+        rng.set_stream(u64::MAX);
+        (rng.next_u64(), rng.next_u64())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
 type HealthCheck = Box<dyn Fn() -> bool + Send + Sync>;
 type ProcessProbe = Box<dyn Fn() -> ProcessStats + Send + Sync>;
 
@@ -107,7 +146,7 @@ type ProcessProbe = Box<dyn Fn() -> ProcessStats + Send + Sync>;
 pub struct AppBuilder {
     config: Config,
     runtime: &'static str,
-    seed: u64,
+    secret: Option<Secret>,
     checks: Vec<(String, HealthCheck)>,
     process: Option<ProcessProbe>,
 }
@@ -127,9 +166,10 @@ impl AppBuilder {
         self
     }
 
-    /// The seed of the request-ID generator (the runtime passes a random value).
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
+    /// The per-process secret (the runtime passes 32 bytes from the OS; without it a
+    /// randomly keyed fallback is used).
+    pub fn secret(mut self, secret: Secret) -> Self {
+        self.secret = Some(secret);
         self
     }
 
@@ -155,6 +195,7 @@ impl AppBuilder {
     /// Freezes the application; `now` is its start time.
     pub fn build(self, now: Now) -> Arc<App> {
         let c = &self.config;
+        let secret = self.secret.unwrap_or_else(Secret::fallback);
         let router = RouterBuilder::default()
             .route(Method::Get, "/ping", Endpoint::Ping)
             .route(Method::Post, "/api/v1/compute/fast", Endpoint::ComputeFast)
@@ -175,7 +216,7 @@ impl AppBuilder {
         labels.push("unmatched");
         let global = Quota::new(c.rate_limit, c.rate_burst).map(Gcra::new);
         let per_ip = Quota::new(c.rate_limit_per_ip, c.rate_limit_per_ip)
-            .map(|q| KeyedGcra::new(q, c.rate_limit_max_keys));
+            .map(|q| KeyedGcra::new(q, c.rate_limit_max_keys, secret.hash_keys()));
         let mut policy = Vec::new();
         if let Some(g) = &global {
             policy.push(format!(
@@ -210,7 +251,7 @@ impl AppBuilder {
             draining: AtomicBool::new(false),
             started: now,
             runtime: self.runtime,
-            seed: self.seed,
+            secret,
             checks: self.checks,
             process: self.process,
             rate_window: Mutex::new((now.mono, 0)),
@@ -235,7 +276,7 @@ pub struct App {
     draining: AtomicBool,
     started: Now,
     runtime: &'static str,
-    seed: u64,
+    secret: Secret,
     checks: Vec<(String, HealthCheck)>,
     process: Option<ProcessProbe>,
     /// (time, total requests) of the last rate sample, for `requests_per_sec`.
@@ -303,7 +344,7 @@ impl App {
         AppBuilder {
             config,
             runtime: "embedded",
-            seed: 0x5EED,
+            secret: None,
             checks: Vec::new(),
             process: None,
         }
@@ -388,7 +429,7 @@ impl App {
     /// Starts a request whose head could not be parsed or was refused by the HTTP layer.
     pub(crate) fn begin_unparsed(&self, now: Now, ctx: &mut RequestCtx, peer: SocketAddr) {
         *ctx = RequestCtx {
-            id: RequestId::generate(self.seed),
+            id: RequestId::generate(&self.secret),
             started: now.mono,
             route: self.unmatched_route,
             client_ip: Some(peer.ip()),
@@ -410,7 +451,7 @@ impl App {
     ) -> bool {
         let id = match head.header("x-request-id").and_then(RequestId::from_client) {
             Some(id) => id,
-            None => RequestId::generate(self.seed),
+            None => RequestId::generate(&self.secret),
         };
         *ctx = RequestCtx {
             id,
@@ -461,7 +502,7 @@ impl App {
         }
         if let Some(token) = &self.config.api_token {
             if path.starts_with("/api/")
-                && !bearer_matches(head.header("authorization"), token.as_bytes())
+                && !bearer_matches(head.header("authorization"), token.expose().as_bytes())
             {
                 res.header("WWW-Authenticate", b"Bearer");
                 self.error(
@@ -719,7 +760,7 @@ mod tests {
             untrusted_peer.ip(),
             "a non-proxy peer's header is ignored"
         );
-        let no_list = app(&[("TRUST_PROXY", "true")]);
+        let no_list = app(&[("TRUST_PROXY", "true"), ("TRUSTED_PROXIES", "10.0.0.5/32")]);
         assert_eq!(
             no_list.client_ip(&h, peer),
             "10.0.0.9".parse::<IpAddr>().unwrap(),

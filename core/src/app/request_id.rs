@@ -1,23 +1,28 @@
 //! Request IDs: keep a valid incoming `X-Request-ID`, else make a UUID v4.
 //!
 //! Invariants: an ID is 1–128 visible ASCII bytes (so it is safe in a header, a JSON string
-//! after escaping, and a log line); generation makes no syscall and takes no lock: each thread
-//! owns a Weyl-sequence state started at `seed + thread_index × 2^48 × γ`, so two threads
-//! produce disjoint state sequences for 2^48 IDs each, and the 128 output bits are two
-//! different bijective mixes of that unique state.
+//! after escaping, and a log line). Generated IDs come from a cryptographically secure
+//! generator: each thread owns a ChaCha12 stream keyed by the process secret (256 bits from
+//! the OS, passed in by the runtime) with its own stream number, so seeing any number of IDs
+//! tells nothing about the next ones, two threads never share a keystream, and generation
+//! makes no syscall, takes no lock and allocates nothing.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use rand_chacha::ChaCha12Rng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+
+use super::Secret;
 
 /// Longest ID kept from a client.
 pub const MAX_REQUEST_ID: usize = 128;
 
-const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
-static NEXT_THREAD: AtomicU64 = AtomicU64::new(0);
+/// Stream numbers handed to threads (one keystream per thread).
+static NEXT_STREAM: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    static STATE: Cell<Option<u64>> = const { Cell::new(None) };
+    static RNG: RefCell<Option<ChaCha12Rng>> = const { RefCell::new(None) };
 }
 
 /// A request ID stored inline (no allocation).
@@ -82,23 +87,18 @@ impl RequestId {
         Some(id)
     }
 
-    /// A fresh UUID v4 from this thread's generator, seeded by `seed` on first use.
-    pub fn generate(seed: u64) -> RequestId {
-        let state = STATE.with(|s| {
-            let v = match s.get() {
-                Some(v) => v,
-                None => {
-                    let t = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
-                    seed.wrapping_add(t.wrapping_mul(GAMMA) << 48)
-                }
-            }
-            .wrapping_add(GAMMA);
-            s.set(Some(v));
-            v
+    /// A fresh UUID v4 from this thread's generator, keyed by `secret` on first use.
+    pub fn generate(secret: &Secret) -> RequestId {
+        let mut raw = [0u8; 16];
+        RNG.with(|cell| {
+            let mut rng = cell.borrow_mut();
+            let rng = rng.get_or_insert_with(|| {
+                let mut r = ChaCha12Rng::from_seed(secret.0);
+                r.set_stream(NEXT_STREAM.fetch_add(1, Ordering::Relaxed));
+                r
+            });
+            rng.fill_bytes(&mut raw);
         });
-        let hi = mix(state);
-        let lo = mix(state ^ 0x5851_F42D_4C95_7F2D).rotate_left(17) ^ state;
-        let mut raw = (u128::from(hi) << 64 | u128::from(lo)).to_be_bytes();
         raw[6] = raw[6] & 0x0f | 0x40; // version 4
         raw[8] = raw[8] & 0x3f | 0x80; // RFC 9562 variant
         let mut id = RequestId {
@@ -120,13 +120,6 @@ impl RequestId {
     }
 }
 
-/// splitmix64's finalizer: a bijection on u64.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests contend from several threads on purpose
 mod tests {
@@ -135,7 +128,7 @@ mod tests {
 
     #[test]
     fn generated_ids_are_uuid_v4() {
-        let id = RequestId::generate(42);
+        let id = RequestId::generate(&Secret([42; 32]));
         let s = id.as_str();
         assert_eq!(s.len(), 36);
         let b = s.as_bytes();
@@ -149,12 +142,34 @@ mod tests {
     }
 
     #[test]
+    fn ids_are_a_chacha12_keystream_under_the_secret() {
+        // Generated on a fresh thread: its keystream is ChaCha12(secret, stream n) for the
+        // stream number it drew; the ID is that keystream's first 16 bytes with the version
+        // and variant bits set. A CSPRNG: IDs seen reveal neither the key nor later IDs.
+        let secret = Secret([0xA5; 32]);
+        let id = std::thread::spawn(move || RequestId::generate(&secret).as_str().to_owned())
+            .join()
+            .unwrap();
+        let found = (0..10_000u64).any(|stream| {
+            let mut r = ChaCha12Rng::from_seed([0xA5; 32]);
+            r.set_stream(stream);
+            let mut raw = [0u8; 16];
+            r.fill_bytes(&mut raw);
+            raw[6] = raw[6] & 0x0f | 0x40;
+            raw[8] = raw[8] & 0x3f | 0x80;
+            let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            id.replace('-', "") == hex
+        });
+        assert!(found, "{id} is not from the keyed ChaCha12 stream");
+    }
+
+    #[test]
     fn ids_are_unique_across_threads() {
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 std::thread::spawn(|| {
                     (0..50_000)
-                        .map(|_| RequestId::generate(7).as_str().to_owned())
+                        .map(|_| RequestId::generate(&Secret([7; 32])).as_str().to_owned())
                         .collect::<Vec<_>>()
                 })
             })
@@ -176,7 +191,7 @@ mod tests {
             .write_json(&mut out);
         assert_eq!(out, br#""a\"b\\c""#);
         out.clear();
-        let id = RequestId::generate(3);
+        let id = RequestId::generate(&Secret([3; 32]));
         id.write_json(&mut out);
         assert_eq!(out, format!("\"{}\"", id.as_str()).as_bytes());
     }

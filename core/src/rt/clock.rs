@@ -25,8 +25,24 @@ pub fn to_std(i: Instant) -> std::time::Instant {
     origin() + std::time::Duration::from_nanos(i.as_nanos())
 }
 
-/// A random 64-bit seed from the OS-seeded hasher keys (no extra dependency).
-pub fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(now().wall_ms ^ u64::from(std::process::id()))
+/// 32 bytes from the OS's random source (the per-process secret). Falls back to the
+/// standard library's randomly keyed hasher if `getrandom` fails (it does not on Linux ≥ 3.17).
+pub fn random_secret() -> crate::app::Secret {
+    let mut bytes = [0u8; 32];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        match rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => {
+                use std::hash::{BuildHasher, RandomState};
+                let s = RandomState::new();
+                for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+                    chunk.copy_from_slice(&s.hash_one((i, now().wall_ms)).to_le_bytes());
+                }
+                break;
+            }
+        }
+    }
+    crate::app::Secret::new(bytes)
 }

@@ -64,7 +64,7 @@ impl Server {
         let local = listener.local_addr()?;
         let app = App::builder(config.clone())
             .runtime(runtime)
-            .seed(clock::random_seed())
+            .secret(clock::random_secret())
             .process_stats(process::stats)
             .build(clock::now());
         tracing::info!(

@@ -20,7 +20,7 @@ pub fn config(env: &[(&str, &str)]) -> Config {
 pub fn app(env: &[(&str, &str)]) -> Arc<App> {
     let app = App::builder(config(env))
         .runtime("test")
-        .seed(1)
+        .secret(weir_core::app::Secret::new([1; 32]))
         .build(t0());
     app.worker_started();
     app

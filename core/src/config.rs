@@ -148,9 +148,9 @@ pub struct Config {
     pub layout: Layout,
 }
 
-/// `RUNTIME_LAYOUT`: executors of the async runtimes.
+/// `RUNTIME_LAYOUT`: executors of the async runtimes. Exhaustive on purpose: a new layout
+/// must be handled by every runtime, never silently run as another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Layout {
     /// One single-threaded executor per I/O thread, all accepting on the shared listener.
     PerCore,

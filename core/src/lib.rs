@@ -84,7 +84,7 @@ pub mod metrics;
 pub mod rt;
 pub mod time;
 
-pub use app::{App, AppBuilder, ProcessStats};
+pub use app::{App, AppBuilder, ProcessFigures, ProcessStats};
 pub use config::{Config, ConfigError};
 pub use http::{CloseReason, Effect, IoFailure, Session};
 pub use time::{Instant, Now};

@@ -20,7 +20,7 @@ use weir_core::rt::{self, Server, clock, net};
 use weir_core::{App, CloseReason, Effect};
 
 fn main() {
-    let server = match Server::start("weir-smol", "smol") {
+    let mut server = match Server::start("weir-smol", "smol") {
         Ok(s) => s,
         Err(e) => {
             eprintln!("weir-smol: {e}");
@@ -30,10 +30,10 @@ fn main() {
     let drain = Arc::new(Event::new());
     let config = server.app.config().clone();
     let shared = Arc::new(Executor::new());
+    let listener = server.take_listener();
     for i in 0..config.io_threads {
         let (app, drain, shared) = (server.app.clone(), drain.clone(), shared.clone());
-        let listener = server
-            .listener
+        let listener = listener
             .try_clone()
             .expect("invariant: a listener fd can be duplicated");
         let layout = config.layout;
@@ -42,25 +42,36 @@ fn main() {
             .spawn(move || match layout {
                 Layout::Shared => {
                     let ex = shared.clone();
-                    async_io::block_on(shared.run(accept_loop(app, listener, drain, move |f| {
+                    async_io::block_on(shared.run(serve(app, listener, drain, move |f| {
                         ex.spawn(f).detach()
                     })))
                 }
-                _ => {
+                Layout::PerCore => {
                     let ex = std::rc::Rc::new(LocalExecutor::new());
                     let spawner = ex.clone();
                     let ex_ref: &LocalExecutor<'_> = &ex;
-                    async_io::block_on(ex_ref.run(accept_loop(app, listener, drain, move |f| {
+                    async_io::block_on(ex_ref.run(serve(app, listener, drain, move |f| {
                         spawner.spawn(f).detach()
                     })))
                 }
             })
             .expect("invariant: the OS can start the I/O threads");
     }
+    drop(listener);
     let code = server.run_until_signalled(|| {
         drain.notify(usize::MAX);
     });
     std::process::exit(code);
+}
+
+/// Accepts until the drain, then keeps this executor running for its connections (the
+/// process exits from `main` once they are done or the deadline passes).
+async fn serve<F>(app: Arc<App>, listener: TcpListener, drain: Arc<Event>, spawn: F)
+where
+    F: Fn(Pin<Box<dyn Future<Output = ()> + Send>>),
+{
+    accept_loop(app, listener, drain, spawn).await;
+    std::future::pending::<()>().await
 }
 
 async fn accept_loop<F>(app: Arc<App>, listener: TcpListener, drain: Arc<Event>, spawn: F)
@@ -68,25 +79,47 @@ where
     F: Fn(Pin<Box<dyn Future<Output = ()> + Send>>),
 {
     let listener = Async::new(listener).expect("invariant: the listener registers with async-io");
+    let start = |stream, peer| Box::pin(connection(app.clone(), stream, peer, drain.clone()));
     loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => spawn(Box::pin(connection(
-                app.clone(),
-                stream,
-                peer,
-                drain.clone(),
-            ))),
-            // Draining: stop accepting but keep this executor running for its connections
-            // (the process exits from `main` once they are done or the deadline passes).
-            Err(_) if app.is_draining() => return std::future::pending().await,
-            Err(e) => {
+        // Listen before looking at the flag, so a drain between the two is not missed.
+        let drained = drain.listen();
+        if app.is_draining() {
+            break;
+        }
+        let accepted = async { Some(listener.accept().await) }
+            .or(async {
+                drained.await;
+                None
+            })
+            .await;
+        match accepted {
+            Some(Ok((stream, peer))) => spawn(start(stream, peer)),
+            Some(Err(e)) => {
                 if let Some(pause) = net::accept_error(&e) {
                     Timer::after(pause).await;
                 }
             }
+            None => break,
+        }
+    }
+    // Draining: answer what the kernel already queued (those clients sent their requests
+    // before the signal), then drop this copy of the listener.
+    loop {
+        match listener.get_ref().accept() {
+            Ok((stream, peer)) => match Async::new(stream) {
+                Ok(stream) => spawn(start(stream, peer)),
+                Err(_) => continue,
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) if net::accept_error(&e).is_some() => return,
+            Err(_) => {}
         }
     }
 }
+
+/// Rounds of the connection loop (each a read, a timer, a job or a write) before it yields to
+/// the executor.
+const WAKE_BUDGET: u32 = 32;
 
 /// What woke a connection: the session is touched only after the wait returns one of these.
 enum Wake {
@@ -109,7 +142,16 @@ async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, d
     let mut timer = Timer::never();
     let mut armed: Option<weir_core::Instant> = None;
     let mut maybe_readable = true;
+    let mut budget = WAKE_BUDGET;
     loop {
+        // A fast pipelining peer keeps its socket readable, so this loop would never return
+        // to the executor: yield every few rounds, as tokio's cooperative budget does, so
+        // accepts, timers and the other connections of this thread keep their turn.
+        budget -= 1;
+        if budget == 0 {
+            budget = WAKE_BUDGET;
+            futures_lite::future::yield_now().await;
+        }
         rt::flush(&mut s, |bytes| stream.get_ref().write(bytes));
         while let Some(effect) = s.poll_effect() {
             match effect {

@@ -3,6 +3,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,46 +22,77 @@ const CONN_STACK: usize = 256 * 1024;
 const MAX_WAIT: Duration = Duration::from_secs(1);
 
 fn main() {
-    let server = match Server::start("weir-std", "std") {
+    let mut server = match Server::start("weir-std", "std") {
         Ok(s) => s,
         Err(e) => {
             eprintln!("weir-std: {e}");
             std::process::exit(1);
         }
     };
-    let listener = server
-        .listener
-        .try_clone()
-        .expect("invariant: a listener fd can be duplicated");
+    let listener = server.take_listener();
+    // The accept thread waits on the listener and on this pair: closing the sending end at
+    // the drain wakes it (a blocked accept() could not be woken otherwise).
+    let (wake_rx, wake_tx) = UnixStream::pair().expect("invariant: a socket pair can be made");
     let app = server.app.clone();
     std::thread::Builder::new()
         .name("weir-accept".into())
-        .spawn(move || accept_loop(app, listener))
+        .spawn(move || accept_loop(app, listener, wake_rx))
         .expect("invariant: the OS can start the accept thread");
-    std::process::exit(server.run_until_signalled(|| {}));
+    std::process::exit(server.run_until_signalled(move || drop(wake_tx)));
 }
 
-fn accept_loop(app: Arc<App>, listener: TcpListener) {
+fn accept_loop(app: Arc<App>, listener: TcpListener, drain: UnixStream) {
+    use rustix::event::{PollFd, PollFlags, poll};
+    listener
+        .set_nonblocking(true)
+        .expect("invariant: a bound listener can be non-blocking");
     loop {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                let app = app.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("weir-conn".into())
-                    .stack_size(CONN_STACK)
-                    .spawn(move || connection(&app, stream, peer));
-                if let Err(e) = spawned {
-                    tracing::warn!(error = %e, "cannot start a connection thread; connection dropped");
-                    std::thread::sleep(net::ACCEPT_BACKOFF);
-                }
-            }
-            Err(_) if app.is_draining() => return,
+        let mut fds = [
+            PollFd::new(&listener, PollFlags::IN),
+            PollFd::new(&drain, PollFlags::IN),
+        ];
+        match poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
             Err(e) => {
-                if let Some(pause) = net::accept_error(&e) {
-                    std::thread::sleep(pause);
+                tracing::error!(error = %e, "poll on the listener failed; accepting stops");
+                return;
+            }
+        }
+        let draining = !fds[1].revents().is_empty();
+        // Accept everything queued; at the drain this answers what the kernel already held
+        // (those clients sent their requests before the signal), then the listener closes.
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => spawn_connection(&app, stream, peer),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    if let Some(pause) = net::accept_error(&e) {
+                        if draining {
+                            return;
+                        }
+                        std::thread::sleep(pause);
+                        break;
+                    }
                 }
             }
         }
+        if draining {
+            return;
+        }
+    }
+}
+
+fn spawn_connection(app: &Arc<App>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nonblocking(false);
+    let app = app.clone();
+    let spawned = std::thread::Builder::new()
+        .name("weir-conn".into())
+        .stack_size(CONN_STACK)
+        .spawn(move || connection(&app, stream, peer));
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a connection thread; connection dropped");
+        std::thread::sleep(net::ACCEPT_BACKOFF);
     }
 }
 

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use std::io::{Read, Write};
@@ -29,22 +29,27 @@ fn main() {
             std::process::exit(1);
         }
     };
-    server
-        .listener
+    let listener = server.take_listener();
+    listener
         .set_nonblocking(true)
         .expect("invariant: a bound listener can be non-blocking");
     let (drain_tx, drain_rx) = watch::channel(false);
     let config = server.app.config().clone();
-    let main_rt = match config.layout {
-        Layout::Shared => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(config.io_threads)
-            .enable_all()
-            .build(),
-        _ => {
-            for i in 1..config.io_threads {
+    // The runtime(s) serve on their own threads; this thread runs the shutdown sequence.
+    let _shared = match config.layout {
+        Layout::Shared => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.io_threads)
+                .enable_all()
+                .build()
+                .expect("invariant: the tokio runtime starts");
+            rt.spawn(serve(server.app.clone(), listener, drain_rx));
+            Some(rt)
+        }
+        Layout::PerCore => {
+            for i in 0..config.io_threads {
                 let (app, rx) = (server.app.clone(), drain_rx.clone());
-                let listener = server
-                    .listener
+                let listener = listener
                     .try_clone()
                     .expect("invariant: a listener fd can be duplicated");
                 std::thread::Builder::new()
@@ -52,29 +57,12 @@ fn main() {
                     .spawn(move || current_thread().block_on(serve(app, listener, rx)))
                     .expect("invariant: the OS can start the I/O threads");
             }
-            Ok(current_thread())
+            drop(listener);
+            None
         }
-    }
-    .expect("invariant: the tokio runtime starts");
-    let code = main_rt.block_on(async move {
-        let listener = server
-            .listener
-            .try_clone()
-            .expect("invariant: a listener fd can be duplicated");
-        tokio::spawn(serve(server.app.clone(), listener, drain_rx));
-        // One pair of signal streams for the whole run: a stream keeps a signal that arrives
-        // while nobody awaits it, so the second signal cannot slip between two waits.
-        let mut signals = Signals::new();
-        signals.next().await;
-        server.begin_drain();
+    };
+    let code = server.run_until_signalled(|| {
         let _ = drain_tx.send(true);
-        loop {
-            tokio::select! {
-                _ = signals.next() => weir_core::rt::exit_now(),
-                _ = tokio::time::sleep(Duration::from_millis(10)) => if server.drained() { break },
-            }
-        }
-        server.finish()
     });
     std::process::exit(code);
 }
@@ -84,26 +72,6 @@ fn current_thread() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("invariant: the tokio runtime starts")
-}
-
-/// SIGTERM and SIGINT as one stream.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> Self {
-        use tokio::signal::unix::{SignalKind, signal};
-        Signals {
-            term: signal(SignalKind::terminate()).expect("invariant: SIGTERM can be handled"),
-            int: signal(SignalKind::interrupt()).expect("invariant: SIGINT can be handled"),
-        }
-    }
-
-    async fn next(&mut self) {
-        tokio::select! { _ = self.term.recv() => {}, _ = self.int.recv() => {} }
-    }
 }
 
 /// Accepts until the drain, then keeps this runtime alive for the connections it serves
@@ -126,14 +94,25 @@ async fn accept_loop(
                 Ok((stream, peer)) => {
                     tokio::spawn(connection(app.clone(), stream, peer, drain.clone()));
                 }
-                Err(_) if app.is_draining() => return,
                 Err(e) => {
                     if let Some(pause) = net::accept_error(&e) {
                         tokio::time::sleep(pause).await;
                     }
                 }
             },
-            _ = drain.changed() => return,
+            _ = drain.changed() => break,
+        }
+    }
+    // Draining: answer what the kernel already queued (those clients sent their requests
+    // before the signal), then drop this copy of the listener.
+    let mut cx = Context::from_waker(Waker::noop());
+    while let Poll::Ready(r) = listener.poll_accept(&mut cx) {
+        match r {
+            Ok((stream, peer)) => {
+                tokio::spawn(connection(app.clone(), stream, peer, drain.clone()));
+            }
+            Err(e) if net::accept_error(&e).is_some() => break,
+            Err(_) => {}
         }
     }
 }

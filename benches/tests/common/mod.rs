@@ -12,29 +12,28 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub const RUNTIMES: [&str; 3] = ["tokio", "smol", "std"];
 
-/// The binary of runtime `rt`, built by `cargo test --workspace`, or built now if missing.
+/// The binary of runtime `rt`, built from the current tree: the first call in a test process
+/// runs `cargo build` for the three runtimes in this profile (a no-op when `cargo test
+/// --workspace` already built them), so a black-box run never tests a stale binary.
 pub fn binary(rt: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>")
-        .to_path_buf();
-    let bin = dir.join(format!("weir-{rt}"));
-    if !bin.exists() {
-        let profile = if dir.ends_with("release") {
-            vec!["--release"]
-        } else {
-            vec![]
-        };
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", &format!("weir-{rt}")])
-            .args(profile)
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building weir-{rt}");
-    }
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test exe path");
+        let dir = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .expect("target/<profile>")
+            .to_path_buf();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-q", "-p", "weir-tokio", "-p", "weir-smol", "-p", "weir-std"]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo build");
+        assert!(status.success(), "building the runtimes");
+        dir
+    });
+    dir.join(format!("weir-{rt}"))
 }
 
 pub struct Server {

@@ -288,7 +288,7 @@ impl App {
 
     fn metrics_response(&self, now: Now, head: &Head, res: &mut Response) {
         let format = negotiate(head);
-        let process = self.process.as_ref().map(|p| p()).unwrap_or_default();
+        let process = self.process.load();
         match format {
             Format::Json => {
                 res.header("Content-Type", b"application/json");

@@ -14,7 +14,7 @@ pub mod request_id;
 pub mod router;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -140,7 +140,44 @@ impl std::fmt::Debug for Secret {
 }
 
 type HealthCheck = Box<dyn Fn() -> bool + Send + Sync>;
-type ProcessProbe = Box<dyn Fn() -> ProcessStats + Send + Sync>;
+/// The latest process figures, written by the runtime's sampler (once a second, off the I/O
+/// threads) and only read by `/metrics`: a scrape costs a few atomic loads whatever the number
+/// of connections, and never touches `/proc` on an I/O thread.
+#[derive(Debug, Default)]
+pub struct ProcessFigures {
+    rss_bytes: AtomicU64,
+    open_fds: AtomicU64,
+    max_fds: AtomicU64,
+    cpu_micros: AtomicU64,
+    start_time_millis: AtomicU64,
+    log_lines_dropped: AtomicU64,
+}
+
+impl ProcessFigures {
+    /// Publishes a new sample.
+    pub fn store(&self, s: &ProcessStats) {
+        let put = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        put(&self.rss_bytes, s.rss_bytes);
+        put(&self.open_fds, s.open_fds);
+        put(&self.max_fds, s.max_fds);
+        put(&self.cpu_micros, (s.cpu_seconds * 1e6) as u64);
+        put(&self.start_time_millis, (s.start_time_seconds * 1e3) as u64);
+        put(&self.log_lines_dropped, s.log_lines_dropped);
+    }
+
+    /// The latest sample (zeros before the first).
+    pub fn load(&self) -> ProcessStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ProcessStats::new(
+            get(&self.rss_bytes),
+            get(&self.open_fds),
+            get(&self.max_fds),
+            get(&self.cpu_micros) as f64 / 1e6,
+            get(&self.start_time_millis) as f64 / 1e3,
+            get(&self.log_lines_dropped),
+        )
+    }
+}
 
 /// Builds an [`App`].
 pub struct AppBuilder {
@@ -148,7 +185,7 @@ pub struct AppBuilder {
     runtime: &'static str,
     secret: Option<Secret>,
     checks: Vec<(String, HealthCheck)>,
-    process: Option<ProcessProbe>,
+    process: Arc<ProcessFigures>,
 }
 
 impl std::fmt::Debug for AppBuilder {
@@ -183,12 +220,9 @@ impl AppBuilder {
         self
     }
 
-    /// The source of process figures for `/metrics`.
-    pub fn process_stats(
-        mut self,
-        probe: impl Fn() -> ProcessStats + Send + Sync + 'static,
-    ) -> Self {
-        self.process = Some(Box::new(probe));
+    /// Where `/metrics` reads process figures; the runtime samples into it off the I/O path.
+    pub fn process_figures(mut self, figures: Arc<ProcessFigures>) -> Self {
+        self.process = figures;
         self
     }
 
@@ -278,7 +312,7 @@ pub struct App {
     runtime: &'static str,
     secret: Secret,
     checks: Vec<(String, HealthCheck)>,
-    process: Option<ProcessProbe>,
+    process: Arc<ProcessFigures>,
     /// (time, total requests) of the last rate sample, for `requests_per_sec`.
     rate_window: Mutex<(Instant, u64)>,
 }
@@ -346,7 +380,7 @@ impl App {
             runtime: "embedded",
             secret: None,
             checks: Vec::new(),
-            process: None,
+            process: Arc::default(),
         }
     }
 

@@ -18,21 +18,28 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::app::App;
+use crate::app::{App, ProcessFigures};
 use crate::config::{Config, ConfigError, help_text};
 use crate::jobs::intensive_work;
 
-/// One server process: its app, workers, listener and log writer.
+/// One server process: its app, workers, listener, signal handlers and log writer.
 #[derive(Debug)]
 pub struct Server {
     /// The shared application.
     pub app: Arc<App>,
-    /// The bound listening socket (blocking; a runtime may make it non-blocking).
-    pub listener: TcpListener,
+    listener: Option<TcpListener>,
+    signals: signal_hook::iterator::Signals,
     workers: Vec<JoinHandle<()>>,
     stop_workers: Option<crossbeam_channel::Sender<()>>,
     _log: logging::LogGuard,
     drain_deadline: Option<std::time::Instant>,
+}
+
+/// Descriptors kept free below `RLIMIT_NOFILE` for everything but connections (listener
+/// copies, pollers, wakers, the log, one to accept and refuse with a 503): past
+/// `MAX_CONNECTIONS` a refused client still gets its answer instead of hanging in the backlog.
+pub fn fd_reserve(fd_limit: u64, io_threads: usize) -> u64 {
+    (32 + 4 * io_threads as u64).min(fd_limit / 2)
 }
 
 /// Reads the configuration from the process environment and arguments; prints `--help` and
@@ -53,25 +60,43 @@ pub fn load_config(bin: &str) -> Config {
 }
 
 impl Server {
-    /// Starts everything but the accept loop. `runtime` names the binary's model.
+    /// Starts everything but the accept loop: configuration, logging, the descriptor limit
+    /// (and `MAX_CONNECTIONS` clamped below it), the process-figures sampler, the app, the
+    /// workers, the signal handlers, then the listener and stdout's `listening on` line —
+    /// so a signal sent as soon as that line appears starts a drain, never a default death.
     pub fn start(bin: &str, runtime: &'static str) -> std::io::Result<Server> {
-        let config = load_config(bin);
+        let mut config = load_config(bin);
         let log = logging::init(&config);
         let fd_limit = process::raise_fd_limit();
+        let usable = fd_limit.saturating_sub(fd_reserve(fd_limit, config.io_threads)).max(1);
+        if (config.max_connections as u64) > usable {
+            tracing::warn!(
+                configured = config.max_connections,
+                effective = usable,
+                fd_limit,
+                "MAX_CONNECTIONS clamped below the open-file limit (with a reserve) so refusals can always be answered"
+            );
+            config.max_connections = usable as usize;
+        }
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
         let listener = net::bind(config.listen, config.backlog).inspect_err(|e| {
             tracing::error!(address = %config.listen, error = %e, "cannot bind");
         })?;
         let local = listener.local_addr()?;
+        let figures = Arc::new(ProcessFigures::default());
+        process::spawn_sampler(figures.clone());
         let app = App::builder(config.clone())
             .runtime(runtime)
             .secret(clock::random_secret())
-            .process_stats(process::stats)
+            .process_figures(figures)
             .build(clock::now());
         tracing::info!(
             runtime,
             version = env!("CARGO_PKG_VERSION"),
             address = %local,
             fd_limit,
+            max_connections = config.max_connections,
             config = %config.summary(),
             "weir started"
         );
@@ -94,7 +119,8 @@ impl Server {
         println!("listening on {local}");
         Ok(Server {
             app,
-            listener,
+            listener: Some(listener),
+            signals,
             workers,
             stop_workers: Some(stop_workers),
             _log: log,
@@ -102,30 +128,36 @@ impl Server {
         })
     }
 
-    /// Begins a graceful drain: the app refuses new work and the runtime should stop
-    /// accepting and call `Session::handle_drain` on every connection.
+    /// The bound listening socket (blocking; a runtime may make it non-blocking and copy it
+    /// per I/O thread). The server keeps no copy: once every accept loop has dropped its copy
+    /// the socket closes.
+    pub fn take_listener(&mut self) -> TcpListener {
+        self.listener
+            .take()
+            .expect("invariant: the listener is taken once")
+    }
+
+    /// Begins a graceful drain: the app refuses new work; the runtime's `notify` then tells
+    /// its accept loops to accept what the kernel has queued and stop, and its connections to
+    /// call `Session::handle_drain`.
     pub fn begin_drain(&mut self) {
         let timeout = self.app.config().shutdown_timeout;
         self.drain_deadline = Some(std::time::Instant::now() + timeout);
         tracing::info!(connections = self.app.connections(), timeout = ?timeout, "draining");
         self.app.begin_drain(clock::now());
-        // Stop listening: connections not yet accepted are refused by the kernel, and every
-        // accept loop blocked on a copy of this socket wakes up with an error.
-        let _ = socket2::SockRef::from(&self.listener).shutdown(std::net::Shutdown::Both);
+        drop(self.listener.take());
     }
 
-    /// The blocking shutdown sequence for runtimes without an async signal API: waits for
-    /// SIGINT or SIGTERM, drains (`notify` wakes the runtime's connections), waits until
-    /// drained or the deadline, exits at once on a second signal; returns the exit status.
+    /// The shutdown sequence, the same for every runtime: waits for SIGINT or SIGTERM (the
+    /// handlers were installed before the listening line), drains (`notify` tells the
+    /// runtime), waits until drained or the deadline, exits at once on a second signal;
+    /// returns the exit status.
     pub fn run_until_signalled(mut self, notify: impl FnOnce()) -> i32 {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-            .expect("invariant: SIGINT and SIGTERM can be handled");
-        let _ = signals.forever().next();
+        let _ = self.signals.forever().next();
         self.begin_drain();
         notify();
         while !self.drained() {
-            if signals.pending().next().is_some() {
+            if self.signals.pending().next().is_some() {
                 exit_now();
             }
             std::thread::sleep(Duration::from_millis(10));

@@ -1,6 +1,31 @@
 //! Process figures for `/metrics` from `/proc` (Linux; zeros elsewhere) and the fd limit.
+//!
+//! Invariant: `/proc` is read only by the sampler thread, once a second; I/O threads read the
+//! published [`ProcessFigures`] (atomics), so a scrape costs the same with 10 or 10,000
+//! connections open (listing `/proc/self/fd` grows with them).
 
-use crate::app::ProcessStats;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::app::{ProcessFigures, ProcessStats};
+
+/// How often the sampler reads `/proc`.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Starts the thread that samples the process figures into `figures` every
+/// [`SAMPLE_EVERY`] (the first sample is taken before this returns).
+pub fn spawn_sampler(figures: Arc<ProcessFigures>) {
+    figures.store(&stats());
+    std::thread::Builder::new()
+        .name("weir-sampler".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(SAMPLE_EVERY);
+                figures.store(&stats());
+            }
+        })
+        .expect("invariant: the OS can start the sampler thread");
+}
 
 /// Raises `RLIMIT_NOFILE`'s soft limit to its hard limit; returns the limit in force.
 pub fn raise_fd_limit() -> u64 {

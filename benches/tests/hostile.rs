@@ -89,7 +89,10 @@ fn a_pipelining_flood_does_not_starve_its_io_thread(rt: &'static str) {
     std::thread::sleep(Duration::from_millis(300));
     let probed = Instant::now();
     let r = srv.get("/ping");
-    eprintln!("{rt}: probe answered in {:?} during the flood", probed.elapsed());
+    eprintln!(
+        "{rt}: probe answered in {:?} during the flood",
+        probed.elapsed()
+    );
     let flood_still_running = !stop.swap(true, Ordering::Relaxed);
     assert_eq!(r.status, 200);
     let stopped_by_probe = writer.join().unwrap();
@@ -144,7 +147,10 @@ fn requests_queued_in_the_backlog_at_the_signal_are_answered(rt: &'static str) {
             answered += 1;
         }
     }
-    assert_eq!(answered, 20, "{rt}: queued connections are accepted and answered");
+    assert_eq!(
+        answered, 20,
+        "{rt}: queued connections are accepted and answered"
+    );
     assert_eq!(srv.wait_exit(), Some(0));
 }
 

@@ -296,9 +296,13 @@ const METRIC_FIELDS: [&str; 21] = [
 
 #[test]
 fn metrics_json_has_every_field() {
+    // The runtime's sampler publishes figures; a scrape only reads them (no /proc work on
+    // the I/O path), and shows a new sample as soon as it is stored.
+    let figures = std::sync::Arc::new(weir_core::ProcessFigures::default());
+    figures.store(&ProcessStats::new(12_345, 7, 1024, 0.5, 1.7e9, 3));
     let a = weir_core::App::builder(config(&[]))
         .runtime("test")
-        .process_stats(|| ProcessStats::new(12_345, 7, 1024, 0.5, 1.7e9, 3))
+        .process_figures(figures.clone())
         .build(t0());
     let mut d = Driver::new(a);
     d.request(&get("/ping"));
@@ -315,7 +319,15 @@ fn metrics_json_has_every_field() {
         assert_eq!(v["log_lines_dropped"], 3);
         assert_eq!(v["active_connections"], 1);
     }
+    figures.store(&ProcessStats::new(54_321, 9, 1024, 0.75, 1.7e9, 4));
     let v = d.request(&get("/metrics")).json();
+    assert_eq!(
+        (
+            v["memory_rss_bytes"].as_u64(),
+            v["log_lines_dropped"].as_u64()
+        ),
+        (Some(54_321), Some(4))
+    );
     assert_eq!(
         (
             v["total_requests"].as_u64(),

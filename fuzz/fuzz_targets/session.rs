@@ -57,6 +57,8 @@ fuzz_target!(|data: &[u8]| {
             _ => {
                 if amount % 8 == 0 {
                     s.handle_eof(now);
+                } else if amount % 8 == 1 {
+                    s.handle_drain(now);
                 } else {
                     reading = !reading;
                 }

@@ -42,9 +42,9 @@ fn main() {
             .spawn(move || match layout {
                 Layout::Shared => {
                     let ex = shared.clone();
-                    async_io::block_on(shared.run(serve(app, listener, drain, move |f| {
-                        ex.spawn(f).detach()
-                    })))
+                    async_io::block_on(
+                        shared.run(serve(app, listener, drain, move |f| ex.spawn(f).detach())),
+                    )
                 }
                 Layout::PerCore => {
                     let ex = std::rc::Rc::new(LocalExecutor::new());

@@ -25,7 +25,16 @@ pub fn binary(rt: &str) -> PathBuf {
             .expect("target/<profile>")
             .to_path_buf();
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-q", "-p", "weir-tokio", "-p", "weir-smol", "-p", "weir-std"]);
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "weir-tokio",
+            "-p",
+            "weir-smol",
+            "-p",
+            "weir-std",
+        ]);
         if dir.ends_with("release") {
             cmd.arg("--release");
         }

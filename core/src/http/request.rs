@@ -213,6 +213,25 @@ impl Head {
     /// enforces the size limits on incomplete input with [`Head::check_partial`]).
     /// `Ok(Some(n))`: the head is the first `n` bytes.
     pub fn parse(&mut self, input: &[u8], limits: &Limits) -> Result<Option<usize>, HeadError> {
+        self.parse_inner(input, limits, true)
+    }
+
+    /// [`Head::parse`] for input a [`HeadScanner`] has already scanned: it saw every LF of the
+    /// head with its CR, so the bare-LF check is not repeated.
+    pub fn parse_scanned(
+        &mut self,
+        input: &[u8],
+        limits: &Limits,
+    ) -> Result<Option<usize>, HeadError> {
+        self.parse_inner(input, limits, false)
+    }
+
+    fn parse_inner(
+        &mut self,
+        input: &[u8],
+        limits: &Limits,
+        check_bare_lf: bool,
+    ) -> Result<Option<usize>, HeadError> {
         let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
         let slots = &mut raw[..limits.max_headers.clamp(1, MAX_HEADERS_CAP)];
         let mut req = httparse::Request::new(&mut []);
@@ -239,7 +258,7 @@ impl Head {
         let head = &input[..len];
         // httparse accepts a bare LF as a line end; a strict server does not (a smuggling
         // vector when a proxy in front reads lines differently).
-        if memchr_bare_lf(head) {
+        if check_bare_lf && memchr_bare_lf(head) {
             return Err(HeadError::Malformed("bare LF in request head"));
         }
         let base = input.as_ptr() as usize;

@@ -528,7 +528,7 @@ impl Session {
                             Head::check_partial_len(input.len(), line_done, limits).map(|()| None)
                         }
                         Scan::BareLf => Err(HeadError::Malformed("bare LF in request head")),
-                        Scan::Complete => self.head.parse(input, limits),
+                        Scan::Complete => self.head.parse_scanned(input, limits),
                     };
                     match parsed {
                         Ok(None) => {

@@ -29,8 +29,40 @@ pub fn valid_host(value: &[u8]) -> bool {
     valid_reg_name(host) && port.iter().all(u8::is_ascii_digit)
 }
 
+/// Bytes a reg-name takes as they are: unreserved and sub-delims (RFC 3986 §3.2.2).
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        b += 1;
+    }
+    t
+};
+
 /// `reg-name = *( unreserved / pct-encoded / sub-delims )`.
 fn valid_reg_name(name: &[u8]) -> bool {
+    if name.iter().all(|&b| REG_NAME[b as usize]) {
+        return true; // the common case: one table lookup a byte
+    }
     let mut i = 0;
     while i < name.len() {
         let b = name[i];
@@ -43,7 +75,7 @@ fn valid_reg_name(name: &[u8]) -> bool {
             i += 3;
             continue;
         }
-        if !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)) {
+        if !REG_NAME[b as usize] {
             return false;
         }
         i += 1;
@@ -79,6 +111,9 @@ pub enum AbsoluteError {
 /// (`/path?query`, or empty or `?query` when the path is empty: the caller puts a `/` first). `None` for any other form (origin-form,
 /// `*`, authority-form), which the router handles as it is.
 pub fn split_absolute(target: &str) -> Option<Result<(&str, &str), AbsoluteError>> {
+    if target.starts_with('/') {
+        return None; // origin-form, the common case: no search
+    }
     let colon = target.find("://")?;
     let scheme = &target[..colon];
     if scheme.is_empty()

@@ -68,7 +68,9 @@ impl Server {
         let mut config = load_config(bin);
         let log = logging::init(&config);
         let fd_limit = process::raise_fd_limit();
-        let usable = fd_limit.saturating_sub(fd_reserve(fd_limit, config.io_threads)).max(1);
+        let usable = fd_limit
+            .saturating_sub(fd_reserve(fd_limit, config.io_threads))
+            .max(1);
         if (config.max_connections as u64) > usable {
             tracing::warn!(
                 configured = config.max_connections,

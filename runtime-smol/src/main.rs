@@ -117,9 +117,24 @@ where
     }
 }
 
-/// Rounds of the connection loop (each a read, a timer, a job or a write) before it yields to
-/// the executor.
+/// Rounds of the connection loop in a row that found work without waiting (each a read, a
+/// timer, a job or a write) before the loop yields to the executor.
 const WAKE_BUDGET: u32 = 32;
+
+/// Awaits `f`, and says whether it had to wait (was pending at least once) or was ready at
+/// once.
+async fn awaited<F: Future>(f: F) -> (F::Output, bool) {
+    let mut f = std::pin::pin!(f);
+    let mut waited = false;
+    std::future::poll_fn(|cx| match f.as_mut().poll(cx) {
+        Poll::Ready(v) => Poll::Ready((v, waited)),
+        Poll::Pending => {
+            waited = true;
+            Poll::Pending
+        }
+    })
+    .await
+}
 
 /// What woke a connection: the session is touched only after the wait returns one of these.
 enum Wake {
@@ -142,14 +157,16 @@ async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, d
     let mut timer = Timer::never();
     let mut armed: Option<weir_core::Instant> = None;
     let mut maybe_readable = true;
-    let mut budget = WAKE_BUDGET;
+    let mut rounds_without_waiting = 0;
     loop {
-        // A fast pipelining peer keeps its socket readable, so this loop would never return
-        // to the executor: yield every few rounds, as tokio's cooperative budget does, so
-        // accepts, timers and the other connections of this thread keep their turn.
-        budget -= 1;
-        if budget == 0 {
-            budget = WAKE_BUDGET;
+        // A fast pipelining peer keeps its socket readable, so this loop could go on without
+        // ever returning to the executor: after WAKE_BUDGET rounds that did not wait, yield
+        // (tokio's cooperative budget does this for weir-tokio), so accepts, timers and the
+        // other connections of this thread keep their turn. Ordinary traffic waits for the
+        // peer long before, and pays nothing.
+        rounds_without_waiting += 1;
+        if rounds_without_waiting > WAKE_BUDGET {
+            rounds_without_waiting = 0;
             futures_lite::future::yield_now().await;
         }
         rt::flush(&mut s, |bytes| stream.get_ref().write(bytes));
@@ -218,12 +235,17 @@ async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, d
             Some(l) => Pin::new(l).poll(cx).map(|()| Wake::Drain),
             None => Poll::Pending,
         });
-        let wake = readable
-            .or(writable)
-            .or(timer_fired)
-            .or(job_ready)
-            .or(drained)
-            .await;
+        let (wake, waited) = awaited(
+            readable
+                .or(writable)
+                .or(timer_fired)
+                .or(job_ready)
+                .or(drained),
+        )
+        .await;
+        if waited {
+            rounds_without_waiting = 0;
+        }
         let now = clock::now();
         match wake {
             Wake::Readable => maybe_readable = true,

@@ -31,6 +31,7 @@ fn main() {
     let config = server.app.config().clone();
     let shared = Arc::new(Executor::new());
     let listener = server.take_listener();
+    server.app.acceptors_started(config.io_threads);
     for i in 0..config.io_threads {
         let (app, drain, shared) = (server.app.clone(), drain.clone(), shared.clone());
         let listener = listener
@@ -70,7 +71,8 @@ async fn serve<F>(app: Arc<App>, listener: TcpListener, drain: Arc<Event>, spawn
 where
     F: Fn(Pin<Box<dyn Future<Output = ()> + Send>>),
 {
-    accept_loop(app, listener, drain, spawn).await;
+    accept_loop(app.clone(), listener, drain, spawn).await;
+    app.acceptor_stopped();
     std::future::pending::<()>().await
 }
 

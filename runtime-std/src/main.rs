@@ -34,14 +34,18 @@ fn main() {
     // the drain wakes it (a blocked accept() could not be woken otherwise).
     let (wake_rx, wake_tx) = UnixStream::pair().expect("invariant: a socket pair can be made");
     let app = server.app.clone();
+    app.acceptors_started(1);
     std::thread::Builder::new()
         .name("weir-accept".into())
-        .spawn(move || accept_loop(app, listener, wake_rx))
+        .spawn(move || {
+            accept_loop(&app, listener, wake_rx);
+            app.acceptor_stopped();
+        })
         .expect("invariant: the OS can start the accept thread");
     std::process::exit(server.run_until_signalled(move || drop(wake_tx)));
 }
 
-fn accept_loop(app: Arc<App>, listener: TcpListener, drain: UnixStream) {
+fn accept_loop(app: &Arc<App>, listener: TcpListener, drain: UnixStream) {
     use rustix::event::{PollFd, PollFlags, poll};
     listener
         .set_nonblocking(true)
@@ -64,7 +68,7 @@ fn accept_loop(app: Arc<App>, listener: TcpListener, drain: UnixStream) {
         // (those clients sent their requests before the signal), then the listener closes.
         loop {
             match listener.accept() {
-                Ok((stream, peer)) => spawn_connection(&app, stream, peer),
+                Ok((stream, peer)) => spawn_connection(app, stream, peer),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => {
                     if let Some(pause) = net::accept_error(&e) {

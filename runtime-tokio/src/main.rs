@@ -7,7 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 use std::io::{Read, Write};
@@ -43,10 +43,12 @@ fn main() {
                 .enable_all()
                 .build()
                 .expect("invariant: the tokio runtime starts");
+            server.app.acceptors_started(1);
             rt.spawn(serve(server.app.clone(), listener, drain_rx));
             Some(rt)
         }
         Layout::PerCore => {
+            server.app.acceptors_started(config.io_threads);
             for i in 0..config.io_threads {
                 let (app, rx) = (server.app.clone(), drain_rx.clone());
                 let listener = listener
@@ -77,7 +79,8 @@ fn current_thread() -> tokio::runtime::Runtime {
 /// Accepts until the drain, then keeps this runtime alive for the connections it serves
 /// (the process exits from `main` once they are done or the deadline passes).
 async fn serve(app: Arc<App>, listener: std::net::TcpListener, drain: watch::Receiver<bool>) {
-    accept_loop(app, listener, drain).await;
+    accept_loop(app.clone(), listener, drain).await;
+    app.acceptor_stopped();
     std::future::pending::<()>().await
 }
 
@@ -104,14 +107,23 @@ async fn accept_loop(
         }
     }
     // Draining: answer what the kernel already queued (those clients sent their requests
-    // before the signal), then drop this copy of the listener.
-    let mut cx = Context::from_waker(Waker::noop());
-    while let Poll::Ready(r) = listener.poll_accept(&mut cx) {
-        match r {
+    // before the signal), then drop this copy of the listener. Accept on the socket itself:
+    // tokio's readiness may not have seen the queue yet.
+    let Ok(listener) = listener.into_std() else {
+        return;
+    };
+    loop {
+        match listener.accept() {
             Ok((stream, peer)) => {
-                tokio::spawn(connection(app.clone(), stream, peer, drain.clone()));
+                let stream = stream
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpStream::from_std(stream));
+                if let Ok(stream) = stream {
+                    tokio::spawn(connection(app.clone(), stream, peer, drain.clone()));
+                }
             }
-            Err(e) if net::accept_error(&e).is_some() => break,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) if net::accept_error(&e).is_some() => return,
             Err(_) => {}
         }
     }

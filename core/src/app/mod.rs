@@ -282,6 +282,7 @@ impl AppBuilder {
             policy_header: (!policy.is_empty()).then(|| policy.join(", ")),
             connections: AtomicUsize::new(0),
             workers_alive: AtomicUsize::new(0),
+            acceptors: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             started: now,
             runtime: self.runtime,
@@ -307,6 +308,7 @@ pub struct App {
     policy_header: Option<String>,
     connections: AtomicUsize,
     workers_alive: AtomicUsize,
+    acceptors: AtomicUsize,
     draining: AtomicBool,
     started: Now,
     runtime: &'static str,
@@ -417,6 +419,23 @@ impl App {
     /// Worker threads running now.
     pub fn workers_alive(&self) -> usize {
         self.workers_alive.load(Ordering::Relaxed)
+    }
+
+    /// The runtime runs `n` accept loops; each calls [`App::acceptor_stopped`] once it has
+    /// accepted what the kernel queued before a drain. Set before serving, so a drain never
+    /// looks finished while queued connections still wait to be accepted.
+    pub fn acceptors_started(&self, n: usize) {
+        self.acceptors.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// An accept loop finished (see [`App::acceptors_started`]).
+    pub fn acceptor_stopped(&self) {
+        self.acceptors.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Accept loops still running.
+    pub fn acceptors(&self) -> usize {
+        self.acceptors.load(Ordering::Acquire)
     }
 
     /// A worker thread stopped.

@@ -167,9 +167,10 @@ impl Server {
         self.finish()
     }
 
-    /// True once every connection has closed, or the drain deadline has passed.
+    /// True once every accept loop has finished (having accepted what the kernel queued) and
+    /// every connection has closed, or the drain deadline has passed.
     pub fn drained(&self) -> bool {
-        self.app.connections() == 0
+        self.app.acceptors() == 0 && self.app.connections() == 0
             || self
                 .drain_deadline
                 .is_some_and(|d| std::time::Instant::now() >= d)

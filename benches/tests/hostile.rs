@@ -131,6 +131,51 @@ fn drain_answers_requests_racing_it(rt: &'static str) {
     assert_eq!(srv.wait_exit(), Some(0));
 }
 
+fn steady_load_loses_nothing_at_sigterm(rt: &'static str) {
+    let mut srv = Server::start(rt, &[("RATE_LIMIT", "0")]);
+    let stop_at = Instant::now() + Duration::from_secs(15);
+    // 50 keep-alive clients, each sending its next request once the last is answered, until
+    // the server says Connection: close. A request written and never answered is lost.
+    let clients: Vec<_> = (0..50)
+        .map(|_| {
+            let mut c = srv.connect();
+            std::thread::spawn(move || {
+                let (mut answered, mut lost) = (0u32, 0u32);
+                while Instant::now() < stop_at {
+                    if c.write_all(get("/ping").as_bytes()).is_err() {
+                        break; // the server closed first: nothing was sent
+                    }
+                    match read_response(&mut c, false) {
+                        Some(r) if r.status == 200 => {
+                            answered += 1;
+                            if r.header("connection") == Some("close") {
+                                break;
+                            }
+                        }
+                        _ => {
+                            lost += 1;
+                            break;
+                        }
+                    }
+                }
+                (answered, lost)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    srv.signal("TERM");
+    let (mut answered, mut lost) = (0, 0);
+    for c in clients {
+        let (a, l) = c.join().unwrap();
+        answered += a;
+        lost += l;
+    }
+    eprintln!("{rt}: {answered} answered, {lost} lost under load at SIGTERM");
+    assert!(answered > 50, "{rt}: the load ran");
+    assert_eq!(lost, 0, "{rt}: requests lost at SIGTERM under steady load");
+    assert_eq!(srv.wait_exit(), Some(0));
+}
+
 fn requests_queued_in_the_backlog_at_the_signal_are_answered(rt: &'static str) {
     let mut srv = Server::start(rt, &[]);
     srv.signal("STOP");
@@ -208,6 +253,7 @@ for_each_runtime! {
     stream_amplification_is_bounded => super::stream_amplification_is_bounded;
     a_pipelining_flood_does_not_starve_its_io_thread => super::a_pipelining_flood_does_not_starve_its_io_thread;
     drain_answers_requests_racing_it => super::drain_answers_requests_racing_it;
+    steady_load_loses_nothing_at_sigterm => super::steady_load_loses_nothing_at_sigterm;
     requests_queued_in_the_backlog_at_the_signal_are_answered => super::requests_queued_in_the_backlog_at_the_signal_are_answered;
     sigterm_right_after_start_drains => super::sigterm_right_after_start_drains;
     trust_proxy_without_trusted_proxies_is_refused => super::trust_proxy_without_trusted_proxies_is_refused;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use weir_core::jobs::intensive_work;
-use weir_core::{App, Config, Effect, Instant, Now};
+use weir_core::{App, Config, Instant, Now};
 
 const METHODS: [&str; 8] = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "BREW"];
 const PREFIXES: [&str; 12] = [
@@ -112,7 +112,9 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     let header = |name: &str| res.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
-    if method != "HEAD" && header("content-type") == Some(&b"application/json"[..]) {
+    // /echo returns the client's body under the client's content type: not ours to check.
+    let echoed = target.split('?').next() == Some("/echo") && status == 200;
+    if method != "HEAD" && !echoed && header("content-type") == Some(&b"application/json"[..]) {
         let len: usize = std::str::from_utf8(header("content-length").expect("JSON bodies have a length"))
             .unwrap()
             .parse()

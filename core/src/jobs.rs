@@ -203,7 +203,6 @@ impl JobQueue {
 
     /// Waits for a job until `stop` fires (its sender dropped or sent to); queued jobs are
     /// still handed out first. `None`: stop and the queue is empty (worker threads only).
-    #[cfg(feature = "rt")]
     pub fn take_until(&self, stop: &Receiver<()>) -> Option<Job<'_>> {
         if let Ok(slot) = self.rx.try_recv() {
             return Some(Job { slot, queue: self });
@@ -342,7 +341,6 @@ impl JobWait {
     }
 
     /// Blocks up to `timeout` for the outcome (the std runtime's wait).
-    #[cfg(feature = "rt")]
     pub fn wait_timeout(&self, timeout: Duration) -> Option<JobDone> {
         let inner = self.slot.lock();
         let (inner, _) = self
@@ -385,7 +383,6 @@ pub struct JobWatch {
 
 impl JobWatch {
     /// Blocks up to `timeout` for the job to end; true when it has (the std runtime's wait).
-    #[cfg(feature = "rt")]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let inner = self.slot.lock();
         let (inner, _) = self

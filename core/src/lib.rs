@@ -3,9 +3,9 @@
 //! Everything weir decides — HTTP/1.1 parsing and framing, routing, rate limits, the job
 //! queue, metrics, health — lives here, and none of it touches a socket, a clock, a thread or
 //! a file. Bytes go in, bytes and effects come out, and time is an argument ([`Now`]).
-//! The `rt` cargo feature adds the only code that may read clocks or start threads: the
-//! runtime glue shared by the three binaries (system clock, worker threads, logging set-up,
-//! process figures).
+//! The runtimes (and the runtime kit, `weir-kit`, that they share) read the clocks, own the
+//! sockets and start the threads; this crate never does, and a test (`tests/purity.rs`) fails if
+//! an API for it appears in `src/`.
 //!
 //! ## Run loop
 //!
@@ -64,7 +64,7 @@
 //! ```
 //!
 //! The queued jobs of `/api/v1/compute/intensive` are run by worker threads the runtime
-//! starts (the `rt` feature's `run_worker`), taking from [`App::queue`].
+//! starts (`weir_kit::run_worker`), taking from [`App::queue`].
 //!
 //! ## Invariants
 //! - `now` passed to a session never goes backwards (it is clamped if it does);
@@ -80,8 +80,6 @@ pub mod http;
 pub mod jobs;
 pub mod limit;
 pub mod metrics;
-#[cfg(feature = "rt")]
-pub mod rt;
 pub mod time;
 
 pub use app::{App, AppBuilder, ProcessFigures, ProcessStats};

@@ -16,8 +16,8 @@ use event_listener::Event;
 use futures_lite::FutureExt;
 use weir_core::config::Layout;
 use weir_core::jobs::JobWatch;
-use weir_core::rt::{self, Server, clock, net};
 use weir_core::{App, CloseReason, Effect};
+use weir_kit::{self as rt, Server, clock, net};
 
 fn main() {
     let mut server = match Server::start("weir-smol", "smol") {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_core::jobs::JobWatch;
-use weir_core::rt::{self, Server, clock, net};
 use weir_core::{App, CloseReason, Effect, Session};
+use weir_kit::{self as rt, Server, clock, net};
 
 /// Stack of a connection thread: the head parser keeps its header array (32 KiB at the
 /// `MAX_HEADERS` cap) on the stack; 256 KiB leaves ample room.

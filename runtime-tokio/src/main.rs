@@ -18,8 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use weir_core::config::Layout;
 use weir_core::jobs::JobWatch;
-use weir_core::rt::{self, Server, clock, net};
 use weir_core::{App, CloseReason, Effect};
+use weir_kit::{self as rt, Server, clock, net};
 
 fn main() {
     let mut server = match Server::start("weir-tokio", "tokio") {

@@ -1,5 +1,7 @@
-//! Runtime glue shared by the three binaries (feature `rt`): the only code in weir-core that
-//! reads clocks, starts threads, reads the process environment or touches `/proc`.
+//! weir-kit, the runtime kit: everything a runtime needs besides its own I/O model, written
+//! once for all of them. This is where clocks are read, threads started, the process
+//! environment and `/proc` read, signals handled and the process exited — never in
+//! `weir-core`, which stays sans-IO.
 //!
 //! A runtime's `main` is: [`Server::start`] (config from env + flags, logging, fd limit,
 //! app, worker threads, bound listener, the address on stdout's first line), its own accept
@@ -18,9 +20,9 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::app::{App, ProcessFigures};
-use crate::config::{Config, ConfigError, help_text};
-use crate::jobs::intensive_work;
+use weir_core::app::{App, ProcessFigures};
+use weir_core::config::{Config, ConfigError, help_text};
+use weir_core::jobs::intensive_work;
 
 /// One server process: its app, workers, listener, signal handlers and log writer.
 #[derive(Debug)]
@@ -231,7 +233,7 @@ pub fn run_worker(app: &App, stop: &crossbeam_channel::Receiver<()>) {
 /// Writes what `s` has queued through `write` until the socket would block (or times out);
 /// true if it did. A socket error is handed to the session. Shared by the three runtimes.
 pub fn flush(
-    s: &mut crate::Session,
+    s: &mut weir_core::Session,
     mut write: impl FnMut(&[u8]) -> std::io::Result<usize>,
 ) -> bool {
     use std::io::ErrorKind;

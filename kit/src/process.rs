@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app::{ProcessFigures, ProcessStats};
+use weir_core::app::{ProcessFigures, ProcessStats};
 
 /// How often the sampler reads `/proc`.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);

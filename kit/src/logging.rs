@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, Environment};
+use weir_core::config::{Config, Environment};
 
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 

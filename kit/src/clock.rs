@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::time::{Instant, Now};
+use weir_core::time::{Instant, Now};
 
 static ORIGIN: OnceLock<std::time::Instant> = OnceLock::new();
 
@@ -27,7 +27,7 @@ pub fn to_std(i: Instant) -> std::time::Instant {
 
 /// 32 bytes from the OS's random source (the per-process secret). Falls back to the
 /// standard library's randomly keyed hasher if `getrandom` fails (it does not on Linux ≥ 3.17).
-pub fn random_secret() -> crate::app::Secret {
+pub fn random_secret() -> weir_core::app::Secret {
     let mut bytes = [0u8; 32];
     let mut filled = 0;
     while filled < bytes.len() {
@@ -44,5 +44,5 @@ pub fn random_secret() -> crate::app::Secret {
             }
         }
     }
-    crate::app::Secret::new(bytes)
+    weir_core::app::Secret::new(bytes)
 }

@@ -159,7 +159,7 @@ fn session(c: &mut Criterion) {
             let job = slow_app.queue().take().expect("queued");
             let (n, cost) = job.start(now.mono).expect("not cancelled");
             job.complete(now.mono, Some(weir_core::jobs::intensive_work(n, cost)));
-            js.handle_job_ready(now);
+            js.handle_wake(now);
             let n = js.poll_transmit().map_or(0, <[u8]>::len);
             js.advance_transmit(now, n);
             while js.poll_effect().is_some() {}

@@ -84,5 +84,10 @@ pub mod time;
 
 pub use app::{App, AppBuilder, ProcessFigures, ProcessStats};
 pub use config::{Config, ConfigError};
-pub use http::{CloseReason, Effect, IoFailure, Session};
+pub use http::{CloseReason, IoFailure, Service};
+
+/// A connection serving weir's own application.
+pub type Session = http::Session<App>;
+/// An effect of a [`Session`] serving weir's application.
+pub type Effect = http::Effect<jobs::JobWatch>;
 pub use time::{Instant, Now};

@@ -78,7 +78,7 @@ fuzz_target!(|data: &[u8]| {
                 job.complete(now.mono, Some(intensive_work(n, cost)));
             }
         }
-        s.handle_job_ready(now);
+        s.handle_wake(now);
         while let Some(bytes) = s.poll_transmit() {
             out.extend_from_slice(bytes);
             let n = bytes.len();

@@ -70,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
                 job.complete(now.mono, Some(intensive_work(n, cost)));
             }
         }
-        s.handle_job_ready(now);
+        s.handle_wake(now);
         if reading {
             while let Some(out) = s.poll_transmit() {
                 let n = out.len();

@@ -174,9 +174,8 @@ async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, d
         rt::flush(&mut s, |bytes| stream.get_ref().write(bytes));
         while let Some(effect) = s.poll_effect() {
             match effect {
-                Effect::AwaitJob(w) => job = Some(w),
+                Effect::Wait(w) => job = Some(w),
                 Effect::Close(reason) => return close(stream, reason).await,
-                _ => {}
             }
         }
         // Read while the socket may hold data; a short read means it is drained, so the next
@@ -258,7 +257,7 @@ async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, d
             }
             Wake::Job => {
                 job = None;
-                s.handle_job_ready(now);
+                s.handle_wake(now);
             }
             Wake::Drain => {
                 drain_listener = None;

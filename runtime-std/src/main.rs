@@ -110,9 +110,8 @@ fn connection(app: &Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
         flush(&mut s, &mut stream);
         while let Some(effect) = s.poll_effect() {
             match effect {
-                Effect::AwaitJob(w) => job = Some(w),
+                Effect::Wait(w) => job = Some(w),
                 Effect::Close(reason) => return close(stream, reason),
-                _ => {}
             }
         }
         if !drain_seen && app.is_draining() {
@@ -128,7 +127,7 @@ fn connection(app: &Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
         if let Some(watch) = &job {
             if watch.wait_timeout(wait) {
                 job = None;
-                s.handle_job_ready(clock::now());
+                s.handle_wake(clock::now());
             } else {
                 peek_for_departure(&mut s, &stream);
                 s.handle_timeout(clock::now());

@@ -168,9 +168,8 @@ async fn connection(
         let blocked = rt::flush(&mut s, |bytes| sock.get_ref().write(bytes));
         while let Some(effect) = s.poll_effect() {
             match effect {
-                Effect::AwaitJob(w) => job = Some(w),
+                Effect::Wait(w) => job = Some(w),
                 Effect::Close(reason) => return close(sock, reason).await,
-                _ => {}
             }
         }
         let (wants_read, wants_write) = (s.wants_read(), blocked && s.poll_transmit().is_some());
@@ -236,7 +235,7 @@ async fn connection(
             }
             Wake::Job => {
                 job = None;
-                s.handle_job_ready(now);
+                s.handle_wake(now);
             }
             Wake::Drain => {
                 drain_seen = true;

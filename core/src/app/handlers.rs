@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::json::{write_f64, write_int, write_str};
-use super::{App, Endpoint, ErrorCode, METHOD_NAMES, Outcome, RequestCtx};
-use crate::http::{Head, Response, Status};
-use crate::jobs::JobDone;
+use super::{App, Deferred, Endpoint, ErrorCode, METHOD_NAMES, RequestCtx};
+use crate::http::{Head, Reply, Response, Status};
+use crate::jobs::{JobDone, JobWatch};
 use crate::time::Now;
 
 /// The largest |number| whose square fits in an i64.
@@ -46,7 +46,7 @@ impl App {
         body: &[u8],
         ctx: &mut RequestCtx,
         res: &mut Response,
-    ) -> Outcome {
+    ) -> Reply<JobWatch> {
         res.clear();
         self.common_headers(ctx, res);
         let endpoint = ctx
@@ -65,7 +65,14 @@ impl App {
                 Ok(n) => {
                     let deadline = now.mono.saturating_add(self.config.request_timeout);
                     match self.queue.submit(now.mono, n, deadline) {
-                        Ok(wait) => return Outcome::Job(wait),
+                        Ok(wait) => {
+                            let watch = wait.watcher();
+                            ctx.deferred = Deferred::Job { wait, deadline };
+                            return Reply::Later {
+                                deadline: Some(deadline),
+                                wait: Some(watch),
+                            };
+                        }
                         Err(_) => {
                             res.header("Retry-After", b"1");
                             self.fail(
@@ -99,9 +106,11 @@ impl App {
             Endpoint::Metrics | Endpoint::Stats => self.metrics_response(now, head, res),
             Endpoint::Sleep => match query_u64(head.query(), "ms") {
                 Ok(Some(ms)) if ms <= MAX_SLEEP_MS => {
-                    return Outcome::Sleep {
-                        until: now.mono.saturating_add(Duration::from_millis(ms)),
-                        ms,
+                    let until = now.mono.saturating_add(Duration::from_millis(ms));
+                    ctx.deferred = Deferred::Sleep { until, ms };
+                    return Reply::Later {
+                        deadline: Some(until),
+                        wait: None,
                     };
                 }
                 Ok(None) => self.fail(
@@ -129,9 +138,14 @@ impl App {
                     {
                         res.header("Content-Type", b"text/event-stream");
                         res.header("Cache-Control", b"no-cache");
-                        return Outcome::Stream {
-                            count: count as u32,
-                            interval: Duration::from_millis(ms.max(MIN_STREAM_INTERVAL_MS)),
+                        let interval = Duration::from_millis(ms.max(MIN_STREAM_INTERVAL_MS));
+                        ctx.deferred = Deferred::Stream {
+                            left: count as u32,
+                            seq: 0,
+                            interval,
+                        };
+                        return Reply::Stream {
+                            first: (count > 0).then(|| now.mono.saturating_add(interval)),
                         };
                     }
                     _ => self.fail(
@@ -144,7 +158,7 @@ impl App {
                 }
             }
         }
-        Outcome::Respond
+        Reply::Now
     }
 
     fn parse_number(&self, body: &[u8]) -> Result<i64, String> {

@@ -12,6 +12,7 @@ mod handlers;
 pub mod json;
 pub mod request_id;
 pub mod router;
+mod service;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -19,7 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::http::{Head, Limits, Method, Response, Status};
+use crate::http::session::drain_grace;
+use crate::http::{Head, HttpConfig, Limits, Method, Response, Session, Status};
 use crate::jobs::{JobQueue, JobWait};
 use crate::limit::{Gcra, KeyedGcra, Quota, Verdict, client_key};
 use crate::metrics::{Metrics, RequestRecord};
@@ -267,11 +269,17 @@ impl AppBuilder {
             ));
         }
         Arc::new(App {
-            limits: Limits {
-                max_header_bytes: c.max_header_bytes,
-                max_headers: c.max_headers,
-                max_uri_bytes: c.max_uri_bytes,
-                max_body_bytes: c.max_body_bytes,
+            http: HttpConfig {
+                limits: Limits {
+                    max_header_bytes: c.max_header_bytes,
+                    max_headers: c.max_headers,
+                    max_uri_bytes: c.max_uri_bytes,
+                    max_body_bytes: c.max_body_bytes,
+                },
+                header_timeout: c.header_timeout,
+                idle_timeout: c.idle_timeout,
+                write_timeout: c.write_timeout,
+                drain_grace: drain_grace(c.shutdown_timeout),
             },
             queue: JobQueue::new(c.queue_size, c.job_cost),
             metrics: Metrics::new(labels),
@@ -298,7 +306,7 @@ impl AppBuilder {
 /// The shared application state (see the module docs).
 pub struct App {
     config: Config,
-    limits: Limits,
+    http: HttpConfig,
     router: Router<Endpoint>,
     unmatched_route: u8,
     metrics: Metrics,
@@ -328,8 +336,9 @@ impl std::fmt::Debug for App {
     }
 }
 
-/// Per-request state the session keeps between [`App::admit`], dispatch and finish.
-#[derive(Clone, Copy, Debug)]
+/// Per-request state the session keeps for the app between `admit`, `call` and `finish`
+/// (the app's [`Service::Exchange`](crate::http::Service::Exchange)).
+#[derive(Debug)]
 pub struct RequestCtx {
     /// The request's ID.
     pub id: RequestId,
@@ -343,6 +352,27 @@ pub struct RequestCtx {
     client_ip: Option<IpAddr>,
     verdict: Option<(Verdict, &'static str)>,
     open: bool,
+    deferred: Deferred,
+}
+
+/// A reply the app gives later: the state of `/api/v1/compute/intensive`, `/api/v1/sleep` and
+/// `/api/v1/stream` between the session's polls.
+#[derive(Debug, Default)]
+pub(crate) enum Deferred {
+    /// Nothing pending.
+    #[default]
+    None,
+    /// A queued job, answered 504 past `deadline` (`REQUEST_TIMEOUT`). Dropping the wait
+    /// cancels a job that has not started.
+    Job { wait: JobWait, deadline: Instant },
+    /// Answer `{"slept_ms": ms}` at `until`.
+    Sleep { until: Instant, ms: u64 },
+    /// `left` events to go, one every `interval`; `seq` sent so far.
+    Stream {
+        left: u32,
+        seq: u32,
+        interval: Duration,
+    },
 }
 
 impl Default for RequestCtx {
@@ -357,24 +387,17 @@ impl Default for RequestCtx {
             client_ip: None,
             verdict: None,
             open: false,
+            deferred: Deferred::None,
         }
     }
 }
 
-/// What a handler asks the session to do next.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    /// The response is complete in the `Response`.
-    Respond,
-    /// Wait for a queued job, then call [`App::job_response`].
-    Job(JobWait),
-    /// Answer at `until` with [`App::sleep_response`].
-    Sleep { until: Instant, ms: u64 },
-    /// Stream `count` server-sent events, one every `interval`.
-    Stream { count: u32, interval: Duration },
-}
-
 impl App {
+    /// A session for a new connection from `peer` (see [`Session::new`]).
+    pub fn session(self: &Arc<Self>, peer: SocketAddr, now: Now) -> Session<App> {
+        Session::new(self.clone(), peer, now)
+    }
+
     /// A builder for `config`.
     pub fn builder(config: Config) -> AppBuilder {
         AppBuilder {
@@ -393,7 +416,7 @@ impl App {
 
     /// The HTTP limits.
     pub fn limits(&self) -> &Limits {
-        &self.limits
+        &self.http.limits
     }
 
     /// The job queue (workers take from it).
@@ -700,6 +723,7 @@ impl App {
         head: Option<&Head>,
         status: Status,
     ) {
+        ctx.deferred = Deferred::None;
         if !ctx.open {
             return;
         }

@@ -1,11 +1,14 @@
-//! HTTP/1.1 wire format: request heads, bodies, responses, and the per-connection session.
+//! HTTP/1.1 wire format: request heads, bodies, responses, the per-connection session, and the
+//! [`Service`] seam it serves through. Nothing here knows the application.
 
 pub mod body;
 pub mod request;
 pub mod response;
+pub mod service;
 pub mod session;
 pub mod target;
 
 pub use request::{Head, HeadError, HeadScanner, Limits, Method, Scan, Version};
 pub use response::{Response, Status};
+pub use service::{Chunk, HttpConfig, Reply, ReplyPoll, Service};
 pub use session::{CloseReason, Effect, IoFailure, Session};

@@ -19,8 +19,7 @@ use std::time::Duration;
 use super::body::BodyDecoder;
 use super::request::{Framing, Head, HeadError, HeadScanner, Method, Scan, Version};
 use super::response::{BodyFraming, Response, Status, encode_chunk, encode_last_chunk};
-use crate::app::{App, ErrorCode, Outcome, RequestCtx};
-use crate::jobs::{JobDone, JobWait, JobWatch};
+use super::service::{Chunk, Reply, ReplyPoll, Service};
 use crate::time::{Instant, Now, http_date};
 
 /// Bytes the receive buffer starts with: a typical head is 100–800 bytes; the buffer doubles
@@ -83,13 +82,13 @@ impl From<std::io::ErrorKind> for IoFailure {
     }
 }
 
-/// What the session asks of its runtime besides writing bytes.
+/// What the session asks of its runtime besides writing bytes. Exhaustive on purpose: a
+/// runtime must handle every effect.
 #[derive(Debug)]
-#[non_exhaustive]
-pub enum Effect {
-    /// Wait for this job as well as the socket and the timer; when it resolves call
-    /// [`Session::handle_job_ready`]. Dropping it cancels nothing.
-    AwaitJob(JobWatch),
+pub enum Effect<W> {
+    /// Wait for this handle as well as the socket and the timer; when it is ready call
+    /// [`Session::handle_wake`]. Dropping it cancels nothing.
+    Wait(W),
     /// Close the connection (after the bytes of `poll_transmit` are written, which by then
     /// is nothing).
     Close(CloseReason),
@@ -106,20 +105,17 @@ enum Timer {
     Idle,
     /// Queued output must make progress.
     Write,
-    /// A queued job must finish (`REQUEST_TIMEOUT`).
-    Request,
-    /// A sleeping or streaming handler's next step.
+    /// A deferred reply's or a stream's next poll.
     Handler,
     /// An idle connection releases its buffers.
     Shrink,
 }
 
-const TIMERS: [Timer; 7] = [
+const TIMERS: [Timer; 6] = [
     Timer::Header,
     Timer::Body,
     Timer::Idle,
     Timer::Write,
-    Timer::Request,
     Timer::Handler,
     Timer::Shrink,
 ];
@@ -134,18 +130,13 @@ enum State {
         decoder: BodyDecoder,
         admitted: bool,
     },
-    /// Waiting for a queued job.
-    Job(JobWait),
-    /// `/api/v1/sleep`: answer when the handler timer fires.
-    Sleep { ms: u64 },
-    /// `/api/v1/stream`: `left` events to go; `chunked` unless the client speaks HTTP/1.0.
+    /// The service answers later: poll it at the handler timer or on a wake.
+    Waiting,
+    /// Streaming the service's chunks; `chunked` unless the client speaks HTTP/1.0.
     Stream {
-        left: u32,
-        seq: u32,
-        interval: Duration,
         chunked: bool,
         /// Waiting for the peer to read: the backlog was above [`OUT_HIGH_WATER`] when the
-        /// next event was due; `advance_transmit` resumes it.
+        /// next chunk was due; `advance_transmit` resumes it.
         paused: bool,
     },
     /// Write what is queued, then close.
@@ -154,10 +145,11 @@ enum State {
     Closed,
 }
 
-/// One connection (see the module docs). Owned by one task or thread; never shared.
+/// One connection (see the module docs) serving `S`. Owned by one task or thread; never
+/// shared.
 #[derive(Debug)]
-pub struct Session {
-    app: Arc<App>,
+pub struct Session<S: Service> {
+    service: Arc<S>,
     peer: SocketAddr,
     counted: bool,
     recv: Vec<u8>,
@@ -170,13 +162,13 @@ pub struct Session {
     head_valid: bool,
     body: Vec<u8>,
     res: Response,
-    ctx: RequestCtx,
+    ex: S::Exchange,
     state: State,
     keep_alive: bool,
     /// `handle_drain` was called.
     draining: bool,
     timers: [Option<Instant>; TIMERS.len()],
-    job_effect: Option<JobWatch>,
+    wait_effect: Option<S::Wait>,
     close_effect: Option<CloseReason>,
     latest: Now,
     date_secs: u64,
@@ -184,14 +176,15 @@ pub struct Session {
     served: u64,
 }
 
-impl App {
-    /// A session for a new connection from `peer`. Past `MAX_CONNECTIONS` the session
-    /// answers 503 `SERVICE_OVERLOADED` and closes. A runtime that creates a session during
-    /// a drain calls [`Session::handle_drain`] on it at once.
-    pub fn session(self: &Arc<Self>, peer: SocketAddr, now: Now) -> Session {
-        let counted = self.open_connection();
+impl<S: Service> Session<S> {
+    /// A session for a new connection from `peer`. When the service refuses the connection
+    /// (a connection limit), the session answers with its refusal and closes. A runtime that
+    /// creates a session during a drain calls [`Session::handle_drain`] on it at once.
+    pub fn new(service: Arc<S>, peer: SocketAddr, now: Now) -> Self {
+        let counted = service.open_connection();
+        let header_timeout = service.http_config().header_timeout;
         let mut s = Session {
-            app: self.clone(),
+            service,
             peer,
             counted,
             recv: Vec::new(),
@@ -204,42 +197,29 @@ impl App {
             head_valid: false,
             body: Vec::new(),
             res: Response::default(),
-            ctx: RequestCtx::default(),
+            ex: S::Exchange::default(),
             state: State::Head,
             keep_alive: true,
             draining: false,
             timers: [None; TIMERS.len()],
-            job_effect: None,
+            wait_effect: None,
             close_effect: None,
             latest: now,
             date_secs: u64::MAX,
             date: [0; 29],
             served: 0,
         };
-        s.set_timer(
-            Timer::Header,
-            now.mono.saturating_add(self.config().header_timeout),
-        );
+        s.set_timer(Timer::Header, now.mono.saturating_add(header_timeout));
         if !counted {
-            s.app.begin_unparsed(now, &mut s.ctx, peer);
             s.keep_alive = false;
             s.res.clear();
-            s.res.header("Retry-After", b"1");
-            s.app.error(
-                now,
-                &s.ctx,
-                &mut s.res,
-                ErrorCode::ServiceOverloaded,
-                "connection limit reached",
-            );
+            s.service.refuse(now, peer, &mut s.ex, &mut s.res);
             s.send_response(now);
             s.after_input(now);
         }
         s
     }
-}
 
-impl Session {
     // ---- inputs ----------------------------------------------------------------------
 
     /// Free space to read into, straight into session memory (then call `handle_read`).
@@ -336,15 +316,11 @@ impl Session {
         self.after_input(now);
     }
 
-    /// The job of the last `AwaitJob` effect may have resolved (spurious calls are fine).
-    pub fn handle_job_ready(&mut self, now: Now) {
+    /// The handle of the last [`Effect::Wait`] may be ready (spurious calls are fine).
+    pub fn handle_wake(&mut self, now: Now) {
         let now = self.clamp(now);
-        let done = match &self.state {
-            State::Job(wait) => wait.try_done(),
-            _ => None,
-        };
-        if let Some(done) = done {
-            self.finish_job(now, done);
+        if matches!(self.state, State::Waiting) {
+            self.poll_reply(now);
         }
         self.drive(now);
         self.after_input(now);
@@ -363,24 +339,18 @@ impl Session {
                 State::Head => {
                     let at = now
                         .mono
-                        .saturating_add(drain_grace(self.app.config().shutdown_timeout));
+                        .saturating_add(self.service.http_config().drain_grace);
                     if self.timers[Timer::Idle as usize].is_none_or(|t| at < t) {
                         self.set_timer(Timer::Idle, at);
                     }
                 }
-                State::Sleep { ms } => {
+                State::Waiting => {
                     self.keep_alive = false;
-                    self.clear_timer(Timer::Handler);
-                    let slept = now.mono.since(self.ctx.started).as_millis() as u64;
-                    self.state = State::Head;
-                    self.app
-                        .sleep_response(&self.ctx, slept.min(ms), &mut self.res);
-                    self.send_response(now);
+                    self.poll_reply(now);
                 }
-                State::Stream { chunked, .. } => {
+                State::Stream { .. } => {
                     self.keep_alive = false;
-                    self.clear_timer(Timer::Handler);
-                    self.end_stream(now, chunked);
+                    self.stream_next(now);
                 }
                 _ => self.keep_alive = false,
             }
@@ -404,7 +374,8 @@ impl Session {
         } else if n > 0 {
             self.set_timer(
                 Timer::Write,
-                now.mono.saturating_add(self.app.config().write_timeout),
+                now.mono
+                    .saturating_add(self.service.http_config().write_timeout),
             );
         }
         if matches!(self.state, State::Stream { paused: true, .. })
@@ -423,11 +394,11 @@ impl Session {
         (self.sent < self.out.len()).then(|| &self.out[self.sent..])
     }
 
-    /// The next effect: `AwaitJob` after a request was queued, `Close` once all output is
-    /// written and the connection is done. Changed by every input.
-    pub fn poll_effect(&mut self) -> Option<Effect> {
-        if let Some(w) = self.job_effect.take() {
-            return Some(Effect::AwaitJob(w));
+    /// The next effect: `Wait` when a reply is deferred on a handle, `Close` once all output
+    /// is written and the connection is done. Changed by every input.
+    pub fn poll_effect(&mut self) -> Option<Effect<S::Wait>> {
+        if let Some(w) = self.wait_effect.take() {
+            return Some(Effect::Wait(w));
         }
         self.close_effect.take().map(Effect::Close)
     }
@@ -467,7 +438,7 @@ impl Session {
     // ---- the machine -----------------------------------------------------------------
 
     fn recv_limit(&self) -> usize {
-        self.app.limits().max_header_bytes + 2 * MIN_READ
+        self.service.http_config().limits.max_header_bytes + 2 * MIN_READ
     }
 
     fn clamp(&mut self, now: Now) -> Now {
@@ -506,7 +477,8 @@ impl Session {
                             if self.timers[Timer::Idle as usize].is_none() {
                                 self.set_timer(
                                     Timer::Idle,
-                                    now.mono.saturating_add(self.app.config().idle_timeout),
+                                    now.mono
+                                        .saturating_add(self.service.http_config().idle_timeout),
                                 );
                             }
                             if self.timers[Timer::Shrink as usize].is_none()
@@ -522,7 +494,7 @@ impl Session {
                     }
                     self.clear_timer(Timer::Shrink);
                     let input = &self.recv[self.rpos..self.rend];
-                    let limits = self.app.limits();
+                    let limits = &self.service.http_config().limits;
                     let parsed = match self.scanner.scan(input) {
                         Scan::Partial { line_done } => {
                             Head::check_partial_len(input.len(), line_done, limits).map(|()| None)
@@ -536,7 +508,8 @@ impl Session {
                             if self.timers[Timer::Header as usize].is_none() {
                                 self.set_timer(
                                     Timer::Header,
-                                    now.mono.saturating_add(self.app.config().header_timeout),
+                                    now.mono
+                                        .saturating_add(self.service.http_config().header_timeout),
                                 );
                             }
                             return;
@@ -571,7 +544,9 @@ impl Session {
                                 if p.consumed > 0 || self.timers[Timer::Body as usize].is_none() {
                                     self.set_timer(
                                         Timer::Body,
-                                        now.mono.saturating_add(self.app.config().header_timeout),
+                                        now.mono.saturating_add(
+                                            self.service.http_config().header_timeout,
+                                        ),
                                     );
                                 }
                                 return;
@@ -586,11 +561,9 @@ impl Session {
                         }
                     }
                 }
-                State::Job(_)
-                | State::Sleep { .. }
-                | State::Stream { .. }
-                | State::Closing(_)
-                | State::Closed => return,
+                State::Waiting | State::Stream { .. } | State::Closing(_) | State::Closed => {
+                    return;
+                }
             }
         }
     }
@@ -599,14 +572,15 @@ impl Session {
     fn start_request(&mut self, now: Now) {
         self.keep_alive &= self.head.keep_alive;
         let admitted = self
-            .app
-            .admit(now, &self.head, self.peer, &mut self.ctx, &mut self.res);
+            .service
+            .admit(now, &self.head, self.peer, &mut self.ex, &mut self.res);
+        let limits = &self.service.http_config().limits;
         let decoder = match self.head.framing {
             Framing::None => None,
             Framing::Length(n) => Some(BodyDecoder::length(n)),
             Framing::Chunked => Some(BodyDecoder::chunked(
-                self.app.limits().max_body_bytes,
-                self.app.limits().max_header_bytes,
+                limits.max_body_bytes,
+                limits.max_header_bytes,
             )),
         };
         match (decoder, admitted) {
@@ -625,7 +599,8 @@ impl Session {
                 self.body.clear();
                 self.set_timer(
                     Timer::Body,
-                    now.mono.saturating_add(self.app.config().header_timeout),
+                    now.mono
+                        .saturating_add(self.service.http_config().header_timeout),
                 );
                 self.state = State::Body { decoder, admitted };
             }
@@ -634,23 +609,18 @@ impl Session {
 
     fn dispatch(&mut self, now: Now) {
         match self
-            .app
-            .dispatch(now, &self.head, &self.body, &mut self.ctx, &mut self.res)
+            .service
+            .call(now, &self.head, &self.body, &mut self.ex, &mut self.res)
         {
-            Outcome::Respond => self.send_response(now),
-            Outcome::Job(wait) => {
-                self.job_effect = Some(wait.watcher());
-                self.set_timer(
-                    Timer::Request,
-                    now.mono.saturating_add(self.app.config().request_timeout),
-                );
-                self.state = State::Job(wait);
+            Reply::Now => self.send_response(now),
+            Reply::Later { deadline, wait } => {
+                self.wait_effect = wait;
+                if let Some(d) = deadline {
+                    self.set_timer(Timer::Handler, d);
+                }
+                self.state = State::Waiting;
             }
-            Outcome::Sleep { until, ms } => {
-                self.set_timer(Timer::Handler, until);
-                self.state = State::Sleep { ms };
-            }
-            Outcome::Stream { count, interval } => {
+            Reply::Stream { first } => {
                 let chunked = self.head.version == Version::Http11;
                 if !chunked {
                     // HTTP/1.0 has no chunked coding: the body ends when the connection does.
@@ -667,17 +637,36 @@ impl Session {
                 self.res
                     .encode(&mut self.out, &self.date, connection, with_body, framing);
                 self.arm_write(now);
-                if count == 0 || !with_body {
-                    self.end_stream(now, chunked && with_body);
-                } else {
-                    self.set_timer(Timer::Handler, now.mono.saturating_add(interval));
-                    self.state = State::Stream {
-                        left: count,
-                        seq: 0,
-                        interval,
-                        chunked,
-                        paused: false,
-                    };
+                if !with_body {
+                    self.end_stream(now, false);
+                    return;
+                }
+                self.state = State::Stream {
+                    chunked,
+                    paused: false,
+                };
+                match first {
+                    Some(at) if at > now.mono => self.set_timer(Timer::Handler, at),
+                    _ => self.stream_next(now),
+                }
+            }
+        }
+    }
+
+    /// Asks the service whether its deferred reply is ready, and sends it if so.
+    fn poll_reply(&mut self, now: Now) {
+        self.clear_timer(Timer::Handler);
+        match self
+            .service
+            .poll_reply(now, &mut self.ex, &mut self.res, self.draining)
+        {
+            ReplyPoll::Ready => {
+                self.state = State::Head;
+                self.send_response(now);
+            }
+            ReplyPoll::Pending { deadline } => {
+                if let Some(d) = deadline {
+                    self.set_timer(Timer::Handler, d);
                 }
             }
         }
@@ -709,16 +698,7 @@ impl Session {
                 self.sent = 0;
                 self.state = State::Closing(CloseReason::WriteTimeout);
             }
-            (Timer::Request, State::Job(wait)) => {
-                let done = wait.time_out();
-                self.finish_job(now, done);
-            }
-            (Timer::Handler, State::Sleep { ms }) => {
-                let ms = *ms;
-                self.state = State::Head;
-                self.app.sleep_response(&self.ctx, ms, &mut self.res);
-                self.send_response(now);
-            }
+            (Timer::Handler, State::Waiting) => self.poll_reply(now),
             (Timer::Handler, State::Stream { .. }) => self.stream_next(now),
             (Timer::Shrink, State::Head)
                 if self.rpos == self.rend && self.sent == self.out.len() =>
@@ -729,30 +709,25 @@ impl Session {
         }
     }
 
-    /// Emits the next event of a stream, or pauses it while the peer has not read what is
-    /// queued: the output a stream holds stays under `OUT_HIGH_WATER` plus one event.
+    /// Emits the service's next chunk, or pauses the stream while the peer has not read what
+    /// is queued: the output a stream holds stays under `OUT_HIGH_WATER` plus one chunk. A
+    /// drain ends the stream at once, with its last chunk.
     fn stream_next(&mut self, now: Now) {
-        let State::Stream {
-            left,
-            seq,
-            interval,
-            chunked,
-            paused,
-        } = &mut self.state
-        else {
+        let State::Stream { chunked, paused } = &mut self.state else {
             return;
         };
-        if self.out.len() - self.sent > OUT_HIGH_WATER {
+        let chunked = *chunked;
+        if self.out.len() - self.sent > OUT_HIGH_WATER && !self.draining {
             *paused = true;
             return;
         }
         *paused = false;
-        *left -= 1;
-        *seq += 1;
-        let (left, seq, interval, chunked) = (*left, *seq, *interval, *chunked);
-        let event = self.res.body_mut();
-        event.clear();
-        self.app.stream_event(now, &self.ctx, seq, event);
+        self.clear_timer(Timer::Handler);
+        let chunk = self.res.body_mut();
+        chunk.clear();
+        let step = self
+            .service
+            .poll_chunk(now, &mut self.ex, chunk, self.draining);
         self.compact_out();
         if chunked {
             encode_chunk(&mut self.out, self.res.body());
@@ -760,10 +735,9 @@ impl Session {
             self.out.extend_from_slice(self.res.body());
         }
         self.arm_write(now);
-        if left == 0 {
-            self.end_stream(now, chunked);
-        } else {
-            self.set_timer(Timer::Handler, now.mono.saturating_add(interval));
+        match step {
+            Chunk::More { next } => self.set_timer(Timer::Handler, next),
+            Chunk::Last => self.end_stream(now, chunked),
         }
     }
 
@@ -781,22 +755,15 @@ impl Session {
         if chunked {
             encode_last_chunk(&mut self.out);
         }
-        self.app
-            .finish(now, &mut self.ctx, Some(&self.head), Status::OK);
+        self.service
+            .finish(now, &mut self.ex, Some(&self.head), Status::OK);
         self.served += 1;
         self.after_response(now);
     }
 
-    fn finish_job(&mut self, now: Now, done: JobDone) {
-        self.clear_timer(Timer::Request);
-        // The job has ended, so dropping the wait cancels nothing.
-        self.state = State::Head;
-        self.app.job_response(now, &self.ctx, done, &mut self.res);
-        self.send_response(now);
-    }
-
     fn connection_header(&mut self) -> Option<&'static str> {
-        if !self.keep_alive || self.res.wants_close() || self.draining || self.app.is_draining() {
+        if !self.keep_alive || self.res.wants_close() || self.draining || self.service.is_draining()
+        {
             self.keep_alive = false;
             Some("close")
         } else if self.head_valid && self.head.version == Version::Http10 {
@@ -818,7 +785,8 @@ impl Session {
         if self.sent < self.out.len() && self.timers[Timer::Write as usize].is_none() {
             self.set_timer(
                 Timer::Write,
-                now.mono.saturating_add(self.app.config().write_timeout),
+                now.mono
+                    .saturating_add(self.service.http_config().write_timeout),
             );
         }
     }
@@ -837,7 +805,8 @@ impl Session {
             BodyFraming::Length,
         );
         let head = self.head_valid.then_some(&self.head);
-        self.app.finish(now, &mut self.ctx, head, self.res.status());
+        self.service
+            .finish(now, &mut self.ex, head, self.res.status());
         self.served += 1;
         self.arm_write(now);
         self.after_response(now);
@@ -851,44 +820,27 @@ impl Session {
             self.state = State::Head;
             self.set_timer(
                 Timer::Idle,
-                now.mono.saturating_add(self.app.config().idle_timeout),
+                now.mono
+                    .saturating_add(self.service.http_config().idle_timeout),
             );
         } else {
             self.state = State::Closing(CloseReason::Done);
         }
     }
 
-    /// Answers a protocol error with its status and the envelope, then closes.
+    /// Answers a protocol error with its status (the service writes the body), then closes.
     fn protocol_error(&mut self, now: Now, status: Status, message: &str) {
         self.keep_alive = false;
-        if !self.ctx_open() {
-            self.app.begin_unparsed(now, &mut self.ctx, self.peer);
-        }
         self.res.clear();
-        self.app.error(
-            now,
-            &self.ctx,
-            &mut self.res,
-            ErrorCode::for_status(status),
-            message,
-        );
+        self.service
+            .error(now, self.peer, &mut self.ex, &mut self.res, status, message);
         self.state = State::Head;
         self.send_response(now);
     }
 
-    fn ctx_open(&self) -> bool {
-        matches!(
-            self.state,
-            State::Body { .. } | State::Job(_) | State::Sleep { .. } | State::Stream { .. }
-        )
-    }
-
-    /// The client left or the socket failed mid-request: cancel what is pending.
+    /// The client left or the socket failed mid-request: the service drops what is pending.
     fn abandon(&mut self, _now: Now) {
-        if self.ctx_open() {
-            self.app.metrics().request_abandoned();
-        }
-        // Dropping a JobWait cancels a job that has not started.
+        self.service.abandon(&mut self.ex);
         self.state = State::Closed;
         self.timers = [None; TIMERS.len()];
     }
@@ -918,13 +870,11 @@ impl Session {
     }
 }
 
-impl Drop for Session {
+impl<S: Service> Drop for Session<S> {
     fn drop(&mut self) {
-        if self.ctx_open() {
-            self.app.metrics().request_abandoned();
-        }
+        self.service.abandon(&mut self.ex);
         if self.counted {
-            self.app.close_connection();
+            self.service.close_connection();
         }
     }
 }

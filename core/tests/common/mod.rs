@@ -171,12 +171,11 @@ impl Driver {
             while let Some(e) = self.session.poll_effect() {
                 progressed = true;
                 match e {
-                    Effect::AwaitJob(w) => self.job = Some(w),
+                    Effect::Wait(w) => self.job = Some(w),
                     Effect::Close(r) => {
                         assert!(self.closed.is_none(), "Close emitted twice");
                         self.closed = Some(r);
                     }
-                    _ => {}
                 }
             }
             if !progressed {
@@ -218,7 +217,7 @@ impl Driver {
                 ran += 1;
             }
         }
-        self.session.handle_job_ready(self.now);
+        self.session.handle_wake(self.now);
         self.drain();
         ran
     }

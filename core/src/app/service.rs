@@ -1,0 +1,172 @@
+//! weir's application as an HTTP [`Service`]: the session calls these, and they call the
+//! app's admission, handlers and bookkeeping. Deferred replies (a queued job, a sleep, a
+//! stream) keep their state in the request's [`RequestCtx`].
+
+use std::net::SocketAddr;
+
+use super::{App, Deferred, ErrorCode, RequestCtx};
+use crate::http::{Chunk, Head, HttpConfig, Reply, ReplyPoll, Response, Service, Status};
+use crate::jobs::JobWatch;
+use crate::time::Now;
+
+impl Service for App {
+    type Exchange = RequestCtx;
+    type Wait = JobWatch;
+
+    fn http_config(&self) -> &HttpConfig {
+        &self.http
+    }
+
+    fn open_connection(&self) -> bool {
+        App::open_connection(self)
+    }
+
+    fn close_connection(&self) {
+        App::close_connection(self)
+    }
+
+    fn refuse(&self, now: Now, peer: SocketAddr, ctx: &mut RequestCtx, res: &mut Response) {
+        self.begin_unparsed(now, ctx, peer);
+        res.header("Retry-After", b"1");
+        self.error(
+            now,
+            ctx,
+            res,
+            ErrorCode::ServiceOverloaded,
+            "connection limit reached",
+        );
+    }
+
+    fn admit(
+        &self,
+        now: Now,
+        head: &Head,
+        peer: SocketAddr,
+        ctx: &mut RequestCtx,
+        res: &mut Response,
+    ) -> bool {
+        App::admit(self, now, head, peer, ctx, res)
+    }
+
+    fn call(
+        &self,
+        now: Now,
+        head: &Head,
+        body: &[u8],
+        ctx: &mut RequestCtx,
+        res: &mut Response,
+    ) -> Reply<JobWatch> {
+        self.dispatch(now, head, body, ctx, res)
+    }
+
+    fn poll_reply(
+        &self,
+        now: Now,
+        ctx: &mut RequestCtx,
+        res: &mut Response,
+        draining: bool,
+    ) -> ReplyPoll {
+        match &ctx.deferred {
+            Deferred::Job { wait, deadline } => {
+                let done = match wait.try_done() {
+                    Some(done) => done,
+                    None if now.mono >= *deadline => wait.time_out(),
+                    // A drain lets a queued job finish (within SHUTDOWN_TIMEOUT).
+                    None => {
+                        return ReplyPoll::Pending {
+                            deadline: Some(*deadline),
+                        };
+                    }
+                };
+                // The job has ended, so dropping the wait cancels nothing.
+                ctx.deferred = Deferred::None;
+                self.job_response(now, ctx, done, res);
+            }
+            &Deferred::Sleep { until, ms } => {
+                if now.mono < until && !draining {
+                    return ReplyPoll::Pending {
+                        deadline: Some(until),
+                    };
+                }
+                // At a drain, answer at once with the time actually slept.
+                let slept = (now.mono.since(ctx.started).as_millis() as u64).min(ms);
+                ctx.deferred = Deferred::None;
+                self.sleep_response(ctx, slept, res);
+            }
+            Deferred::None | Deferred::Stream { .. } => {
+                res.clear();
+                self.error(
+                    now,
+                    ctx,
+                    res,
+                    ErrorCode::InternalError,
+                    "no reply was pending",
+                );
+            }
+        }
+        ReplyPoll::Ready
+    }
+
+    fn poll_chunk(
+        &self,
+        now: Now,
+        ctx: &mut RequestCtx,
+        out: &mut Vec<u8>,
+        draining: bool,
+    ) -> Chunk {
+        let Deferred::Stream {
+            left,
+            seq,
+            interval,
+        } = &mut ctx.deferred
+        else {
+            return Chunk::Last;
+        };
+        if draining || *left == 0 {
+            return Chunk::Last;
+        }
+        *left -= 1;
+        *seq += 1;
+        let (left, seq, interval) = (*left, *seq, *interval);
+        self.stream_event(now, ctx, seq, out);
+        if left == 0 {
+            Chunk::Last
+        } else {
+            Chunk::More {
+                next: now.mono.saturating_add(interval),
+            }
+        }
+    }
+
+    fn error(
+        &self,
+        now: Now,
+        peer: SocketAddr,
+        ctx: &mut RequestCtx,
+        res: &mut Response,
+        status: Status,
+        message: &str,
+    ) {
+        if !ctx.open {
+            self.begin_unparsed(now, ctx, peer);
+        }
+        App::error(self, now, ctx, res, ErrorCode::for_status(status), message);
+    }
+
+    fn finish(&self, now: Now, ctx: &mut RequestCtx, head: Option<&Head>, status: Status) {
+        App::finish(self, now, ctx, head, status)
+    }
+
+    fn abandon(&self, ctx: &mut RequestCtx) {
+        // Dropping a job's wait cancels it if it has not started.
+        ctx.deferred = Deferred::None;
+        if ctx.open {
+            ctx.open = false;
+            self.metrics().request_abandoned();
+        }
+    }
+
+    fn is_draining(&self) -> bool {
+        App::is_draining(self)
+    }
+}

@@ -1,0 +1,162 @@
+//! The seam between a connection and what it serves: a [`Service`] answers parsed requests;
+//! the [`Session`](super::Session) owns everything HTTP (framing, keep-alive, pipelining,
+//! `100-continue`, timeouts, backpressure) and knows nothing else.
+//!
+//! Invariants: the session calls the service in this order per request — `admit` once the head
+//! is complete (before any body is read), `call` once the body is complete, then, for a reply
+//! that is not ready at once, `poll_reply` / `poll_chunk` until it is done, and `finish` exactly
+//! once when the response (or the stream's last chunk) is queued. `abandon` replaces `finish`
+//! when the peer leaves first. Per-request state lives in the service's `Exchange`, which the
+//! session stores and hands back on every call; the session never looks inside it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::request::{Head, Limits};
+use super::response::{Response, Status};
+use crate::time::{Instant, Now};
+
+/// The limits and timeouts a session enforces for its service.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpConfig {
+    /// Head and body limits (431, 414, 413).
+    pub limits: Limits,
+    /// A head (or a stalled body) must arrive within this (408 and close).
+    pub header_timeout: Duration,
+    /// An idle keep-alive connection closes after this.
+    pub idle_timeout: Duration,
+    /// Queued output that makes no progress for this long aborts the connection.
+    pub write_timeout: Duration,
+    /// How long an idle connection stays open once a drain begins.
+    pub drain_grace: Duration,
+}
+
+/// How a service answers a request from [`Service::call`].
+#[derive(Debug)]
+pub enum Reply<W> {
+    /// The whole response is in the `Response`.
+    Now,
+    /// The response comes later: the session calls [`Service::poll_reply`] at `deadline` and
+    /// whenever the runtime reports `wait` ready (after an [`Effect::Wait`](super::Effect)).
+    Later {
+        /// When to poll again at the latest.
+        deadline: Option<Instant>,
+        /// What the runtime should wait on besides the socket and the timer.
+        wait: Option<W>,
+    },
+    /// The `Response` holds the head of a streamed body; the session frames what
+    /// [`Service::poll_chunk`] produces, first at `first` (or at once).
+    Stream {
+        /// When the first chunk is due.
+        first: Option<Instant>,
+    },
+}
+
+/// What [`Service::poll_reply`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyPoll {
+    /// The response is in the `Response`.
+    Ready,
+    /// Not yet; poll again at `deadline` or when the wait handle is ready.
+    Pending {
+        /// When to poll again at the latest.
+        deadline: Option<Instant>,
+    },
+}
+
+/// What [`Service::poll_chunk`] appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chunk {
+    /// Data was appended; the next chunk is due at `next`.
+    More {
+        /// When to poll again.
+        next: Instant,
+    },
+    /// Data (possibly none) was appended and the stream is over.
+    Last,
+}
+
+/// An application served over HTTP/1.1 by [`Session`](super::Session)s.
+pub trait Service {
+    /// Per-request state, kept by the session between calls.
+    type Exchange: Default + std::fmt::Debug;
+    /// A handle the runtime waits on for a deferred reply (a job's completion, say): it is
+    /// passed out in an [`Effect::Wait`](super::Effect) and the runtime calls
+    /// `Session::handle_wake` when it is ready.
+    type Wait: std::fmt::Debug;
+
+    /// The limits and timeouts for this service's connections.
+    fn http_config(&self) -> &HttpConfig;
+
+    /// A connection opens; false refuses it (the session then answers with
+    /// [`Service::refuse`] and closes).
+    fn open_connection(&self) -> bool;
+
+    /// A connection that `open_connection` accepted has closed.
+    fn close_connection(&self);
+
+    /// Fills `res` with the answer to a refused connection (503 past a connection limit).
+    fn refuse(&self, now: Now, peer: SocketAddr, ex: &mut Self::Exchange, res: &mut Response);
+
+    /// A complete head: route, authorize, limit. True: read the body and `call`; false: `res`
+    /// holds the refusal.
+    fn admit(
+        &self,
+        now: Now,
+        head: &Head,
+        peer: SocketAddr,
+        ex: &mut Self::Exchange,
+        res: &mut Response,
+    ) -> bool;
+
+    /// The body is complete: answer now, later, or with a stream.
+    fn call(
+        &self,
+        now: Now,
+        head: &Head,
+        body: &[u8],
+        ex: &mut Self::Exchange,
+        res: &mut Response,
+    ) -> Reply<Self::Wait>;
+
+    /// A deferred reply's deadline passed or its wait handle is ready; with `draining`, the
+    /// server is shutting down and the reply should end as soon as it properly can.
+    fn poll_reply(
+        &self,
+        now: Now,
+        ex: &mut Self::Exchange,
+        res: &mut Response,
+        draining: bool,
+    ) -> ReplyPoll;
+
+    /// The next chunk of a stream (appended to `out`, unframed); with `draining`, end it.
+    fn poll_chunk(
+        &self,
+        now: Now,
+        ex: &mut Self::Exchange,
+        out: &mut Vec<u8>,
+        draining: bool,
+    ) -> Chunk;
+
+    /// Fills `res` with the answer to a protocol error (`status`, `message`); the request may
+    /// not have been admitted (its head may not even have parsed).
+    fn error(
+        &self,
+        now: Now,
+        peer: SocketAddr,
+        ex: &mut Self::Exchange,
+        res: &mut Response,
+        status: Status,
+        message: &str,
+    );
+
+    /// The response to the current request is queued (`head` when it parsed).
+    fn finish(&self, now: Now, ex: &mut Self::Exchange, head: Option<&Head>, status: Status);
+
+    /// The peer left or the socket failed before the response was queued: drop what is
+    /// pending (a queued job is cancelled).
+    fn abandon(&self, ex: &mut Self::Exchange);
+
+    /// Whether the server is draining (responses then say `Connection: close`).
+    fn is_draining(&self) -> bool;
+}

@@ -477,20 +477,6 @@ fn access_log_lines(rt: &'static str) {
     let _ = std::fs::remove_file(log);
 }
 
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 for_each_runtime! {
     ping_and_keep_alive => super::ping_and_keep_alive;
     pipelining_in_order => super::pipelining_in_order;

@@ -235,20 +235,6 @@ fn trust_proxy_without_trusted_proxies_is_refused(rt: &'static str) {
     assert!(out.stdout.is_empty(), "{rt}: nothing was bound");
 }
 
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 for_each_runtime! {
     stream_amplification_is_bounded => super::stream_amplification_is_bounded;
     a_pipelining_flood_does_not_starve_its_io_thread => super::a_pipelining_flood_does_not_starve_its_io_thread;

@@ -382,6 +382,14 @@ pub struct JobWatch {
 }
 
 impl JobWatch {
+    /// Whether the job has ended (completed, failed, timed out or cancelled).
+    pub fn is_done(&self) -> bool {
+        !matches!(
+            self.slot.lock().state,
+            State::Queued | State::Running { .. }
+        )
+    }
+
     /// Blocks up to `timeout` for the job to end; true when it has (the std runtime's wait).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let inner = self.slot.lock();

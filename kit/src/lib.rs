@@ -13,6 +13,7 @@ pub mod clock;
 pub mod logging;
 pub mod net;
 pub mod process;
+pub mod serve;
 
 use std::net::TcpListener;
 use std::sync::Arc;

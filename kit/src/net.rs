@@ -47,3 +47,49 @@ pub fn accept_error(e: &io::Error) -> Option<Duration> {
     }
     Some(ACCEPT_BACKOFF)
 }
+
+/// Closes a connection in order after its last response: half-closes, then reads and drops
+/// what the peer still sends (at most [`LINGER_BYTES`], at most [`LINGER_TIME`] as `timeout`
+/// decides) so that the peer reads our last bytes instead of a reset. `readable` waits until
+/// the socket may be read (the runtime's readiness). A runtime calls it for
+/// `CloseReason::wants_linger`; other closes just drop the socket.
+pub async fn linger<R>(
+    sock: &std::net::TcpStream,
+    mut readable: impl FnMut() -> R,
+    timeout: impl std::future::Future<Output = ()>,
+) where
+    R: std::future::Future<Output = io::Result<()>>,
+{
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    let drain = async {
+        // On the heap: an array here would sit in every connection's future for its life.
+        let mut sink = vec![0u8; 4096];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            if readable().await.is_err() {
+                return;
+            }
+            match io::Read::read(&mut &*sock, &mut sink) {
+                Ok(0) => return,
+                Ok(n) => left = left.saturating_sub(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    };
+    crate::serve::first(drain, timeout).await;
+}
+
+/// [`linger`] for a blocking socket.
+pub fn linger_blocking(sock: &std::net::TcpStream) {
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    let _ = sock.set_read_timeout(Some(LINGER_TIME));
+    let mut sink = [0u8; 4096];
+    let mut left = LINGER_BYTES;
+    while left > 0 {
+        match io::Read::read(&mut &*sock, &mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}

@@ -1,15 +1,15 @@
 //! weir on blocking `std::net`: one OS thread per connection, blocking reads with timeouts
-//! taken from the session's deadlines. Only moves bytes and waits; decisions are in the core.
+//! taken from the session's deadlines. Only moves bytes and waits; decisions are in the core,
+//! everything else in the runtime kit.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_core::jobs::JobWatch;
-use weir_core::{App, CloseReason, Effect, Session};
-use weir_kit::{self as rt, Server, clock, net};
+use weir_core::{App, Session};
+use weir_kit::serve::{self as kit, Acceptor, Drain, ReadOutcome};
+use weir_kit::{self as rt, clock, net};
 
 /// Stack of a connection thread: the head parser keeps its header array (32 KiB at the
 /// `MAX_HEADERS` cap) on the stack; 256 KiB leaves ample room.
@@ -22,67 +22,34 @@ const CONN_STACK: usize = 256 * 1024;
 const MAX_WAIT: Duration = Duration::from_secs(1);
 
 fn main() {
-    let mut server = match Server::start("weir-std", "std") {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("weir-std: {e}");
-            std::process::exit(1);
-        }
-    };
-    let listener = server.take_listener();
-    // The accept thread waits on the listener and on this pair: closing the sending end at
-    // the drain wakes it (a blocked accept() could not be woken otherwise).
-    let (wake_rx, wake_tx) = UnixStream::pair().expect("invariant: a socket pair can be made");
-    let app = server.app.clone();
-    app.acceptors_started(1);
-    std::thread::Builder::new()
-        .name("weir-accept".into())
-        .spawn(move || {
-            accept_loop(&app, listener, wake_rx);
-            app.acceptor_stopped();
-        })
-        .expect("invariant: the OS can start the accept thread");
-    std::process::exit(server.run_until_signalled(move || drop(wake_tx)));
+    kit::run(kit::start("weir-std", "std"), 1, accept_loop)
 }
 
-fn accept_loop(app: &Arc<App>, listener: TcpListener, drain: UnixStream) {
+/// Waits on the listener and the drain's descriptor; at the drain, accepts what the kernel
+/// queued and returns (closing this copy of the listener).
+fn accept_loop(app: Arc<App>, listener: TcpListener, drain: Arc<Drain>, _acceptor: Acceptor) {
     use rustix::event::{PollFd, PollFlags, poll};
-    listener
-        .set_nonblocking(true)
-        .expect("invariant: a bound listener can be non-blocking");
     loop {
         let mut fds = [
             PollFd::new(&listener, PollFlags::IN),
-            PollFd::new(&drain, PollFlags::IN),
+            PollFd::new(drain.pollable(), PollFlags::IN),
         ];
-        match poll(&mut fds, None) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => {
-                tracing::error!(error = %e, "poll on the listener failed; accepting stops");
-                return;
+        if let Err(e) = poll(&mut fds, None) {
+            if e == rustix::io::Errno::INTR {
+                continue;
             }
+            tracing::error!(error = %e, "poll on the listener failed; accepting stops");
+            return;
         }
         let draining = !fds[1].revents().is_empty();
-        // Accept everything queued; at the drain this answers what the kernel already held
-        // (those clients sent their requests before the signal), then the listener closes.
-        loop {
-            match listener.accept() {
-                Ok((stream, peer)) => spawn_connection(app, stream, peer),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    if let Some(pause) = net::accept_error(&e) {
-                        if draining {
-                            return;
-                        }
-                        std::thread::sleep(pause);
-                        break;
-                    }
-                }
-            }
-        }
+        let pause = kit::accept_queued(&listener, |stream, peer| {
+            spawn_connection(&app, stream, peer)
+        });
         if draining {
             return;
+        }
+        if let Some(pause) = pause {
+            std::thread::sleep(pause);
         }
     }
 }
@@ -104,15 +71,14 @@ fn connection(app: &Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(app.config().write_timeout));
     let mut s = app.session(peer, clock::now());
-    let mut job: Option<JobWatch> = None;
-    let mut drain_seen = false;
+    let (mut job, mut drain_seen) = (None, false);
     loop {
         flush(&mut s, &mut stream);
-        while let Some(effect) = s.poll_effect() {
-            match effect {
-                Effect::Wait(w) => job = Some(w),
-                Effect::Close(reason) => return close(stream, reason),
+        if let Some(reason) = kit::take_effects(&mut s, &mut job) {
+            if reason.wants_linger() {
+                net::linger_blocking(&stream);
             }
+            return;
         }
         if !drain_seen && app.is_draining() {
             drain_seen = true;
@@ -134,18 +100,9 @@ fn connection(app: &Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
             }
         } else if s.wants_read() {
             let _ = stream.set_read_timeout(Some(wait));
-            match stream.read(s.recv_buf()) {
-                Ok(0) => s.handle_eof(clock::now()),
-                Ok(n) => s.handle_read(clock::now(), n),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) =>
-                {
-                    s.handle_timeout(clock::now())
-                }
-                Err(e) => s.handle_io_error(clock::now(), e.kind().into()),
+            let read = |buf: &mut [u8]| std::io::Read::read(&mut stream, buf);
+            if kit::read(&mut s, read) == ReadOutcome::WouldBlock {
+                s.handle_timeout(clock::now());
             }
         } else {
             std::thread::sleep(wait);
@@ -160,8 +117,7 @@ fn peek_for_departure(s: &mut Session, stream: &TcpStream) {
     if stream.set_nonblocking(true).is_err() {
         return;
     }
-    let mut probe = [0u8; 1];
-    match stream.peek(&mut probe) {
+    match stream.peek(&mut [0u8; 1]) {
         Ok(0) => s.handle_eof(clock::now()),
         Err(e) if e.kind() != ErrorKind::WouldBlock => {
             s.handle_io_error(clock::now(), e.kind().into())
@@ -178,24 +134,6 @@ fn flush(s: &mut Session, stream: &mut TcpStream) {
         s.handle_timeout(clock::now());
         if s.is_closed() {
             return;
-        }
-    }
-}
-
-/// Closes the socket; after an orderly end, half-closes and drains briefly so the peer reads
-/// the last response rather than a reset.
-fn close(mut stream: TcpStream, reason: CloseReason) {
-    if !reason.wants_linger() {
-        return;
-    }
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(net::LINGER_TIME));
-    let mut sink = [0u8; 4096];
-    let mut left = net::LINGER_BYTES;
-    while left > 0 {
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => left = left.saturating_sub(n),
         }
     }
 }

@@ -349,3 +349,19 @@ pub fn retry(mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (tests that hold many
+/// connections).
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

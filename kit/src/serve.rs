@@ -1,0 +1,265 @@
+//! What every runtime does besides its I/O: start or exit, run its I/O threads, one drain
+//! signal, the accept-queue sweep at the drain, the effects loop and the timer re-arm rule.
+//! Written once here; a runtime only supplies how it reads, writes and waits.
+//!
+//! Invariants: the drain is signalled once and never unset; an [`Acceptor`] token exists per
+//! accept loop from before the first accept until that loop has swept the kernel's queue, and
+//! the shutdown sequence waits for all of them (so queued clients are answered, not reset).
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
+
+use event_listener::{Event, EventListener};
+use weir_core::jobs::JobWatch;
+use weir_core::{App, CloseReason, Effect, Instant, Session};
+
+use crate::{Server, clock};
+
+/// The process's drain signal, waitable from any executor (a future), or by `poll` on a
+/// descriptor (a blocking thread).
+#[derive(Debug)]
+pub struct Drain {
+    set: AtomicBool,
+    event: Event,
+    /// Readable (at end of stream) once the drain began: the other end is shut down.
+    pollable: (UnixStream, UnixStream),
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain {
+            set: AtomicBool::new(false),
+            event: Event::new(),
+            pollable: UnixStream::pair().expect("invariant: a socket pair can be made"),
+        }
+    }
+}
+
+impl Drain {
+    /// Signals the drain to every listener, once.
+    pub fn begin(&self) {
+        self.set.store(true, Ordering::Release);
+        self.event.notify(usize::MAX);
+        let _ = self.pollable.1.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// A descriptor that polls readable once the drain began.
+    pub fn pollable(&self) -> &UnixStream {
+        &self.pollable.0
+    }
+
+    /// Whether the drain has begun.
+    pub fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    /// A future that completes at the drain, or `None` when it has already begun (listening
+    /// before looking at the flag, so a drain between the two is never missed).
+    pub fn listen(&self) -> Option<EventListener> {
+        let listener = self.event.listen();
+        (!self.is_set()).then_some(listener)
+    }
+}
+
+/// Held by an accept loop until it has accepted what the kernel queued before the drain;
+/// dropping it tells the shutdown sequence so.
+#[derive(Debug)]
+pub struct Acceptor(Arc<App>);
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        self.0.acceptor_stopped();
+    }
+}
+
+/// [`Server::start`], or exit 1 with the error on stderr.
+pub fn start(bin: &str, runtime: &'static str) -> Server {
+    Server::start(bin, runtime).unwrap_or_else(|e| {
+        eprintln!("{bin}: {e}");
+        std::process::exit(1)
+    })
+}
+
+/// Runs `serve` on `threads` I/O threads, each with its own copy of the (non-blocking)
+/// listener, the drain and an [`Acceptor`]; runs the shutdown sequence on this thread and
+/// exits the process with its status.
+pub fn run<F>(mut server: Server, threads: usize, serve: F) -> !
+where
+    F: Fn(Arc<App>, TcpListener, Arc<Drain>, Acceptor) + Send + Clone + 'static,
+{
+    let listener = server.take_listener();
+    listener
+        .set_nonblocking(true)
+        .expect("invariant: a bound listener can be non-blocking");
+    let drain = Arc::new(Drain::default());
+    server.app.acceptors_started(threads);
+    for i in 0..threads {
+        let (app, drain, serve) = (server.app.clone(), drain.clone(), serve.clone());
+        let listener = listener
+            .try_clone()
+            .expect("invariant: a listener fd can be duplicated");
+        let acceptor = Acceptor(app.clone());
+        std::thread::Builder::new()
+            .name(format!("weir-io-{i}"))
+            .spawn(move || serve(app, listener, drain, acceptor))
+            .expect("invariant: the OS can start the I/O threads");
+    }
+    drop(listener);
+    let code = server.run_until_signalled(|| drain.begin());
+    std::process::exit(code)
+}
+
+/// Accepts, without waiting, everything the kernel has queued on `listener`, handing each
+/// connection, non-blocking, to `each` (the drain's last sweep; the runtime's readiness may
+/// lag, so this asks the socket itself). Returns the pause to take when it stopped because
+/// descriptors or memory ran out.
+pub fn accept_queued(
+    listener: &TcpListener,
+    mut each: impl FnMut(TcpStream, SocketAddr),
+) -> Option<std::time::Duration> {
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if stream.set_nonblocking(true).is_ok() {
+                    each(stream, peer);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+            Err(e) => {
+                if let Some(pause) = crate::net::accept_error(&e) {
+                    return Some(pause);
+                }
+            }
+        }
+    }
+}
+
+/// Takes the session's effects: keeps a wait handle in `job`; returns the reason to close.
+pub fn take_effects(s: &mut Session, job: &mut Option<JobWatch>) -> Option<CloseReason> {
+    while let Some(effect) = s.poll_effect() {
+        match effect {
+            Effect::Wait(w) => *job = Some(w),
+            Effect::Close(reason) => return Some(reason),
+        }
+    }
+    None
+}
+
+/// The timer re-arm rule: re-arm only for an earlier deadline. A later one (the idle timer
+/// moving on with every request) waits for the armed alarm, which is harmless early because
+/// `handle_timeout` is idempotent; this keeps timer-wheel work off the request path.
+#[derive(Debug, Default)]
+pub struct Alarm(Option<Instant>);
+
+impl Alarm {
+    /// The time to set the runtime's timer to, when `deadline` is earlier than the armed one.
+    pub fn rearm(&mut self, deadline: Option<Instant>) -> Option<std::time::Instant> {
+        let d = deadline.filter(|d| self.0.is_none_or(|a| *d < a))?;
+        self.0 = Some(d);
+        Some(clock::to_std(d))
+    }
+
+    /// Whether the armed time has come.
+    pub fn is_due(&self, now: weir_core::Now) -> bool {
+        self.0.is_some_and(|at| at <= now.mono)
+    }
+
+    /// The timer fired.
+    pub fn fired(&mut self) {
+        self.0 = None;
+    }
+
+    /// Whether a timer is set.
+    pub fn is_armed(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+/// Completes when the first of `a` and `b` does (a two-way select for any executor).
+pub async fn first(a: impl Future<Output = ()>, b: impl Future<Output = ()>) {
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    std::future::poll_fn(|cx| {
+        if a.as_mut().poll(cx).is_ready() || b.as_mut().poll(cx).is_ready() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// A future of the value in `slot`, pending forever while it is empty (a wait handle or a
+/// drain listener that a connection may or may not hold).
+pub fn when_some<F: Future + Unpin>(slot: &mut Option<F>) -> impl Future<Output = F::Output> + '_ {
+    std::future::poll_fn(move |cx| match slot.as_mut() {
+        Some(f) => Pin::new(f).poll(cx),
+        None => Poll::Pending,
+    })
+}
+
+/// What [`read`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// The buffer filled: the socket may hold more.
+    Full,
+    /// Fewer bytes than the room: the socket is drained for now.
+    Short,
+    /// Nothing to read now (or a blocking read timed out).
+    WouldBlock,
+    /// End of stream or a socket error, handed to the session.
+    Ended,
+}
+
+/// Reads once into the session's receive buffer through `read` and tells the session what
+/// happened.
+pub fn read(
+    s: &mut Session,
+    read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
+) -> ReadOutcome {
+    use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
+    let buf = s.recv_buf();
+    let room = buf.len();
+    let result = read(buf);
+    let now = clock::now();
+    match result {
+        Ok(0) => {
+            s.handle_eof(now);
+            ReadOutcome::Ended
+        }
+        Ok(n) => {
+            s.handle_read(now, n);
+            if n == room {
+                ReadOutcome::Full
+            } else {
+                ReadOutcome::Short
+            }
+        }
+        Err(e) if matches!(e.kind(), WouldBlock | TimedOut | Interrupted) => {
+            ReadOutcome::WouldBlock
+        }
+        Err(e) => {
+            s.handle_io_error(now, e.kind().into());
+            ReadOutcome::Ended
+        }
+    }
+}
+
+/// Awaits `f`, and says whether it had to wait (was pending at least once) or was ready at
+/// once (a connection loop that never waits must yield now and then).
+pub async fn awaited<F: Future>(f: F) -> (F::Output, bool) {
+    let mut f = std::pin::pin!(f);
+    let mut waited = false;
+    std::future::poll_fn(|cx| match f.as_mut().poll(cx) {
+        Poll::Ready(v) => Poll::Ready((v, waited)),
+        Poll::Pending => {
+            waited = true;
+            Poll::Pending
+        }
+    })
+    .await
+}

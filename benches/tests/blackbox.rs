@@ -225,7 +225,9 @@ fn thousand_concurrent_connections(rt: &'static str) {
 }
 
 fn client_leaving_cancels_its_job(rt: &'static str) {
-    let srv = Server::start(rt, &[("WORKER_COUNT", "1"), ("JOB_COST", SLOW_JOB)]);
+    // The first job must outlast weir-std's longest wait (1 s) for noticing a departed client,
+    // even on a loaded machine, or the second job starts before it can be cancelled.
+    let srv = Server::start(rt, &[("WORKER_COUNT", "1"), ("JOB_COST", "400000000")]);
     let mut busy = srv.connect();
     busy.write_all(post("/api/v1/compute/intensive", "{\"number\": 1}").as_bytes())
         .unwrap();

@@ -233,8 +233,8 @@ pub fn run_worker(app: &App, stop: &crossbeam_channel::Receiver<()>) {
 
 /// Writes what `s` has queued through `write` until the socket would block (or times out);
 /// true if it did. A socket error is handed to the session. Shared by the three runtimes.
-pub fn flush(
-    s: &mut weir_core::Session,
+pub fn flush<S: weir_core::Service>(
+    s: &mut weir_core::http::Session<S>,
     mut write: impl FnMut(&[u8]) -> std::io::Result<usize>,
 ) -> bool {
     use std::io::ErrorKind;

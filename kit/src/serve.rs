@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use event_listener::{Event, EventListener};
-use weir_core::jobs::JobWatch;
-use weir_core::{App, CloseReason, Effect, Instant, Session};
+use weir_core::http::{self, Effect};
+use weir_core::{App, CloseReason, Instant, Service};
 
 use crate::{Server, clock};
 
@@ -64,6 +64,17 @@ impl Drain {
         let listener = self.event.listen();
         (!self.is_set()).then_some(listener)
     }
+}
+
+/// A service an async runtime can serve: shared across threads, with waits that are futures.
+pub trait Served:
+    Service<Exchange: Send, Wait: Future<Output = ()> + Unpin + Send> + Send + Sync + 'static
+{
+}
+
+impl<S> Served for S where
+    S: Service<Exchange: Send, Wait: Future<Output = ()> + Unpin + Send> + Send + Sync + 'static
+{
 }
 
 /// Held by an accept loop until it has accepted what the kernel queued before the drain;
@@ -140,10 +151,13 @@ pub fn accept_queued(
 }
 
 /// Takes the session's effects: keeps a wait handle in `job`; returns the reason to close.
-pub fn take_effects(s: &mut Session, job: &mut Option<JobWatch>) -> Option<CloseReason> {
+pub fn take_effects<S: Service>(
+    s: &mut http::Session<S>,
+    wait: &mut Option<S::Wait>,
+) -> Option<CloseReason> {
     while let Some(effect) = s.poll_effect() {
         match effect {
-            Effect::Wait(w) => *job = Some(w),
+            Effect::Wait(w) => *wait = Some(w),
             Effect::Close(reason) => return Some(reason),
         }
     }
@@ -217,8 +231,8 @@ pub enum ReadOutcome {
 
 /// Reads once into the session's receive buffer through `read` and tells the session what
 /// happened.
-pub fn read(
-    s: &mut Session,
+pub fn read<S: Service>(
+    s: &mut http::Session<S>,
     read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
 ) -> ReadOutcome {
     use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};

@@ -1,21 +1,12 @@
 //! weir on tokio: one current-thread runtime per I/O thread sharing the listener (default,
-//! `RUNTIME_LAYOUT=per-core`), or one multi-thread runtime (`RUNTIME_LAYOUT=shared`).
-//! This file only moves bytes between sockets and `weir_core::Session` and waits; every
-//! decision is in the core, everything else in the runtime kit.
+//! `RUNTIME_LAYOUT=per-core`), or one multi-thread runtime (`RUNTIME_LAYOUT=shared`), each
+//! serving weir's application with the library's `serve`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::Ready;
-use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::{Builder, Runtime};
 use weir_core::config::Layout;
-use weir_core::{App, CloseReason};
-use weir_kit::serve::{Acceptor, Alarm, Drain, accept_queued, take_effects, when_some};
-use weir_kit::{self as rt, clock, net};
+use weir_tokio::serve;
 
 fn main() {
     let server = weir_kit::serve::start("weir-tokio", "tokio");
@@ -36,134 +27,4 @@ fn main() {
 fn runtime(builder: &mut Builder) -> Arc<Runtime> {
     let runtime = builder.enable_all().build();
     Arc::new(runtime.expect("invariant: the tokio runtime starts"))
-}
-
-/// Accepts until the drain, then what the kernel queued, then keeps this runtime alive for
-/// its connections (the process exits from `main`).
-async fn serve(app: Arc<App>, listener: StdListener, drain: Arc<Drain>, acceptor: Acceptor) {
-    let listener = TcpListener::from_std(listener).expect("invariant: the listener registers");
-    let spawn = |stream, peer| tokio::spawn(connection(app.clone(), stream, peer, drain.clone()));
-    if let Some(mut drained) = drain.listen() {
-        loop {
-            tokio::select! {
-                r = listener.accept() => match r {
-                    Ok((stream, peer)) => drop(spawn(stream, peer)),
-                    Err(e) => if let Some(pause) = net::accept_error(&e) {
-                        tokio::time::sleep(pause).await;
-                    },
-                },
-                _ = &mut drained => break,
-            }
-        }
-    }
-    if let Ok(listener) = listener.into_std() {
-        let _ = accept_queued(&listener, |stream, peer| {
-            if let Ok(stream) = TcpStream::from_std(stream) {
-                drop(spawn(stream, peer));
-            }
-        });
-    }
-    drop(acceptor);
-    std::future::pending::<()>().await
-}
-
-/// What woke a connection: the session is touched only after the wait returns one of these.
-enum Wake<'a> {
-    Readable(std::io::Result<AsyncFdReadyGuard<'a, std::net::TcpStream>>),
-    Writable(std::io::Result<AsyncFdReadyGuard<'a, std::net::TcpStream>>),
-    Timer,
-    Job,
-    Drain,
-}
-
-async fn connection(app: Arc<App>, stream: TcpStream, peer: SocketAddr, drain: Arc<Drain>) {
-    let _ = stream.set_nodelay(true);
-    // AsyncFd rather than TcpStream: a short read clears the readiness at once, which saves
-    // the read that would only return EAGAIN — one syscall per request.
-    let Ok(std_stream) = stream.into_std() else {
-        return;
-    };
-    // SAFETY: the TcpStream owns its descriptor, and it does not change or close while the
-    // AsyncFd owns the stream (the contract of `register`).
-    let Ok(sock) = (unsafe { AsyncFd::register(std_stream) }) else {
-        return;
-    };
-    let mut s = app.session(peer, clock::now());
-    let mut job = None;
-    let mut drained = drain.listen();
-    if drained.is_none() {
-        s.handle_drain(clock::now());
-    }
-    let sleep = tokio::time::sleep(Duration::from_secs(3600));
-    tokio::pin!(sleep);
-    let mut alarm = Alarm::default();
-    loop {
-        let blocked = rt::flush(&mut s, |bytes| sock.get_ref().write(bytes));
-        if let Some(reason) = take_effects(&mut s, &mut job) {
-            return close(sock, reason).await;
-        }
-        let (wants_read, wants_write) = (s.wants_read(), blocked && s.poll_transmit().is_some());
-        if let Some(at) = alarm.rearm(s.poll_timeout()) {
-            sleep.as_mut().reset(tokio::time::Instant::from_std(at));
-        }
-        let wake = tokio::select! {
-            biased;
-            g = sock.readable(), if wants_read => Wake::Readable(g),
-            g = sock.writable(), if wants_write => Wake::Writable(g),
-            _ = when_some(&mut job) => Wake::Job,
-            _ = &mut sleep, if alarm.is_armed() => Wake::Timer,
-            _ = when_some(&mut drained) => Wake::Drain,
-        };
-        let now = clock::now();
-        match wake {
-            Wake::Readable(Ok(mut guard)) => {
-                let buf = s.recv_buf();
-                let room = buf.len();
-                match guard.try_io(|sock| sock.get_ref().read(buf)) {
-                    Ok(Ok(0)) => s.handle_eof(now),
-                    Ok(Ok(n)) => {
-                        if n < room {
-                            // Drained; an event newer than this guard keeps its readiness.
-                            guard.clear_ready_matching(Ready::READABLE);
-                        }
-                        s.handle_read(now, n);
-                    }
-                    Ok(Err(e)) => s.handle_io_error(now, e.kind().into()),
-                    Err(_would_block) => {}
-                }
-            }
-            // The flush at the top retries; a stale readiness costs one more round at most.
-            Wake::Writable(Ok(mut guard)) => guard.clear_ready_matching(Ready::WRITABLE),
-            Wake::Readable(Err(e)) | Wake::Writable(Err(e)) => {
-                s.handle_io_error(now, e.kind().into())
-            }
-            Wake::Timer => {
-                alarm.fired();
-                s.handle_timeout(now);
-            }
-            Wake::Job => {
-                job = None;
-                s.handle_wake(now);
-            }
-            Wake::Drain => {
-                drained = None;
-                s.handle_drain(now);
-            }
-        }
-    }
-}
-
-/// Closes the socket; after an orderly end, lingers so the peer reads the last response.
-async fn close(sock: AsyncFd<std::net::TcpStream>, reason: CloseReason) {
-    if reason.wants_linger() {
-        // Readiness is cleared before each read: a read that finds nothing then waits for
-        // the next edge.
-        let readable = || async { sock.readable().await.map(|mut g| g.clear_ready()) };
-        net::linger(
-            sock.get_ref(),
-            readable,
-            tokio::time::sleep(net::LINGER_TIME),
-        )
-        .await;
-    }
 }

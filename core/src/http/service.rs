@@ -16,7 +16,7 @@ use super::request::{Head, Limits};
 use super::response::{Response, Status};
 use crate::time::{Instant, Now};
 
-/// The limits and timeouts a session enforces for its service.
+/// The limits and timeouts a session enforces for its service (defaults: weir's).
 #[derive(Clone, Copy, Debug)]
 pub struct HttpConfig {
     /// Head and body limits (431, 414, 413).
@@ -29,6 +29,18 @@ pub struct HttpConfig {
     pub write_timeout: Duration,
     /// How long an idle connection stays open once a drain begins.
     pub drain_grace: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            limits: Limits::default(),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(15),
+            drain_grace: Duration::from_secs(1),
+        }
+    }
 }
 
 /// How a service answers a request from [`Service::call`].
@@ -89,17 +101,22 @@ pub trait Service {
     fn http_config(&self) -> &HttpConfig;
 
     /// A connection opens; false refuses it (the session then answers with
-    /// [`Service::refuse`] and closes).
-    fn open_connection(&self) -> bool;
+    /// [`Service::refuse`] and closes). Default: every connection is welcome.
+    fn open_connection(&self) -> bool {
+        true
+    }
 
     /// A connection that `open_connection` accepted has closed.
-    fn close_connection(&self);
+    fn close_connection(&self) {}
 
-    /// Fills `res` with the answer to a refused connection (503 past a connection limit).
-    fn refuse(&self, now: Now, peer: SocketAddr, ex: &mut Self::Exchange, res: &mut Response);
+    /// Fills `res` with the answer to a refused connection (default: a bare 503).
+    fn refuse(&self, now: Now, peer: SocketAddr, ex: &mut Self::Exchange, res: &mut Response) {
+        let _ = (now, peer, ex);
+        res.set_status(Status::SERVICE_UNAVAILABLE);
+    }
 
     /// A complete head: route, authorize, limit. True: read the body and `call`; false: `res`
-    /// holds the refusal.
+    /// holds the refusal. Default: admit everything.
     fn admit(
         &self,
         now: Now,
@@ -107,7 +124,10 @@ pub trait Service {
         peer: SocketAddr,
         ex: &mut Self::Exchange,
         res: &mut Response,
-    ) -> bool;
+    ) -> bool {
+        let _ = (now, head, peer, ex, res);
+        true
+    }
 
     /// The body is complete: answer now, later, or with a stream.
     fn call(
@@ -127,7 +147,13 @@ pub trait Service {
         ex: &mut Self::Exchange,
         res: &mut Response,
         draining: bool,
-    ) -> ReplyPoll;
+    ) -> ReplyPoll {
+        // Only called after `call` answered `Reply::Later`; a service that never does has
+        // nothing pending.
+        let _ = (now, ex, draining);
+        res.set_status(Status::INTERNAL_ERROR);
+        ReplyPoll::Ready
+    }
 
     /// The next chunk of a stream (appended to `out`, unframed); with `draining`, end it.
     fn poll_chunk(
@@ -136,10 +162,14 @@ pub trait Service {
         ex: &mut Self::Exchange,
         out: &mut Vec<u8>,
         draining: bool,
-    ) -> Chunk;
+    ) -> Chunk {
+        let _ = (now, ex, out, draining);
+        Chunk::Last
+    }
 
     /// Fills `res` with the answer to a protocol error (`status`, `message`); the request may
     /// not have been admitted (its head may not even have parsed).
+    /// Default: the status with the message as plain text.
     fn error(
         &self,
         now: Now,
@@ -148,15 +178,26 @@ pub trait Service {
         res: &mut Response,
         status: Status,
         message: &str,
-    );
+    ) {
+        let _ = (now, peer, ex);
+        res.set_status(status);
+        res.header("Content-Type", b"text/plain; charset=utf-8");
+        res.body_mut().extend_from_slice(message.as_bytes());
+    }
 
     /// The response to the current request is queued (`head` when it parsed).
-    fn finish(&self, now: Now, ex: &mut Self::Exchange, head: Option<&Head>, status: Status);
+    fn finish(&self, now: Now, ex: &mut Self::Exchange, head: Option<&Head>, status: Status) {
+        let _ = (now, ex, head, status);
+    }
 
     /// The peer left or the socket failed before the response was queued: drop what is
     /// pending (a queued job is cancelled).
-    fn abandon(&self, ex: &mut Self::Exchange);
+    fn abandon(&self, ex: &mut Self::Exchange) {
+        *ex = Self::Exchange::default();
+    }
 
     /// Whether the server is draining (responses then say `Connection: close`).
-    fn is_draining(&self) -> bool;
+    fn is_draining(&self) -> bool {
+        false
+    }
 }

@@ -571,6 +571,7 @@ impl<S: Service> Session<S> {
     /// A complete head is in `self.head`: admit it, then read its body or dispatch.
     fn start_request(&mut self, now: Now) {
         self.keep_alive &= self.head.keep_alive;
+        self.res.clear();
         let admitted = self
             .service
             .admit(now, &self.head, self.peer, &mut self.ex, &mut self.res);

@@ -206,7 +206,8 @@ fn slowloris_is_cut(rt: &'static str) {
 /// 1,000 connections open at once on every runtime. Beyond that the models part ways: the
 /// async runtimes hold 10,000 idle connections at ≈ 3.5 KB each (BENCHMARKS.md,
 /// `weir-compare --idle 10000`), while weir-std needs a thread per connection (≈ 48 KB each)
-/// and cannot reach SPEC's 100,000 — so no test here asks any runtime for 100k.
+/// and cannot reach the default MAX_CONNECTIONS (100,000); this machine's descriptor limit
+/// (20,000) also caps one process at about 19,900 — so no test here asks for 100k.
 fn thousand_concurrent_connections(rt: &'static str) {
     raise_fd_limit();
     let srv = Server::start(rt, &[]);

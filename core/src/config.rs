@@ -1,4 +1,4 @@
-//! Configuration: every setting of SPEC.md from environment pairs and command-line flags.
+//! Configuration: every setting (docs/configuration.md) from environment pairs and flags.
 //!
 //! Parsing is a pure function of its inputs ([`Config::from_sources`]); it never reads the
 //! process environment. Invariants: a flag wins over the variable of the same meaning; every

@@ -1,4 +1,4 @@
-//! The HTTP API of SPEC.md through a session: endpoints, error codes, limits, metrics.
+//! The HTTP API (docs/api.md) through a session: endpoints, error codes, limits, metrics.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Error codes and the JSON error envelope of SPEC.md:
+//! Error codes and the JSON error envelope (docs/api.md):
 //! `{"request_id":"…","error":"<human message>","code":"<CODE>","timestamp":<unix s>}`.
 
 use super::json;

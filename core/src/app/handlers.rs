@@ -1,4 +1,4 @@
-//! The endpoints of SPEC.md. Each fills the session's reusable [`Response`]; the hot ones
+//! The endpoints (docs/api.md). Each fills the session's reusable [`Response`]; the hot ones
 //! (`/ping`, `compute/fast`) write their bodies without allocating.
 
 use std::fmt::Write as _;

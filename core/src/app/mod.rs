@@ -30,7 +30,7 @@ pub use error::{ErrorCode, write_error};
 pub use request_id::RequestId;
 use router::{Match, Router, RouterBuilder};
 
-/// The endpoints of SPEC.md.
+/// The endpoints (docs/api.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Endpoint {

@@ -696,7 +696,7 @@ mod tests {
         assert_eq!(h.framing, Framing::Chunked);
     }
 
-    // One test per framing rule of SPEC.md "HTTP/1.1 behaviour".
+    // One test per framing rule of docs/api.md "HTTP/1.1".
     #[test]
     fn rejects_content_length_with_transfer_encoding() {
         assert_eq!(

@@ -14,14 +14,14 @@
 //!
 //! 1. write what [`Session::poll_transmit`] yields, then [`Session::advance_transmit`] with the
 //!    number of bytes written (partial writes are fine);
-//! 2. take every [`Effect`] from [`Session::poll_effect`]: keep an [`Effect::AwaitJob`] watch,
+//! 2. take every [`Effect`] from [`Session::poll_effect`]: keep an `Effect::Wait` handle,
 //!    and on [`Effect::Close`] close the socket (half-close and drain briefly when
 //!    [`CloseReason::wants_linger`]) and drop the session;
 //! 3. wait for the first of: the socket readable (if [`Session::wants_read`]) or writable (if
-//!    output is pending), the deadline [`Session::poll_timeout`], the job watch, a drain signal;
+//!    output is pending), the deadline [`Session::poll_timeout`], the wait handle, a drain signal;
 //! 4. feed what happened: [`Session::recv_buf`] + [`Session::handle_read`] (or
 //!    [`Session::handle_eof`] on a zero-byte read), [`Session::handle_timeout`],
-//!    [`Session::handle_job_ready`], [`Session::handle_drain`], [`Session::handle_io_error`].
+//!    [`Session::handle_wake`], [`Session::handle_drain`], [`Session::handle_io_error`].
 //!
 //! Blocking (one thread per connection), in outline:
 //!
@@ -52,16 +52,23 @@
 //! ```ignore
 //! loop {
 //!     flush(&mut session, &stream)?;                       // poll_transmit / advance_transmit
-//!     for effect in effects(&mut session) { ... }          // AwaitJob(watch) / Close
+//!     for effect in effects(&mut session) { ... }          // Wait(handle) / Close
 //!     let event = select! {                                // the session is not borrowed here
 //!         r = stream.ready(interest) => Event::Io(r),
 //!         _ = sleep_until(session.poll_timeout()) => Event::Timer,
-//!         _ = &mut watch => Event::Job,
-//!         _ = drain.changed() => Event::Drain,
+//!         _ = &mut handle => Event::Wake,
+//!         _ = &mut drain => Event::Drain,
 //!     };
 //!     match event { ... }                                  // handle_read / handle_timeout / ...
 //! }
 //! ```
+//!
+//! ## Your own service
+//!
+//! [`Session`] is weir's application on [`http::Session`], which serves any
+//! [`http::Service`]: implement `http_config` and `call` (the other methods have defaults)
+//! and serve it with a runtime — `runtime-tokio/examples/own_service.rs` does it in under 60
+//! lines (CI runs it).
 //!
 //! The queued jobs of `/api/v1/compute/intensive` are run by worker threads the runtime
 //! starts (`weir_kit::run_worker`), taking from [`App::queue`].

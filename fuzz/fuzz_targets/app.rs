@@ -6,12 +6,15 @@
 //! percent-free visible ASCII after filtering; the body is raw bytes).
 #![no_main]
 
+#[path = "shared.rs"]
+mod shared;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use weir_core::jobs::intensive_work;
-use weir_core::{App, Config, Instant, Now};
+use weir_core::{App, Instant, Now};
 
 const METHODS: [&str; 8] = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "BREW"];
 const PREFIXES: [&str; 12] = [
@@ -23,20 +26,7 @@ const STATUSES: [u16; 16] = [200, 400, 401, 404, 405, 408, 413, 414, 417, 429, 4
 
 fn app() -> Arc<App> {
     static APP: OnceLock<Arc<App>> = OnceLock::new();
-    APP.get_or_init(|| {
-        let env = [
-            ("ACCESS_LOG", "false"),
-            ("MAX_BODY_BYTES", "4096"),
-            ("RATE_LIMIT", "0"),
-            ("JOB_COST", "10"),
-            ("QUEUE_SIZE", "4"),
-        ];
-        let config = Config::from_sources(env, std::iter::empty::<&str>(), 1).expect("valid fuzz config");
-        let app = App::builder(config).build(Now::new(Instant::from_nanos(1), 1_700_000_000_000));
-        app.worker_started();
-        app
-    })
-    .clone()
+    APP.get_or_init(|| shared::build_app(&[("MAX_BODY_BYTES", "4096")])).clone()
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -6,30 +6,19 @@
 //! the amount.
 #![no_main]
 
+#[path = "shared.rs"]
+mod shared;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use weir_core::jobs::intensive_work;
-use weir_core::{App, Config, Effect, Instant, Now};
+use weir_core::{App, Effect, Instant, Now};
 
 fn app() -> Arc<App> {
     static APP: OnceLock<Arc<App>> = OnceLock::new();
-    APP.get_or_init(|| {
-        let env = [
-            ("ACCESS_LOG", "false"),
-            ("MAX_HEADER_BYTES", "2048"),
-            ("MAX_BODY_BYTES", "8192"),
-            ("RATE_LIMIT", "0"),
-            ("JOB_COST", "10"),
-            ("QUEUE_SIZE", "4"),
-        ];
-        let config = Config::from_sources(env, std::iter::empty::<&str>(), 1).expect("valid fuzz config");
-        let app = App::builder(config).build(Now::new(Instant::from_nanos(1), 1_700_000_000_000));
-        app.worker_started();
-        app
-    })
-    .clone()
+    APP.get_or_init(|| shared::build_app(&[("MAX_HEADER_BYTES", "2048"), ("MAX_BODY_BYTES", "8192")])).clone()
 }
 
 fuzz_target!(|data: &[u8]| {

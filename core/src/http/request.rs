@@ -825,7 +825,15 @@ mod tests {
             let raw = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
             assert_eq!(status(&raw), 400, "Host: {bad}");
         }
-        for ok in ["a", "a:8080", "[::1]:80", "127.0.0.1", "", "a \t", "\ta:80 "] {
+        for ok in [
+            "a",
+            "a:8080",
+            "[::1]:80",
+            "127.0.0.1",
+            "",
+            "a \t",
+            "\ta:80 ",
+        ] {
             let raw = format!("GET / HTTP/1.1\r\nHost: {ok}\r\n\r\n");
             assert!(matches!(parse(&raw), Ok(Some(_))), "Host: {ok}");
         }

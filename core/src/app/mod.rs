@@ -744,8 +744,21 @@ impl App {
                 path,
                 status = status.code(),
                 latency_ms = latency.as_secs_f64() * 1e3,
-                client_ip = %ctx.client_ip.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
+                client_ip = %ClientIp(ctx.client_ip),
             );
+        }
+    }
+}
+
+/// The client address in the access log, `-` when unknown; formatted in place (no `String`
+/// per request).
+struct ClientIp(Option<IpAddr>);
+
+impl std::fmt::Display for ClientIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("-"),
         }
     }
 }

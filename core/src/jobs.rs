@@ -6,8 +6,8 @@
 //!   and is counted once in [`JobStats`] (proptest below);
 //! - a job whose waiter was dropped (its client left) or whose deadline passed before a worker
 //!   took it is never run;
-//! - the core never blocks or spawns: workers (the `rt` feature) call [`JobQueue::take`] and
-//!   [`Job::start`]/[`Job::complete`]; waiting is a `Future` or, with `rt`, a timed blocking wait.
+//! - the core never spawns: worker threads (the runtime kit's) call [`JobQueue::take`] and
+//!   [`Job::start`]/[`Job::complete`]; waiting is a `Future` or a timed blocking wait.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -302,7 +302,7 @@ impl Job<'_> {
     }
 }
 
-/// A connection's claim on its job: a `Future` of the outcome, and (with `rt`) a blocking
+/// A connection's claim on its job: a `Future` of the outcome, and a blocking
 /// wait. Dropping it before the job starts cancels the job.
 #[derive(Debug)]
 pub struct JobWait {

@@ -1,7 +1,7 @@
 //! Time as a value: the core never reads a clock, every input carries a [`Now`].
 //!
 //! Invariants: [`Instant`] is nanoseconds on one monotonic clock chosen by the runtime (the
-//! `rt` feature uses nanoseconds since process start); a session's `now` never goes backwards
+//! runtime kit uses nanoseconds since process start); a session's `now` never goes backwards
 //! (a step back is clamped, see `Session`); wall-clock time is only used for `Date`, JSON
 //! timestamps and logs, never for deadlines.
 

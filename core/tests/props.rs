@@ -101,8 +101,52 @@ fn run(bytes: &[u8], cuts: &[usize]) -> (Vec<u8>, bool) {
     (d.out, d.closed.is_some())
 }
 
+/// A request head whose lines end with CRLF or a bare LF at random, with empty values,
+/// trailing whitespace and leading empty lines: the cases where httparse's view of a line end
+/// differs from a byte scan's.
+fn line_endings() -> impl Strategy<Value = Vec<u8>> {
+    let eol = prop_oneof![Just(&b"\r\n"[..]), Just(&b"\n"[..])];
+    let value = prop_oneof![Just(""), Just("v"), Just("a b"), Just("x \t"), Just(" \t"), Just("  y  ")];
+    (
+        proptest::collection::vec(eol.clone(), 0..3),
+        eol.clone(),
+        proptest::collection::vec((value, eol.clone()), 0..5),
+        eol,
+    )
+        .prop_map(|(lead, line_end, fields, last)| {
+            let mut raw: Vec<u8> = lead.concat();
+            raw.extend_from_slice(b"GET /p HTTP/1.1");
+            raw.extend_from_slice(line_end);
+            raw.extend_from_slice(b"Host: h");
+            raw.extend_from_slice(b"\r\n");
+            for (i, (v, end)) in fields.iter().enumerate() {
+                raw.extend_from_slice(format!("X-{i}:{v}").as_bytes());
+                raw.extend_from_slice(end);
+            }
+            raw.extend_from_slice(last);
+            raw
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The parser's bare-LF check (at the line ends httparse reports) agrees with a scan of
+    /// every byte: a head is refused for a bare LF exactly when one is in it.
+    #[test]
+    fn bare_lf_is_found_where_a_scan_finds_it(raw in line_endings()) {
+        let mut head = weir_core::http::Head::default();
+        let limits = weir_core::http::Limits::default();
+        let bare = weir_core::http::has_bare_lf(&raw);
+        match head.parse(&raw, &limits) {
+            Ok(Some(n)) => {
+                prop_assert_eq!(n, raw.len());
+                prop_assert!(!bare, "accepted a head with a bare LF: {:?}", String::from_utf8_lossy(&raw));
+            }
+            Err(e) => prop_assert!(bare && e.message().contains("bare LF"), "refused {:?}: {:?}", String::from_utf8_lossy(&raw), e),
+            Ok(None) => prop_assert!(false, "complete head seen as partial"),
+        }
+    }
 
     /// Any valid request, split at arbitrary byte boundaries, gives the same response bytes.
     #[test]

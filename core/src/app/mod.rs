@@ -287,7 +287,14 @@ impl AppBuilder {
             router,
             global,
             per_ip,
-            policy_header: (!policy.is_empty()).then(|| policy.join(", ")),
+            rate_lines: (!policy.is_empty()).then(|| {
+                let policy = policy.join(", ");
+                RatePolicy::ALL.map(|p| {
+                    format!("RateLimit-Policy: {policy}\r\nRateLimit: \"{}\";r=", p.name())
+                        .into_bytes()
+                        .into_boxed_slice()
+                })
+            }),
             connections: AtomicUsize::new(0),
             workers_alive: AtomicUsize::new(0),
             acceptors: AtomicUsize::new(0),
@@ -313,7 +320,9 @@ pub struct App {
     queue: JobQueue,
     global: Option<Gcra>,
     per_ip: Option<KeyedGcra>,
-    policy_header: Option<String>,
+    /// Per [`RatePolicy`]: the `RateLimit-Policy` line and the start of the `RateLimit` line
+    /// up to its remaining count, written as one block per response.
+    rate_lines: Option<[Box<[u8]>; 2]>,
     connections: AtomicUsize,
     workers_alive: AtomicUsize,
     acceptors: AtomicUsize,
@@ -350,7 +359,7 @@ pub struct RequestCtx {
     route: u8,
     param: (u32, u32),
     client_ip: Option<IpAddr>,
-    verdict: Option<(Verdict, &'static str)>,
+    verdict: Option<(Verdict, RatePolicy)>,
     open: bool,
     deferred: Deferred,
 }
@@ -389,6 +398,22 @@ impl Default for RequestCtx {
             open: false,
             deferred: Deferred::None,
         }
+    }
+}
+
+impl RequestCtx {
+    /// Starts a new request in place: every field reset but the ID, which the caller sets
+    /// next (resetting it would zero 128 bytes per request for nothing).
+    fn begin(&mut self, started: Instant, method: Method) {
+        self.started = started;
+        self.method = method;
+        self.endpoint = None;
+        self.route = u8::MAX;
+        self.param = (0, 0);
+        self.client_ip = None;
+        self.verdict = None;
+        self.open = true;
+        self.deferred = Deferred::None;
     }
 }
 
@@ -504,14 +529,10 @@ impl App {
 
     /// Starts a request whose head could not be parsed or was refused by the HTTP layer.
     pub(crate) fn begin_unparsed(&self, now: Now, ctx: &mut RequestCtx, peer: SocketAddr) {
-        *ctx = RequestCtx {
-            id: RequestId::generate(&self.secret),
-            started: now.mono,
-            route: self.unmatched_route,
-            client_ip: Some(peer.ip()),
-            open: true,
-            ..RequestCtx::default()
-        };
+        ctx.begin(now.mono, Method::Get);
+        ctx.id.set_generated(&self.secret);
+        ctx.route = self.unmatched_route;
+        ctx.client_ip = Some(peer.ip());
         self.metrics.request_started();
     }
 
@@ -525,17 +546,13 @@ impl App {
         ctx: &mut RequestCtx,
         res: &mut Response,
     ) -> bool {
-        let id = match head.header("x-request-id").and_then(RequestId::from_client) {
-            Some(id) => id,
-            None => RequestId::generate(&self.secret),
-        };
-        *ctx = RequestCtx {
-            id,
-            started: now.mono,
-            method: head.method,
-            open: true,
-            ..RequestCtx::default()
-        };
+        ctx.begin(now.mono, head.method);
+        if !head
+            .header("x-request-id")
+            .is_some_and(|v| ctx.id.set_from_client(v))
+        {
+            ctx.id.set_generated(&self.secret);
+        }
         self.metrics.request_started();
         res.clear();
         let path = head.path();
@@ -595,9 +612,9 @@ impl App {
     }
 
     fn check_rate(&self, now: Now, ctx: &mut RequestCtx, res: &mut Response) -> bool {
-        let mut verdict: Option<(Verdict, &'static str)> = None;
+        let mut verdict: Option<(Verdict, RatePolicy)> = None;
         if let Some(g) = &self.global {
-            verdict = Some((g.check(now.mono), "global"));
+            verdict = Some((g.check(now.mono), RatePolicy::Global));
         }
         if let (Some(k), Some(ip)) = (&self.per_ip, ctx.client_ip) {
             let v = k.check(client_key(ip), now.mono);
@@ -610,7 +627,7 @@ impl App {
                 }
             };
             if tighter {
-                verdict = Some((v, "per-ip"));
+                verdict = Some((v, RatePolicy::PerIp));
             }
         }
         ctx.verdict = verdict;
@@ -694,25 +711,20 @@ impl App {
     /// Headers every response of a request carries: `X-Request-ID`, and under a limit
     /// `RateLimit-Policy` and `RateLimit`.
     fn common_headers(&self, ctx: &RequestCtx, res: &mut Response) {
-        res.header("X-Request-ID", ctx.id.as_bytes());
-        if let (Some(policy), Some((v, name))) = (&self.policy_header, ctx.verdict) {
-            res.header("RateLimit-Policy", policy.as_bytes());
-            // `"name";r=<remaining>;t=<reset>` without the formatting machinery (hot path).
-            let mut line = [0u8; 80];
-            let mut len = 0;
-            let mut put = |bytes: &[u8]| {
-                line[len..len + bytes.len()].copy_from_slice(bytes);
-                len += bytes.len();
-            };
-            let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
-            put(b"\"");
-            put(name.as_bytes());
-            put(b"\";r=");
-            put(r.format(v.remaining).as_bytes());
-            put(b";t=");
-            put(t.format(v.reset_secs).as_bytes());
-            res.header("RateLimit", &line[..len]);
-        }
+        // Precomputed blocks and numbers written straight into the header buffer (hot path).
+        res.header_lines(|h| {
+            h.extend_from_slice(b"X-Request-ID: ");
+            h.extend_from_slice(ctx.id.as_bytes());
+            h.extend_from_slice(b"\r\n");
+            if let (Some(lines), Some((v, policy))) = (&self.rate_lines, ctx.verdict) {
+                h.extend_from_slice(&lines[policy as usize]);
+                let mut n = itoa::Buffer::new();
+                h.extend_from_slice(n.format(v.remaining).as_bytes());
+                h.extend_from_slice(b";t=");
+                h.extend_from_slice(n.format(v.reset_secs).as_bytes());
+                h.extend_from_slice(b"\r\n");
+            }
+        });
     }
 
     /// Records a finished request: metrics and the access log line.
@@ -746,6 +758,25 @@ impl App {
                 latency_ms = latency.as_secs_f64() * 1e3,
                 client_ip = %ClientIp(ctx.client_ip),
             );
+        }
+    }
+}
+
+/// Which limit a `RateLimit` header reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+enum RatePolicy {
+    Global = 0,
+    PerIp = 1,
+}
+
+impl RatePolicy {
+    const ALL: [RatePolicy; 2] = [RatePolicy::Global, RatePolicy::PerIp];
+
+    fn name(self) -> &'static str {
+        match self {
+            RatePolicy::Global => "global",
+            RatePolicy::PerIp => "per-ip",
         }
     }
 }

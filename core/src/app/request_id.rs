@@ -29,6 +29,8 @@ thread_local! {
 #[derive(Clone, Copy)]
 pub struct RequestId {
     len: u8,
+    /// Made here (a UUID: hex and dashes, nothing to escape in JSON).
+    generated: bool,
     bytes: [u8; MAX_REQUEST_ID],
 }
 
@@ -42,10 +44,23 @@ impl Default for RequestId {
     fn default() -> Self {
         RequestId {
             len: 0,
+            generated: false,
             bytes: [0; MAX_REQUEST_ID],
         }
     }
 }
+
+/// Two lowercase hex digits for each byte value.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 15]];
+        i += 1;
+    }
+    t
+};
 
 impl RequestId {
     /// The ID bytes (visible ASCII).
@@ -54,15 +69,14 @@ impl RequestId {
     }
 
     /// Appends the ID as a JSON string. Generated IDs (hex and dashes) need no escaping, so
-    /// only a client's ID with `"` or `\\` goes through the escaper.
+    /// only a client's ID goes through the escaper.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        let bytes = self.as_bytes();
-        if self.len == 36 && bytes[14] == b'4' && !bytes.iter().any(|&b| b == b'"' || b == b'\\') {
-            out.push(b'"');
-            out.extend_from_slice(bytes);
-            out.push(b'"');
+        if self.generated {
+            let mut quoted = [b'"'; 38];
+            quoted[1..37].copy_from_slice(&self.bytes[..36]);
+            out.extend_from_slice(&quoted);
         } else {
-            super::json::write_utf8(out, bytes);
+            super::json::write_utf8(out, self.as_bytes());
         }
     }
 
@@ -73,50 +87,62 @@ impl RequestId {
 
     /// The incoming value if it is 1–128 visible ASCII bytes (0x21–0x7E).
     pub fn from_client(value: &[u8]) -> Option<RequestId> {
+        let mut id = RequestId::default();
+        id.set_from_client(value).then_some(id)
+    }
+
+    /// Takes the client's value in place when it is 1–128 visible ASCII bytes (0x21–0x7E);
+    /// false (and unchanged) otherwise.
+    pub fn set_from_client(&mut self, value: &[u8]) -> bool {
         if value.is_empty()
             || value.len() > MAX_REQUEST_ID
             || !value.iter().all(|b| (0x21..=0x7e).contains(b))
         {
-            return None;
+            return false;
         }
-        let mut id = RequestId {
-            len: value.len() as u8,
-            bytes: [0; MAX_REQUEST_ID],
-        };
-        id.bytes[..value.len()].copy_from_slice(value);
-        Some(id)
+        self.len = value.len() as u8;
+        self.generated = false;
+        self.bytes[..value.len()].copy_from_slice(value);
+        true
     }
 
     /// A fresh UUID v4 from this thread's generator, keyed by `secret` on first use.
     pub fn generate(secret: &Secret) -> RequestId {
-        let mut raw = [0u8; 16];
-        RNG.with(|cell| {
+        let mut id = RequestId::default();
+        id.set_generated(secret);
+        id
+    }
+
+    /// Overwrites this ID with a fresh UUID v4 (see [`RequestId::generate`]), rendered in
+    /// place with a byte-pair table: no zeroing, no copy of the whole ID.
+    pub fn set_generated(&mut self, secret: &Secret) {
+        let (hi, lo) = RNG.with(|cell| {
             let mut rng = cell.borrow_mut();
             let rng = rng.get_or_insert_with(|| {
                 let mut r = ChaCha12Rng::from_seed(secret.0);
                 r.set_stream(NEXT_STREAM.fetch_add(1, Ordering::Relaxed));
                 r
             });
-            rng.fill_bytes(&mut raw);
+            (rng.next_u64(), rng.next_u64())
         });
+        let mut raw = [0u8; 16];
+        raw[..8].copy_from_slice(&hi.to_le_bytes());
+        raw[8..].copy_from_slice(&lo.to_le_bytes());
         raw[6] = raw[6] & 0x0f | 0x40; // version 4
         raw[8] = raw[8] & 0x3f | 0x80; // RFC 9562 variant
-        let mut id = RequestId {
-            len: 36,
-            bytes: [0; MAX_REQUEST_ID],
-        };
         // Byte i of the UUID goes to text position POS[i] (dashes at 8, 13, 18, 23).
         const POS: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for (b, &p) in raw.iter().zip(POS.iter()) {
-            id.bytes[p] = HEX[(b >> 4) as usize];
-            id.bytes[p + 1] = HEX[(b & 15) as usize];
+        let text = &mut self.bytes[..36];
+        for i in 0..16 {
+            let p = POS[i];
+            text[p..p + 2].copy_from_slice(&HEX_PAIRS[raw[i] as usize]);
         }
-        id.bytes[8] = b'-';
-        id.bytes[13] = b'-';
-        id.bytes[18] = b'-';
-        id.bytes[23] = b'-';
-        id
+        text[8] = b'-';
+        text[13] = b'-';
+        text[18] = b'-';
+        text[23] = b'-';
+        self.len = 36;
+        self.generated = true;
     }
 }
 

@@ -211,29 +211,33 @@ fn range(r: (u32, u32)) -> Range<usize> {
 impl Head {
     /// Parses a head from the start of `input`. `Ok(None)`: incomplete, read more (the caller
     /// enforces the size limits on incomplete input with [`Head::check_partial`]).
-    /// `Ok(Some(n))`: the head is the first `n` bytes.
+    /// `Ok(Some(n))`: the head is the first `n` bytes. Every line must end with CRLF: httparse
+    /// also accepts a bare LF, so the byte where it found each line's end is checked (a few
+    /// comparisons per field rather than a second scan of the head).
     pub fn parse(&mut self, input: &[u8], limits: &Limits) -> Result<Option<usize>, HeadError> {
-        self.parse_inner(input, limits, true)
+        if limits.max_headers <= FEW_HEADERS {
+            let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; FEW_HEADERS];
+            self.parse_into(input, limits, &mut raw[..limits.max_headers.max(1)])
+        } else {
+            self.parse_many(input, limits)
+        }
     }
 
-    /// [`Head::parse`] for input a [`HeadScanner`] has already scanned: it saw every LF of the
-    /// head with its CR, so the bare-LF check is not repeated.
-    pub fn parse_scanned(
-        &mut self,
-        input: &[u8],
-        limits: &Limits,
-    ) -> Result<Option<usize>, HeadError> {
-        self.parse_inner(input, limits, false)
-    }
-
-    fn parse_inner(
-        &mut self,
-        input: &[u8],
-        limits: &Limits,
-        check_bare_lf: bool,
-    ) -> Result<Option<usize>, HeadError> {
+    /// [`Head::parse`] with room for up to [`MAX_HEADERS_CAP`] fields (a big stack frame, so
+    /// kept out of the common path).
+    #[inline(never)]
+    #[cold]
+    fn parse_many(&mut self, input: &[u8], limits: &Limits) -> Result<Option<usize>, HeadError> {
         let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
-        let slots = &mut raw[..limits.max_headers.clamp(1, MAX_HEADERS_CAP)];
+        self.parse_into(input, limits, &mut raw[..limits.max_headers.min(MAX_HEADERS_CAP)])
+    }
+
+    fn parse_into<'i>(
+        &mut self,
+        input: &'i [u8],
+        limits: &Limits,
+        slots: &mut [MaybeUninit<httparse::Header<'i>>],
+    ) -> Result<Option<usize>, HeadError> {
         let mut req = httparse::Request::new(&mut []);
         let status = httparse::ParserConfig::default()
             .parse_request_with_uninit_headers(&mut req, input, slots);
@@ -256,10 +260,20 @@ impl Head {
             return Err(HeadError::UriTooLong);
         }
         let head = &input[..len];
+        let method = req
+            .method
+            .expect("invariant: complete request has a method");
         // httparse accepts a bare LF as a line end; a strict server does not (a smuggling
-        // vector when a proxy in front reads lines differently).
-        if check_bare_lf && memchr_bare_lf(head) {
-            return Err(HeadError::Malformed("bare LF in request head"));
+        // vector when a proxy in front reads lines differently). The request line ends 9
+        // bytes after the target (` HTTP/1.x`), the head with its empty line; leading empty
+        // lines (which httparse skips) are checked byte by byte, a rare case.
+        let line_end = offset_in(head, path.as_bytes()) + path.len() + 9;
+        let lead = offset_in(head, method.as_bytes());
+        if head.get(line_end) != Some(&b'\r')
+            || head[len - 2] != b'\r'
+            || (lead > 0 && has_bare_lf(&head[..lead]))
+        {
+            return Err(HeadError::Malformed(BARE_LF));
         }
         let base = input.as_ptr() as usize;
         let off = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
@@ -289,10 +303,7 @@ impl Head {
             .bytes()
             .position(|b| b == b'?')
             .unwrap_or(self.target.len());
-        self.method = Method::from_bytes(
-            req.method
-                .expect("invariant: complete request has a method"),
-        );
+        self.method = Method::from_bytes(method);
         self.version = if req.version == Some(0) {
             Version::Http10
         } else {
@@ -306,12 +317,18 @@ impl Head {
         let mut conn_close = false;
         let mut conn_keep_alive = false;
         self.expect_continue = false;
+        self.fields.reserve(req.headers.len());
         for h in req.headers.iter() {
             let name = h.name.as_bytes();
             let value = h.value;
+            let value_at = off(value);
+            let value_end = value_at + value.len() as u32;
+            if !cr_after_value(head, value_end as usize) {
+                return Err(HeadError::Malformed(BARE_LF));
+            }
             self.fields.push(Field {
                 name: (off(name), off(name) + name.len() as u32),
-                value: (off(value), off(value) + value.len() as u32),
+                value: (value_at, value_end),
             });
             // httparse rejects CTLs except HTAB; it allows obs-text, which is fine in values.
             match name.len() {
@@ -546,15 +563,44 @@ impl HeadScanner {
         }
     }
 
+    /// Whether nothing of the current head has been scanned yet.
+    pub fn is_fresh(&self) -> bool {
+        self.scanned == 0
+    }
+
     /// Starts over for the next head.
     pub fn reset(&mut self) {
         *self = HeadScanner::default();
     }
 }
 
-/// Whether any LF in `head` lacks its CR (SIMD search for LFs: a head has only a few).
-fn memchr_bare_lf(head: &[u8]) -> bool {
-    memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r')
+/// The message of every bare-LF rejection.
+pub(crate) const BARE_LF: &str = "bare LF in request head";
+
+/// Header slots on the stack in the common case (`MAX_HEADERS` up to this).
+const FEW_HEADERS: usize = 128;
+
+/// Where `part` (a subslice httparse returned) starts in `whole`.
+fn offset_in(whole: &[u8], part: &[u8]) -> usize {
+    part.as_ptr() as usize - whole.as_ptr() as usize
+}
+
+/// Whether the line whose field value ends at `at` ends with CR (then LF, which httparse
+/// checked): httparse trims trailing spaces and tabs from values, so skip those first. An
+/// empty value points at its line's end already.
+fn cr_after_value(head: &[u8], mut at: usize) -> bool {
+    while let Some(&b) = head.get(at) {
+        if b != b' ' && b != b'\t' {
+            return b == b'\r';
+        }
+        at += 1;
+    }
+    false
+}
+
+/// Whether any LF in `bytes` lacks its CR (SIMD search for LFs: a head has only a few).
+pub fn has_bare_lf(bytes: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', bytes).any(|i| i == 0 || bytes[i - 1] != b'\r')
 }
 
 fn trim(v: &[u8]) -> &[u8] {

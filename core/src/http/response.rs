@@ -6,6 +6,8 @@
 
 use std::io::Write as _;
 
+use crate::time::http_date;
+
 /// The `Server` header value.
 pub const SERVER: &str = concat!("weir/", env!("CARGO_PKG_VERSION"));
 
@@ -151,6 +153,20 @@ impl Response {
         self.headers.extend_from_slice(b"\r\n");
     }
 
+    /// Appends whole header lines (`Name: value\r\n` each) that `build` writes straight into
+    /// the header buffer: for hot paths that assemble lines from precomputed blocks and
+    /// numbers. The same rules as [`Response::header`] hold and are checked in debug builds.
+    pub fn header_lines(&mut self, build: impl FnOnce(&mut Vec<u8>)) {
+        let from = self.headers.len();
+        build(&mut self.headers);
+        debug_assert!(
+            self.headers.ends_with(b"\r\n") || self.headers.len() == from,
+            "header lines must end with CRLF"
+        );
+        #[cfg(debug_assertions)]
+        check_header_lines(&self.headers);
+    }
+
     /// Whether a header named `name` (ASCII case-insensitive) was added.
     pub fn has_header(&self, name: &str) -> bool {
         self.headers.split(|&b| b == b'\n').any(|line| {
@@ -197,41 +213,117 @@ impl Response {
         self.body = Vec::new();
     }
 
-    /// Encodes the response into `out`. `date` is the cached IMF-fixdate; `connection` the
-    /// `Connection` header to send, if any; `with_body` is false for `HEAD`; `framing` says
-    /// how the body is delimited (a streamed body follows later, chunk by chunk).
+    /// Encodes the response into `out`: one size check, then the cached [`Preamble`] (the
+    /// status line of a `200`, `Server` and `Date` in one fixed-size copy), the framing, the
+    /// handler's header lines and the body. `connection` is a whole `Connection` line, if any;
+    /// `with_body` is false for `HEAD`; `framing` says how the body is delimited (a streamed
+    /// body follows later, chunk by chunk).
     pub fn encode(
         &self,
         out: &mut Vec<u8>,
-        date: &[u8; 29],
-        connection: Option<&str>,
+        preamble: &Preamble,
+        connection: Option<&'static [u8]>,
         with_body: bool,
         framing: BodyFraming,
     ) {
-        out.extend_from_slice(self.status.status_line());
-        out.extend_from_slice(b"Server: ");
-        out.extend_from_slice(SERVER.as_bytes());
-        out.extend_from_slice(b"\r\nDate: ");
-        out.extend_from_slice(date);
+        let body = if with_body && framing == BodyFraming::Length {
+            &self.body[..]
+        } else {
+            &[]
+        };
+        out.reserve(PREAMBLE_LEN + 64 + self.headers.len() + body.len());
+        if self.status == Status::OK {
+            out.extend_from_slice(&preamble.bytes[..CONTENT_LENGTH_AT]);
+        } else {
+            out.extend_from_slice(self.status.status_line());
+            out.extend_from_slice(&preamble.bytes[OK_LINE.len()..CONTENT_LENGTH_AT]);
+        }
         match framing {
             BodyFraming::Length => {
-                out.extend_from_slice(b"\r\nContent-Length: ");
+                out.extend_from_slice(&preamble.bytes[CONTENT_LENGTH_AT..]);
                 let mut b = itoa::Buffer::new();
                 out.extend_from_slice(b.format(self.body.len()).as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
-            BodyFraming::Chunked => out.extend_from_slice(b"\r\nTransfer-Encoding: chunked\r\n"),
-            BodyFraming::UntilClose => out.extend_from_slice(b"\r\n"),
+            BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            BodyFraming::UntilClose => {}
         }
-        if let Some(c) = connection {
-            out.extend_from_slice(b"Connection: ");
-            out.extend_from_slice(c.as_bytes());
-            out.extend_from_slice(b"\r\n");
+        if let Some(line) = connection {
+            out.extend_from_slice(line);
         }
         out.extend_from_slice(&self.headers);
         out.extend_from_slice(b"\r\n");
-        if with_body && framing == BodyFraming::Length {
-            out.extend_from_slice(&self.body);
+        out.extend_from_slice(body);
+    }
+}
+
+/// Debug check of a header block: `Name: value` lines ending with CRLF, no CR or LF inside
+/// a line, and every name once (ASCII case-insensitive).
+#[cfg(debug_assertions)]
+fn check_header_lines(block: &[u8]) {
+    let name_of = |line: &[u8]| -> usize {
+        line.iter()
+            .position(|&b| b == b':')
+            .expect("a header line has a colon")
+    };
+    for (i, line) in block.split_inclusive(|&b| b == b'\n').enumerate() {
+        let line = line
+            .strip_suffix(b"\r\n")
+            .expect("header value with CR/LF: a line must end with CRLF");
+        assert!(!line.contains(&b'\r'), "header value with CR/LF");
+        let name = &line[..name_of(line)];
+        let twice = block
+            .split_inclusive(|&b| b == b'\n')
+            .take(i)
+            .any(|earlier| earlier[..name_of(earlier)].eq_ignore_ascii_case(name));
+        assert!(
+            !twice,
+            "header {} added twice: every header name appears once in a response",
+            std::str::from_utf8(name).unwrap_or("?")
+        );
+    }
+}
+
+/// The `200` status line, which the [`Preamble`] starts with.
+const OK_LINE: &[u8] = b"HTTP/1.1 200 OK\r\n";
+const SERVER_LINE: &[u8] = concat!("Server: ", "weir/", env!("CARGO_PKG_VERSION"), "\r\nDate: ").as_bytes();
+const DATE_AT: usize = OK_LINE.len() + SERVER_LINE.len();
+const CONTENT_LENGTH_AT: usize = DATE_AT + 29 + 2;
+const CONTENT_LENGTH: &[u8] = b"Content-Length: ";
+/// Length of a [`Preamble`].
+pub const PREAMBLE_LEN: usize = CONTENT_LENGTH_AT + CONTENT_LENGTH.len();
+
+/// The first bytes of every response, kept per connection and re-dated once a second:
+/// `HTTP/1.1 200 OK`, `Server`, `Date` and the name `Content-Length: `. Responses of other
+/// statuses or framings copy the part they share with it.
+#[derive(Clone, Debug)]
+pub struct Preamble {
+    secs: u64,
+    bytes: [u8; PREAMBLE_LEN],
+}
+
+impl Default for Preamble {
+    fn default() -> Self {
+        let mut bytes = [0; PREAMBLE_LEN];
+        bytes[..OK_LINE.len()].copy_from_slice(OK_LINE);
+        bytes[OK_LINE.len()..DATE_AT].copy_from_slice(SERVER_LINE);
+        bytes[DATE_AT + 29..CONTENT_LENGTH_AT].copy_from_slice(b"\r\n");
+        bytes[CONTENT_LENGTH_AT..].copy_from_slice(CONTENT_LENGTH);
+        let mut p = Preamble {
+            secs: u64::MAX,
+            bytes,
+        };
+        p.refresh(0);
+        p
+    }
+}
+
+impl Preamble {
+    /// Dates the preamble `unix_secs`; formats only when the second changed.
+    pub fn refresh(&mut self, unix_secs: u64) {
+        if unix_secs != self.secs {
+            self.secs = unix_secs;
+            self.bytes[DATE_AT..DATE_AT + 29].copy_from_slice(&http_date(unix_secs));
         }
     }
 }
@@ -256,19 +348,19 @@ pub fn encode_last_chunk(out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
+    fn rfc_date() -> Preamble {
+        let mut p = Preamble::default();
+        p.refresh(784_111_777);
+        p
+    }
+
     #[test]
     fn encodes_content_length_response() {
         let mut r = Response::default();
         r.header("Content-Type", b"text/plain");
         r.body_mut().extend_from_slice(b"pong");
         let mut out = Vec::new();
-        r.encode(
-            &mut out,
-            b"Sun, 06 Nov 1994 08:49:37 GMT",
-            None,
-            true,
-            BodyFraming::Length,
-        );
+        r.encode(&mut out, &rfc_date(), None, true, BodyFraming::Length);
         let want = format!(
             "HTTP/1.1 200 OK\r\nServer: {SERVER}\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 4\r\nContent-Type: text/plain\r\n\r\npong"
         );
@@ -282,8 +374,8 @@ mod tests {
         let mut out = Vec::new();
         r.encode(
             &mut out,
-            b"Sun, 06 Nov 1994 08:49:37 GMT",
-            Some("close"),
+            &rfc_date(),
+            Some(b"Connection: close\r\n"),
             false,
             BodyFraming::Length,
         );

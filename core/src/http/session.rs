@@ -17,10 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::body::BodyDecoder;
-use super::request::{Framing, Head, HeadError, HeadScanner, Method, Scan, Version};
-use super::response::{BodyFraming, Response, Status, encode_chunk, encode_last_chunk};
+use super::request::{BARE_LF, Framing, Head, HeadError, HeadScanner, Method, Scan, Version};
+use super::response::{
+    BodyFraming, Preamble, Response, Status, encode_chunk, encode_last_chunk,
+};
 use super::service::{Chunk, Reply, ReplyPoll, Service};
-use crate::time::{Instant, Now, http_date};
+use crate::time::{Instant, Now};
 
 /// Bytes the receive buffer starts with: a typical head is 100–800 bytes; the buffer doubles
 /// (once per connection) for bigger heads or deep pipelines. Small, because every live
@@ -171,8 +173,7 @@ pub struct Session<S: Service> {
     wait_effect: Option<S::Wait>,
     close_effect: Option<CloseReason>,
     latest: Now,
-    date_secs: u64,
-    date: [u8; 29],
+    preamble: Preamble,
     served: u64,
 }
 
@@ -205,8 +206,7 @@ impl<S: Service> Session<S> {
             wait_effect: None,
             close_effect: None,
             latest: now,
-            date_secs: u64::MAX,
-            date: [0; 29],
+            preamble: Preamble::default(),
             served: 0,
         };
         s.set_timer(Timer::Header, now.mono.saturating_add(header_timeout));
@@ -493,15 +493,7 @@ impl<S: Service> Session<S> {
                         return;
                     }
                     self.clear_timer(Timer::Shrink);
-                    let input = &self.recv[self.rpos..self.rend];
-                    let limits = &self.service.http_config().limits;
-                    let parsed = match self.scanner.scan(input) {
-                        Scan::Partial { line_done } => {
-                            Head::check_partial_len(input.len(), line_done, limits).map(|()| None)
-                        }
-                        Scan::BareLf => Err(HeadError::Malformed("bare LF in request head")),
-                        Scan::Complete => self.head.parse_scanned(input, limits),
-                    };
+                    let parsed = self.parse_head();
                     match parsed {
                         Ok(None) => {
                             self.clear_timer(Timer::Idle);
@@ -568,6 +560,28 @@ impl<S: Service> Session<S> {
         }
     }
 
+    /// Parses the buffered head. A new head is parsed at once (in a keep-alive or pipelined
+    /// stream it is usually whole); one that arrives in pieces is then scanned incrementally
+    /// and parsed again only once its end is there, so a head sent a byte at a time costs
+    /// O(n), not O(n²).
+    fn parse_head(&mut self) -> Result<Option<usize>, HeadError> {
+        let input = &self.recv[self.rpos..self.rend];
+        let limits = &self.service.http_config().limits;
+        if self.scanner.is_fresh() {
+            match self.head.parse(input, limits) {
+                Ok(None) => {}
+                done => return done,
+            }
+        }
+        match self.scanner.scan(input) {
+            Scan::Partial { line_done } => {
+                Head::check_partial_len(input.len(), line_done, limits).map(|()| None)
+            }
+            Scan::BareLf => Err(HeadError::Malformed(BARE_LF)),
+            Scan::Complete => self.head.parse(input, limits),
+        }
+    }
+
     /// A complete head is in `self.head`: admit it, then read its body or dispatch.
     fn start_request(&mut self, now: Now) {
         self.keep_alive &= self.head.keep_alive;
@@ -628,7 +642,7 @@ impl<S: Service> Session<S> {
                     self.keep_alive = false;
                 }
                 let connection = self.connection_header();
-                self.refresh_date(now);
+                self.preamble.refresh(now.unix_secs());
                 let with_body = self.head.method != Method::Head;
                 let framing = if chunked {
                     BodyFraming::Chunked
@@ -636,7 +650,7 @@ impl<S: Service> Session<S> {
                     BodyFraming::UntilClose
                 };
                 self.res
-                    .encode(&mut self.out, &self.date, connection, with_body, framing);
+                    .encode(&mut self.out, &self.preamble, connection, with_body, framing);
                 self.arm_write(now);
                 if !with_body {
                     self.end_stream(now, false);
@@ -762,23 +776,17 @@ impl<S: Service> Session<S> {
         self.after_response(now);
     }
 
-    fn connection_header(&mut self) -> Option<&'static str> {
+    /// The `Connection` line to send, if any; clears `keep_alive` when the connection is to
+    /// close after this response.
+    fn connection_header(&mut self) -> Option<&'static [u8]> {
         if !self.keep_alive || self.res.wants_close() || self.draining || self.service.is_draining()
         {
             self.keep_alive = false;
-            Some("close")
+            Some(b"Connection: close\r\n")
         } else if self.head_valid && self.head.version == Version::Http10 {
-            Some("keep-alive")
+            Some(b"Connection: keep-alive\r\n")
         } else {
             None
-        }
-    }
-
-    fn refresh_date(&mut self, now: Now) {
-        let secs = now.unix_secs();
-        if secs != self.date_secs {
-            self.date_secs = secs;
-            self.date = http_date(secs);
         }
     }
 
@@ -796,11 +804,11 @@ impl<S: Service> Session<S> {
     fn send_response(&mut self, now: Now) {
         self.compact_out();
         let connection = self.connection_header();
-        self.refresh_date(now);
+        self.preamble.refresh(now.unix_secs());
         let with_body = !(self.head_valid && self.head.method == Method::Head);
         self.res.encode(
             &mut self.out,
-            &self.date,
+            &self.preamble,
             connection,
             with_body,
             BodyFraming::Length,

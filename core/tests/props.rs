@@ -135,7 +135,7 @@ proptest! {
     /// every byte: a head is refused for a bare LF exactly when one is in it.
     #[test]
     fn bare_lf_is_found_where_a_scan_finds_it(raw in line_endings()) {
-        let mut head = weir_core::http::Head::default();
+        let mut head = weir_core::http::ParsedHead::default();
         let limits = weir_core::http::Limits::default();
         let bare = weir_core::http::has_bare_lf(&raw);
         match head.parse(&raw, &limits) {

@@ -1,15 +1,19 @@
-//! The head parser on arbitrary bytes: no panic, and an accepted head is self-consistent.
+//! The head parser on arbitrary bytes: no panic, and an accepted head is self-consistent and
+//! free of bare LFs.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weir_core::http::{Head, Limits};
+use weir_core::http::{Limits, ParsedHead, has_bare_lf};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits { max_header_bytes: 4096, max_headers: 16, max_uri_bytes: 512, max_body_bytes: 1 << 16 };
-    let mut head = Head::default();
-    match head.parse(data, &limits) {
+    let mut parsed = ParsedHead::default();
+    match parsed.parse(data, &limits) {
         Ok(Some(len)) => {
             assert!(len <= data.len() && len <= limits.max_header_bytes);
+            // The bare-LF check at httparse's line ends agrees with a scan of every byte.
+            assert!(!has_bare_lf(&data[..len]), "accepted a bare LF");
+            let head = parsed.view(data);
             assert!(head.target().len() <= limits.max_uri_bytes);
             assert!(head.path().len() <= head.target().len());
             let _ = head.query();

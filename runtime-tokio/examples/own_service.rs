@@ -20,12 +20,14 @@ impl Service for Greeter {
         &self.0
     }
 
-    fn call(&self, _: Now, r: &Head, b: &[u8], _: &mut (), res: &mut Response) -> Reply<Never> {
+    fn call(&self, _: Now, r: &Head<'_>, b: &[u8], _: &mut (), res: &mut Response) -> Reply<Never> {
         res.header("Content-Type", b"text/plain; charset=utf-8");
         let chars = String::from_utf8_lossy(b).chars().count();
         let text = match (r.method.as_str(), r.path()) {
-            ("GET", path) if path.starts_with("/hello/") => format!("hello, {}\n", &path[7..]),
-            ("POST", "/count") => format!("{chars} characters\n"),
+            ("GET", path) if path.starts_with(b"/hello/") => {
+                format!("hello, {}\n", String::from_utf8_lossy(&path[7..]))
+            }
+            ("POST", b"/count") => format!("{chars} characters\n"),
             _ => (res.set_status(Status::NOT_FOUND), String::new()).1,
         };
         res.body_mut().extend_from_slice(text.as_bytes());

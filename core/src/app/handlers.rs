@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::json::{write_f64, write_int, write_str};
+use super::json::{write_f64, write_int, write_str, write_utf8};
 use super::{App, Deferred, Endpoint, ErrorCode, METHOD_NAMES, RequestCtx};
 use crate::http::{Head, Reply, Response, Status};
 use crate::jobs::{JobDone, JobWatch};
@@ -42,7 +42,7 @@ impl App {
     pub(crate) fn dispatch(
         &self,
         now: Now,
-        head: &Head,
+        head: &Head<'_>,
         body: &[u8],
         ctx: &mut RequestCtx,
         res: &mut Response,
@@ -95,11 +95,12 @@ impl App {
                 res.body_mut().extend_from_slice(body);
             }
             Endpoint::User => {
-                let id = &head.target()[ctx.param.0 as usize..ctx.param.1 as usize];
+                let id = &head.path()[ctx.param.0 as usize..ctx.param.1 as usize];
                 res.header("Content-Type", b"application/json");
                 let b = res.body_mut();
                 b.extend_from_slice(b"{\"id\":");
-                write_str(b, id);
+                // httparse checked the target is UTF-8; the escaper handles the rest.
+                write_utf8(b, id);
                 b.push(b'}');
             }
             Endpoint::Health => self.health(now, res),
@@ -300,7 +301,7 @@ impl App {
         b.push(b'}');
     }
 
-    fn metrics_response(&self, now: Now, head: &Head, res: &mut Response) {
+    fn metrics_response(&self, now: Now, head: &Head<'_>, res: &mut Response) {
         let format = negotiate(head);
         let process = self.process.load();
         match format {
@@ -605,12 +606,12 @@ impl App {
 /// Picks the exposition format: `?format=prometheus|openmetrics|json`, else the `Accept`
 /// media range with the highest q among JSON, Prometheus text and OpenMetrics (ties go to
 /// the earlier one; `*/*` and a missing header mean JSON).
-fn negotiate(head: &Head) -> Format {
+fn negotiate(head: &Head<'_>) -> Format {
     if let Ok(Some(f)) = query_str(head.query(), "format") {
         match f {
-            "prometheus" | "text" => return Format::Prometheus,
-            "openmetrics" => return Format::OpenMetrics,
-            "json" => return Format::Json,
+            b"prometheus" | b"text" => return Format::Prometheus,
+            b"openmetrics" => return Format::OpenMetrics,
+            b"json" => return Format::Json,
             _ => {}
         }
     }
@@ -645,11 +646,14 @@ fn negotiate(head: &Head) -> Format {
     best.map_or(Format::Json, |(_, f)| f)
 }
 
-fn query_str<'q>(query: Option<&'q str>, key: &str) -> Result<Option<&'q str>, ()> {
+fn query_str<'q>(query: Option<&'q [u8]>, key: &str) -> Result<Option<&'q [u8]>, ()> {
     let Some(q) = query else { return Ok(None) };
-    for pair in q.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == key {
+    for pair in q.split(|&b| b == b'&') {
+        let (k, v) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        if k == key.as_bytes() {
             return Ok(Some(v));
         }
     }
@@ -657,11 +661,13 @@ fn query_str<'q>(query: Option<&'q str>, key: &str) -> Result<Option<&'q str>, (
 }
 
 /// An unsigned integer query parameter: `Ok(None)` when absent, `Err` when not a number.
-fn query_u64(query: Option<&str>, key: &str) -> Result<Option<u64>, ()> {
+fn query_u64(query: Option<&[u8]>, key: &str) -> Result<Option<u64>, ()> {
     match query_str(query, key)? {
         None => Ok(None),
-        Some(v) if !v.is_empty() && v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit()) => {
-            Ok(Some(v.parse().map_err(|_| ())?))
+        Some(v) if !v.is_empty() && v.len() <= 19 && v.iter().all(u8::is_ascii_digit) => {
+            Ok(Some(
+                v.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
+            ))
         }
         Some(_) => Err(()),
     }
@@ -670,10 +676,10 @@ fn query_u64(query: Option<&str>, key: &str) -> Result<Option<u64>, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::Limits;
+    use crate::http::{Limits, ParsedHead};
 
-    fn head(raw: &str) -> Head {
-        let mut h = Head::default();
+    fn parsed(raw: &str) -> ParsedHead {
+        let mut h = ParsedHead::default();
         h.parse(raw.as_bytes(), &Limits::default())
             .unwrap()
             .unwrap();
@@ -694,17 +700,20 @@ mod tests {
             ("GET /metrics?x=1&format=openmetrics HTTP/1.1\r\nHost: a\r\n\r\n".into(), Format::OpenMetrics),
         ];
         for (raw, want) in cases {
-            assert_eq!(negotiate(&head(&raw)), want, "{raw}");
+            let h = parsed(&raw);
+            assert_eq!(negotiate(&h.view(raw.as_bytes())), want, "{raw}");
         }
     }
 
     #[test]
     fn query_parsing() {
-        assert_eq!(query_u64(Some("ms=10&x=2"), "ms"), Ok(Some(10)));
-        assert_eq!(query_u64(Some("x=2"), "ms"), Ok(None));
+        assert_eq!(query_u64(Some(b"ms=10&x=2"), "ms"), Ok(Some(10)));
+        assert_eq!(query_u64(Some(b"x=2"), "ms"), Ok(None));
         assert_eq!(query_u64(None, "ms"), Ok(None));
-        assert_eq!(query_u64(Some("ms=-1"), "ms"), Err(()));
-        assert_eq!(query_u64(Some("ms="), "ms"), Err(()));
-        assert_eq!(query_u64(Some("ms=99999999999999999999"), "ms"), Err(()));
+        assert_eq!(query_u64(Some(b"ms=-1"), "ms"), Err(()));
+        assert_eq!(query_u64(Some(b"ms="), "ms"), Err(()));
+        assert_eq!(query_u64(Some(b"ms=99999999999999999999"), "ms"), Err(()));
+        assert_eq!(query_u64(Some(b"ms=18446744073709551616"), "ms"), Err(()));
+        assert_eq!(query_u64(Some(b"ms=9999999999999999999"), "ms"), Ok(Some(9_999_999_999_999_999_999)));
     }
 }

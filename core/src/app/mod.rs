@@ -541,7 +541,7 @@ impl App {
     pub(crate) fn admit(
         &self,
         now: Now,
-        head: &Head,
+        head: &Head<'_>,
         peer: SocketAddr,
         ctx: &mut RequestCtx,
         res: &mut Response,
@@ -583,7 +583,7 @@ impl App {
         ctx.route = route;
         ctx.endpoint = Some(endpoint);
         if let Some(p) = param {
-            let base = head.target().as_ptr() as usize;
+            let base = path.as_ptr() as usize;
             let start = (p.as_ptr() as usize - base) as u32;
             ctx.param = (start, start + p.len() as u32);
         }
@@ -594,7 +594,7 @@ impl App {
             return false;
         }
         if let Some(token) = &self.config.api_token {
-            if path.starts_with("/api/")
+            if path.starts_with(b"/api/")
                 && !bearer_matches(head.header("authorization"), token.expose().as_bytes())
             {
                 res.header("WWW-Authenticate", b"Bearer");
@@ -649,7 +649,7 @@ impl App {
 
     /// The client address: the peer, or with `TRUST_PROXY` the right-most `X-Forwarded-For`
     /// entry not in `TRUSTED_PROXIES` (the left-most entries are client-controlled).
-    fn client_ip(&self, head: &Head, peer: SocketAddr) -> IpAddr {
+    fn client_ip(&self, head: &Head<'_>, peer: SocketAddr) -> IpAddr {
         let c = &self.config;
         let peer_ip = peer.ip();
         if !c.trust_proxy {
@@ -732,7 +732,7 @@ impl App {
         &self,
         now: Now,
         ctx: &mut RequestCtx,
-        head: Option<&Head>,
+        head: Option<&Head<'_>>,
         status: Status,
     ) {
         ctx.deferred = Deferred::None;
@@ -748,7 +748,8 @@ impl App {
             latency,
         });
         if self.config.access_log {
-            let path = head.map_or("-", |h| h.path());
+            // The path is UTF-8 (httparse checked the target).
+            let path = head.map_or("-", |h| std::str::from_utf8(h.path()).unwrap_or("-"));
             tracing::info!(
                 target: "weir::access",
                 request_id = ctx.id.as_str(),
@@ -853,12 +854,12 @@ mod tests {
         App::builder(c).build(Now::default())
     }
 
-    fn head(raw: &str) -> Head {
-        let mut h = Head::default();
+    fn head(raw: &'static str) -> Head<'static> {
+        let mut h = crate::http::ParsedHead::default();
         h.parse(raw.as_bytes(), &Limits::default())
             .unwrap()
             .unwrap();
-        h
+        Box::leak(Box::new(h)).view(raw.as_bytes())
     }
 
     #[test]

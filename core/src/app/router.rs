@@ -27,7 +27,7 @@ pub enum Match<'p, E> {
         /// The endpoint registered for the method.
         endpoint: E,
         /// The value of the route's `:param` segment, if it has one.
-        param: Option<&'p str>,
+        param: Option<&'p [u8]>,
     },
     /// The path matched a route that does not take this method.
     MethodNotAllowed {
@@ -125,8 +125,8 @@ impl<E: Copy> Router<E> {
         self.routes.iter().map(|r| r.pattern).collect()
     }
 
-    /// Looks `method` and `path` up.
-    pub fn lookup<'p>(&'p self, method: Method, path: &'p str) -> Match<'p, E> {
+    /// Looks `method` and `path` up (bytes: the target is matched as sent, not decoded).
+    pub fn lookup<'p>(&'p self, method: Method, path: &'p [u8]) -> Match<'p, E> {
         for (i, r) in self.routes.iter().enumerate() {
             let Some(param) = match_route(r.prefix, r.suffix, path) else {
                 continue;
@@ -154,11 +154,15 @@ impl<E: Copy> Router<E> {
 }
 
 /// Matches `path` against a split pattern; `Some(param)` on a match (byte comparisons only).
-fn match_route<'p>(prefix: &str, suffix: Option<&str>, path: &'p str) -> Option<Option<&'p str>> {
+fn match_route<'p>(
+    prefix: &str,
+    suffix: Option<&str>,
+    path: &'p [u8],
+) -> Option<Option<&'p [u8]>> {
     let Some(suffix) = suffix else {
-        return (path == prefix).then_some(None);
+        return (path == prefix.as_bytes()).then_some(None);
     };
-    let (p, pre) = (path.as_bytes(), prefix.as_bytes());
+    let (p, pre) = (path, prefix.as_bytes());
     if p.len() <= pre.len() || p[..pre.len()] != *pre {
         return None;
     }
@@ -167,7 +171,7 @@ fn match_route<'p>(prefix: &str, suffix: Option<&str>, path: &'p str) -> Option<
     if end == 0 || rest[end..] != *suffix.as_bytes() {
         return None;
     }
-    Some(path.get(pre.len()..pre.len() + end))
+    Some(Some(&path[pre.len()..pre.len() + end]))
 }
 
 #[cfg(test)]
@@ -189,7 +193,7 @@ mod tests {
     fn static_and_param_routes() {
         let r = router();
         assert_eq!(
-            r.lookup(Method::Get, "/ping"),
+            r.lookup(Method::Get, b"/ping"),
             Match::Found {
                 route: 0,
                 endpoint: 1,
@@ -197,23 +201,23 @@ mod tests {
             }
         );
         assert_eq!(
-            r.lookup(Method::Get, "/users/42"),
+            r.lookup(Method::Get, b"/users/42"),
             Match::Found {
                 route: 1,
                 endpoint: 2,
-                param: Some("42")
+                param: Some(&b"42"[..])
             }
         );
         assert_eq!(
-            r.lookup(Method::Delete, "/users/x"),
+            r.lookup(Method::Delete, b"/users/x"),
             Match::Found {
                 route: 1,
                 endpoint: 5,
-                param: Some("x")
+                param: Some(&b"x"[..])
             }
         );
         assert_eq!(
-            r.lookup(Method::Post, "/api/v1/compute/fast"),
+            r.lookup(Method::Post, b"/api/v1/compute/fast"),
             Match::Found {
                 route: 3,
                 endpoint: 4,
@@ -221,20 +225,20 @@ mod tests {
             }
         );
         assert_eq!(
-            r.lookup(Method::Get, "/users/9/posts"),
+            r.lookup(Method::Get, b"/users/9/posts"),
             Match::Found {
                 route: 4,
                 endpoint: 6,
-                param: Some("9")
+                param: Some(&b"9"[..])
             }
         );
-        assert_eq!(r.lookup(Method::Get, "/users/9/post"), Match::NotFound);
+        assert_eq!(r.lookup(Method::Get, b"/users/9/post"), Match::NotFound);
     }
 
     #[test]
     fn head_is_served_by_get() {
         assert_eq!(
-            router().lookup(Method::Head, "/ping"),
+            router().lookup(Method::Head, b"/ping"),
             Match::Found {
                 route: 0,
                 endpoint: 1,
@@ -256,24 +260,24 @@ mod tests {
             "ping",
             "",
         ] {
-            assert_eq!(r.lookup(Method::Get, p), Match::NotFound, "{p}");
+            assert_eq!(r.lookup(Method::Get, p.as_bytes()), Match::NotFound, "{p}");
         }
         assert_eq!(
-            r.lookup(Method::Post, "/ping"),
+            r.lookup(Method::Post, b"/ping"),
             Match::MethodNotAllowed {
                 route: 0,
                 allow: "GET, HEAD"
             }
         );
         assert_eq!(
-            r.lookup(Method::Get, "/echo"),
+            r.lookup(Method::Get, b"/echo"),
             Match::MethodNotAllowed {
                 route: 2,
                 allow: "POST"
             }
         );
         assert_eq!(
-            r.lookup(Method::Put, "/users/1"),
+            r.lookup(Method::Put, b"/users/1"),
             Match::MethodNotAllowed {
                 route: 1,
                 allow: "DELETE, GET, HEAD"

@@ -40,7 +40,7 @@ impl Service for App {
     fn admit(
         &self,
         now: Now,
-        head: &Head,
+        head: &Head<'_>,
         peer: SocketAddr,
         ctx: &mut RequestCtx,
         res: &mut Response,
@@ -51,7 +51,7 @@ impl Service for App {
     fn call(
         &self,
         now: Now,
-        head: &Head,
+        head: &Head<'_>,
         body: &[u8],
         ctx: &mut RequestCtx,
         res: &mut Response,
@@ -153,7 +153,7 @@ impl Service for App {
         App::error(self, now, ctx, res, ErrorCode::for_status(status), message);
     }
 
-    fn finish(&self, now: Now, ctx: &mut RequestCtx, head: Option<&Head>, status: Status) {
+    fn finish(&self, now: Now, ctx: &mut RequestCtx, head: Option<&Head<'_>>, status: Status) {
         App::finish(self, now, ctx, head, status)
     }
 

@@ -8,7 +8,9 @@ pub mod service;
 pub mod session;
 pub mod target;
 
-pub use request::{Head, HeadError, HeadScanner, Limits, Method, Scan, Version, has_bare_lf};
+pub use request::{
+    Head, HeadError, HeadScanner, Limits, Method, ParsedHead, Scan, Version, has_bare_lf,
+};
 pub use response::{Response, Status};
 pub use service::{Chunk, HttpConfig, Reply, ReplyPoll, Service};
 pub use session::{CloseReason, Effect, IoFailure, Session};

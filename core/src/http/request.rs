@@ -1,8 +1,10 @@
 //! Request heads: parsing on `httparse`, the framing rules that stop smuggling, and limits.
 //!
-//! Invariants: a [`Head`] is reused across requests and owns a copy of the head bytes, so the
-//! connection's receive buffer can be compacted while the body is read; header positions are
-//! index ranges into that copy (no allocation once its capacity is warm); every rejection is a
+//! Invariants: a [`ParsedHead`] is reused across requests and holds no bytes of its own, only
+//! the facts of the head and index ranges of its parts, relative to the head's first byte; the
+//! bytes stay where they were read (the session's receive buffer) and are copied out only if
+//! that buffer must move while the request is still being served ([`ParsedHead::detach`]).
+//! A [`Head`] is the two together, the view a service reads. Every rejection is a
 //! [`HeadError`] carrying the status it implies, and every one of them closes the connection,
 //! because framing can no longer be trusted.
 
@@ -164,17 +166,26 @@ struct Field {
     value: (u32, u32),
 }
 
-/// One parsed request head. Reused: [`Head::parse`] overwrites it.
+/// The facts and part positions of one parsed request head (the bytes live elsewhere; see the
+/// module docs). Reused: [`ParsedHead::parse`] overwrites it.
 #[derive(Debug)]
-pub struct Head {
-    bytes: Vec<u8>,
+pub struct ParsedHead {
+    /// The head's length in bytes, up to and including its empty line.
+    len: u32,
     fields: Vec<Field>,
-    /// The request-target, copied as the `&str` httparse validated (no re-validation later).
-    target: String,
-    /// Where the path ends in `target` (at `?` or the end).
-    path_end: usize,
-    /// The authority of an absolute-form target, as a range of `bytes`.
+    /// The request-target as sent.
+    target: (u32, u32),
+    /// The path in origin form (for an absolute-form target, the part after the authority).
+    path: (u32, u32),
+    /// An absolute-form target without a path: the path is `/` (RFC 9112 §3.2.2).
+    root_path: bool,
+    /// The query, without `?`.
+    query: Option<(u32, u32)>,
+    /// The authority of an absolute-form target.
     authority: Option<(u32, u32)>,
+    /// Where the head's bytes are: at an offset of the receive buffer, or in `copy`.
+    home: Home,
+    copy: Vec<u8>,
     /// The method.
     pub method: Method,
     /// The version.
@@ -187,14 +198,26 @@ pub struct Head {
     pub expect_continue: bool,
 }
 
-impl Default for Head {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Home {
+    /// In the receive buffer, from this offset.
+    Buffer(usize),
+    /// Copied into `ParsedHead::copy`.
+    Copied,
+}
+
+impl Default for ParsedHead {
     fn default() -> Self {
-        Head {
-            bytes: Vec::new(),
+        ParsedHead {
+            len: 0,
             fields: Vec::new(),
-            target: String::new(),
-            path_end: 0,
+            target: (0, 0),
+            path: (0, 0),
+            root_path: false,
+            query: None,
             authority: None,
+            home: Home::Buffer(0),
+            copy: Vec::new(),
             method: Method::Get,
             version: Version::Http11,
             framing: Framing::None,
@@ -208,13 +231,153 @@ fn range(r: (u32, u32)) -> Range<usize> {
     r.0 as usize..r.1 as usize
 }
 
-impl Head {
+/// A parsed head with its bytes: what a service reads. Dereferences to the [`ParsedHead`]'s
+/// facts (`method`, `version`, `framing`, …).
+#[derive(Clone, Copy, Debug)]
+pub struct Head<'a> {
+    parsed: &'a ParsedHead,
+    bytes: &'a [u8],
+}
+
+impl std::ops::Deref for Head<'_> {
+    type Target = ParsedHead;
+
+    fn deref(&self) -> &ParsedHead {
+        self.parsed
+    }
+}
+
+impl<'a> Head<'a> {
+    /// The request-target as sent (origin, absolute, authority or asterisk form).
+    pub fn target(&self) -> &'a [u8] {
+        &self.bytes[range(self.parsed.target)]
+    }
+
+    /// The path in origin form (also for an absolute-form request; `/` when it has none).
+    /// Bytes, as the router matches them: httparse has checked they are visible ASCII or
+    /// UTF-8.
+    pub fn path(&self) -> &'a [u8] {
+        if self.parsed.root_path {
+            b"/"
+        } else {
+            &self.bytes[range(self.parsed.path)]
+        }
+    }
+
+    /// The query part of the target, without `?`.
+    pub fn query(&self) -> Option<&'a [u8]> {
+        self.parsed.query.map(|r| &self.bytes[range(r)])
+    }
+
+    /// The host the request is for: the authority of an absolute-form target, else the
+    /// `Host` field (RFC 9112 §3.2.2); `None` for an HTTP/1.0 request without either.
+    pub fn host(&self) -> Option<&'a [u8]> {
+        match self.parsed.authority {
+            Some(r) => Some(&self.bytes[range(r)]),
+            None => self.header("host"),
+        }
+    }
+
+    /// The first value of header `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        let name = name.as_bytes();
+        let bytes = self.bytes;
+        self.parsed.fields.iter().find_map(|f| {
+            let n = &bytes[range(f.name)];
+            (n.len() == name.len() && n.eq_ignore_ascii_case(name)).then(|| &bytes[range(f.value)])
+        })
+    }
+
+    /// Every value of header `name`, in order.
+    pub fn headers(&self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let bytes = self.bytes;
+        self.parsed.fields.iter().filter_map(move |f| {
+            bytes[range(f.name)]
+                .eq_ignore_ascii_case(name.as_bytes())
+                .then(|| &bytes[range(f.value)])
+        })
+    }
+
+    /// All header fields as (name, value).
+    pub fn fields(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let bytes = self.bytes;
+        self.parsed
+            .fields
+            .iter()
+            .map(move |f| (&bytes[range(f.name)], &bytes[range(f.value)]))
+    }
+}
+
+impl ParsedHead {
+    /// The head with its bytes, `input` being what [`ParsedHead::parse`] parsed (or its first
+    /// [`ParsedHead::len`] bytes).
+    pub fn view<'a>(&'a self, input: &'a [u8]) -> Head<'a> {
+        Head {
+            parsed: self,
+            bytes: &input[..self.len as usize],
+        }
+    }
+
+    /// The head's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether no head has been parsed (length 0).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Records that the head just parsed starts at `at` in the receive buffer.
+    pub fn set_home(&mut self, at: usize) {
+        self.home = Home::Buffer(at);
+    }
+
+    /// The head with its bytes, wherever they are: at its offset in `recv`, or in its copy.
+    pub fn view_in<'a>(&'a self, recv: &'a [u8]) -> Head<'a> {
+        match self.home {
+            Home::Buffer(at) => self.view(&recv[at..]),
+            Home::Copied => self.view(&self.copy),
+        }
+    }
+
+    /// Copies the head's bytes out of `recv`, which is about to move or be overwritten;
+    /// idempotent.
+    pub fn detach(&mut self, recv: &[u8]) {
+        if let Home::Buffer(at) = self.home {
+            self.copy.clear();
+            self.copy.extend_from_slice(&recv[at..at + self.len as usize]);
+            self.home = Home::Copied;
+        }
+    }
+
+    /// Whether the head's bytes are still in the receive buffer.
+    pub fn in_buffer(&self) -> bool {
+        matches!(self.home, Home::Buffer(_))
+    }
+
+    /// Heap bytes held by this head's buffers.
+    pub fn heap_bytes(&self) -> usize {
+        self.copy.capacity() + self.fields.capacity() * std::mem::size_of::<Field>()
+    }
+
+    /// Frees the buffers (an idle connection keeps no head memory).
+    pub fn release(&mut self) {
+        self.copy = Vec::new();
+        self.fields = Vec::new();
+        self.home = Home::Buffer(0);
+        self.len = 0;
+    }
+}
+
+impl ParsedHead {
     /// Parses a head from the start of `input`. `Ok(None)`: incomplete, read more (the caller
-    /// enforces the size limits on incomplete input with [`Head::check_partial`]).
+    /// enforces the size limits on incomplete input with [`ParsedHead::check_partial`]).
     /// `Ok(Some(n))`: the head is the first `n` bytes. Every line must end with CRLF: httparse
     /// also accepts a bare LF, so the byte where it found each line's end is checked (a few
     /// comparisons per field rather than a second scan of the head).
     pub fn parse(&mut self, input: &[u8], limits: &Limits) -> Result<Option<usize>, HeadError> {
+        self.home = Home::Buffer(0);
         if limits.max_headers <= FEW_HEADERS {
             let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; FEW_HEADERS];
             self.parse_into(input, limits, &mut raw[..limits.max_headers.max(1)])
@@ -223,7 +386,7 @@ impl Head {
         }
     }
 
-    /// [`Head::parse`] with room for up to [`MAX_HEADERS_CAP`] fields (a big stack frame, so
+    /// [`ParsedHead::parse`] with room for up to [`MAX_HEADERS_CAP`] fields (a big stack frame, so
     /// kept out of the common path).
     #[inline(never)]
     #[cold]
@@ -277,32 +440,43 @@ impl Head {
         }
         let base = input.as_ptr() as usize;
         let off = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-        self.bytes.clear();
-        self.bytes.extend_from_slice(head);
+        self.len = len as u32;
         self.fields.clear();
-        self.target.clear();
         self.authority = None;
-        match split_absolute(path) {
-            None => self.target.push_str(path),
-            Some(Ok((authority, origin))) => {
-                // Absolute-form (RFC 9112 §3.2.2): the authority stands for the host and
-                // the router sees the origin form.
-                let at = off(authority.as_bytes());
-                self.authority = Some((at, at + authority.len() as u32));
-                if !origin.starts_with('/') {
-                    self.target.push('/');
+        self.root_path = false;
+        let at = off(path.as_bytes());
+        self.target = (at, at + path.len() as u32);
+        let origin = if path.starts_with('/') {
+            path // origin-form, the common case
+        } else {
+            match split_absolute(path) {
+                None => path,
+                Some(Ok((authority, origin))) => {
+                    // Absolute-form (RFC 9112 §3.2.2): the authority stands for the host
+                    // and the router sees the origin form.
+                    let a = off(authority.as_bytes());
+                    self.authority = Some((a, a + authority.len() as u32));
+                    self.root_path = !origin.starts_with('/');
+                    origin
                 }
-                self.target.push_str(origin);
+                Some(Err(_)) => {
+                    return Err(HeadError::Malformed("invalid absolute-form request-target"));
+                }
             }
-            Some(Err(_)) => {
-                return Err(HeadError::Malformed("invalid absolute-form request-target"));
+        };
+        let o = off(origin.as_bytes());
+        let o_end = o + origin.len() as u32;
+        // Targets are short: a plain loop beats a SIMD search's set-up here.
+        match origin.bytes().position(|b| b == b'?') {
+            Some(q) => {
+                self.path = (o, o + q as u32);
+                self.query = Some((o + q as u32 + 1, o_end));
+            }
+            None => {
+                self.path = (o, o_end);
+                self.query = None;
             }
         }
-        self.path_end = self
-            .target
-            .bytes()
-            .position(|b| b == b'?')
-            .unwrap_or(self.target.len());
         self.method = Method::from_bytes(method);
         self.version = if req.version == Some(0) {
             Version::Http10
@@ -431,7 +605,7 @@ impl Head {
         Self::check_partial_len(input.len(), input.contains(&b'\n'), limits)
     }
 
-    /// [`Head::check_partial`] from what a [`HeadScanner`] already knows: the buffered length
+    /// [`ParsedHead::check_partial`] from what a [`HeadScanner`] already knows: the buffered length
     /// and whether the request line has ended.
     pub fn check_partial_len(
         len: usize,
@@ -446,73 +620,6 @@ impl Head {
             return Err(HeadError::HeadersTooLarge);
         }
         Ok(())
-    }
-
-    /// The request-target in origin form (`/path?query`; an absolute-form target without its
-    /// scheme and authority).
-    pub fn target(&self) -> &str {
-        &self.target
-    }
-
-    /// The host the request is for: the authority of an absolute-form target, else the
-    /// `Host` field (RFC 9112 §3.2.2); `None` for an HTTP/1.0 request without either.
-    pub fn host(&self) -> Option<&[u8]> {
-        match self.authority {
-            Some(r) => Some(&self.bytes[range(r)]),
-            None => self.header("host"),
-        }
-    }
-
-    /// The path part of the target (origin form, also for an absolute-form request).
-    pub fn path(&self) -> &str {
-        &self.target[..self.path_end]
-    }
-
-    /// The query part of the target, without `?`.
-    pub fn query(&self) -> Option<&str> {
-        self.target
-            .get(self.path_end + 1..)
-            .filter(|_| self.path_end < self.target.len())
-    }
-
-    /// The first value of header `name` (ASCII case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
-        let name = name.as_bytes();
-        self.fields.iter().find_map(|f| {
-            let n = &self.bytes[range(f.name)];
-            (n.len() == name.len() && n.eq_ignore_ascii_case(name))
-                .then(|| &self.bytes[range(f.value)])
-        })
-    }
-
-    /// Every value of header `name`, in order.
-    pub fn headers<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.fields.iter().filter_map(move |f| {
-            let n = &self.bytes[range(f.name)];
-            n.eq_ignore_ascii_case(name.as_bytes())
-                .then(|| &self.bytes[range(f.value)])
-        })
-    }
-
-    /// All header fields as (name, value).
-    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.fields
-            .iter()
-            .map(|f| (&self.bytes[range(f.name)], &self.bytes[range(f.value)]))
-    }
-
-    /// Heap bytes held by this head's buffers.
-    pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity()
-            + self.fields.capacity() * std::mem::size_of::<Field>()
-            + self.target.capacity()
-    }
-
-    /// Frees the buffers (an idle connection keeps no head memory).
-    pub fn release(&mut self) {
-        self.bytes = Vec::new();
-        self.fields = Vec::new();
-        self.target = String::new();
     }
 }
 
@@ -589,6 +696,9 @@ fn offset_in(whole: &[u8], part: &[u8]) -> usize {
 /// checked): httparse trims trailing spaces and tabs from values, so skip those first. An
 /// empty value points at its line's end already.
 fn cr_after_value(head: &[u8], mut at: usize) -> bool {
+    if head.get(at) == Some(&b'\r') {
+        return true; // no trailing whitespace: the common case
+    }
     while let Some(&b) = head.get(at) {
         if b != b' ' && b != b'\t' {
             return b == b'\r';
@@ -668,7 +778,7 @@ mod tests {
     use super::*;
 
     fn parse(raw: &str) -> Result<Option<usize>, HeadError> {
-        Head::default().parse(raw.as_bytes(), &Limits::default())
+        ParsedHead::default().parse(raw.as_bytes(), &Limits::default())
     }
 
     fn status(raw: &str) -> u16 {
@@ -677,14 +787,15 @@ mod tests {
 
     #[test]
     fn parses_a_simple_get() {
-        let mut h = Head::default();
+        let mut h = ParsedHead::default();
         let raw = b"GET /users/7?x=1 HTTP/1.1\r\nHost: a\r\nX-Request-ID: abc\r\n\r\nrest";
         assert_eq!(h.parse(raw, &Limits::default()), Ok(Some(raw.len() - 4)));
         assert_eq!(h.method, Method::Get);
-        assert_eq!(h.target(), "/users/7?x=1");
-        assert_eq!(h.path(), "/users/7");
-        assert_eq!(h.query(), Some("x=1"));
-        assert_eq!(h.header("x-request-id"), Some(&b"abc"[..]));
+        let v = h.view(raw);
+        assert_eq!(v.target(), b"/users/7?x=1");
+        assert_eq!(v.path(), b"/users/7");
+        assert_eq!(v.query(), Some(&b"x=1"[..]));
+        assert_eq!(v.header("x-request-id"), Some(&b"abc"[..]));
         assert_eq!(h.framing, Framing::None);
         assert!(h.keep_alive);
     }
@@ -697,7 +808,7 @@ mod tests {
 
     #[test]
     fn keep_alive_rules() {
-        let mut h = Head::default();
+        let mut h = ParsedHead::default();
         let l = Limits::default();
         h.parse(b"GET / HTTP/1.0\r\n\r\n", &l).unwrap();
         assert!(!h.keep_alive, "1.0 closes by default");
@@ -720,7 +831,7 @@ mod tests {
 
     #[test]
     fn content_length_and_chunked_framing() {
-        let mut h = Head::default();
+        let mut h = ParsedHead::default();
         let l = Limits::default();
         h.parse(
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n",
@@ -887,27 +998,31 @@ mod tests {
 
     #[test]
     fn absolute_form_targets_are_routed_by_their_path() {
-        let mut h = Head::default();
+        let mut h = ParsedHead::default();
         let l = Limits::default();
-        h.parse(
-            b"GET http://a:80/users/7?x=1 HTTP/1.1\r\nHost: b\r\n\r\n",
-            &l,
-        )
-        .unwrap();
+        let raw = b"GET http://a:80/users/7?x=1 HTTP/1.1\r\nHost: b\r\n\r\n";
+        h.parse(raw, &l).unwrap();
+        let v = h.view(raw);
         assert_eq!(
-            (h.path(), h.query(), h.target()),
-            ("/users/7", Some("x=1"), "/users/7?x=1")
+            (v.path(), v.query(), v.target()),
+            (
+                &b"/users/7"[..],
+                Some(&b"x=1"[..]),
+                &b"http://a:80/users/7?x=1"[..]
+            )
         );
         assert_eq!(
-            h.host(),
+            v.host(),
             Some(&b"a:80"[..]),
             "the authority stands for the host"
         );
-        h.parse(b"GET http://a?q HTTP/1.1\r\nHost: a\r\n\r\n", &l)
-            .unwrap();
-        assert_eq!((h.path(), h.query()), ("/", Some("q")));
-        h.parse(b"GET /p HTTP/1.1\r\nHost: b\r\n\r\n", &l).unwrap();
-        assert_eq!(h.host(), Some(&b"b"[..]));
+        let raw = b"GET http://a?q HTTP/1.1\r\nHost: a\r\n\r\n";
+        h.parse(raw, &l).unwrap();
+        let v = h.view(raw);
+        assert_eq!((v.path(), v.query()), (&b"/"[..], Some(&b"q"[..])));
+        let raw = b"GET /p HTTP/1.1\r\nHost: b\r\n\r\n";
+        h.parse(raw, &l).unwrap();
+        assert_eq!(h.view(raw).host(), Some(&b"b"[..]));
         assert_eq!(status("GET http://u@a/p HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status("GET http:///p HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status("GET ftp://a/p HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
@@ -915,7 +1030,7 @@ mod tests {
 
     #[test]
     fn expect_continue_is_ignored_in_http10() {
-        let mut h = Head::default();
+        let mut h = ParsedHead::default();
         let raw = b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
         h.parse(raw, &Limits::default()).unwrap();
         assert!(!h.expect_continue, "RFC 9110 10.1.1: ignored in HTTP/1.0");
@@ -948,7 +1063,7 @@ mod tests {
             max_uri_bytes: 64,
             max_body_bytes: 10,
         };
-        let mut h = Head::default();
+        let mut h = ParsedHead::default();
         let many = "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
         assert_eq!(
             h.parse(many.as_bytes(), &limits),

@@ -120,7 +120,7 @@ pub trait Service {
     fn admit(
         &self,
         now: Now,
-        head: &Head,
+        head: &Head<'_>,
         peer: SocketAddr,
         ex: &mut Self::Exchange,
         res: &mut Response,
@@ -133,7 +133,7 @@ pub trait Service {
     fn call(
         &self,
         now: Now,
-        head: &Head,
+        head: &Head<'_>,
         body: &[u8],
         ex: &mut Self::Exchange,
         res: &mut Response,
@@ -186,7 +186,7 @@ pub trait Service {
     }
 
     /// The response to the current request is queued (`head` when it parsed).
-    fn finish(&self, now: Now, ex: &mut Self::Exchange, head: Option<&Head>, status: Status) {
+    fn finish(&self, now: Now, ex: &mut Self::Exchange, head: Option<&Head<'_>>, status: Status) {
         let _ = (now, ex, head, status);
     }
 

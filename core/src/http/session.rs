@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::body::BodyDecoder;
-use super::request::{BARE_LF, Framing, Head, HeadError, HeadScanner, Method, Scan, Version};
+use super::request::{
+    BARE_LF, Framing, HeadError, HeadScanner, Method, ParsedHead, Scan, Version,
+};
 use super::response::{
     BodyFraming, Preamble, Response, Status, encode_chunk, encode_last_chunk,
 };
@@ -159,7 +161,7 @@ pub struct Session<S: Service> {
     rend: usize,
     out: Vec<u8>,
     sent: usize,
-    head: Head,
+    head: ParsedHead,
     scanner: HeadScanner,
     head_valid: bool,
     body: Vec<u8>,
@@ -193,7 +195,7 @@ impl<S: Service> Session<S> {
             rend: 0,
             out: Vec::new(),
             sent: 0,
-            head: Head::default(),
+            head: ParsedHead::default(),
             scanner: HeadScanner::default(),
             head_valid: false,
             body: Vec::new(),
@@ -227,6 +229,12 @@ impl<S: Service> Session<S> {
     pub fn recv_buf(&mut self) -> &mut [u8] {
         if !self.wants_read() {
             return &mut [];
+        }
+        if self.head_valid && self.head.in_buffer() {
+            // The request being served still reads its head where it was received; the
+            // buffer is about to be reused or moved, so the head is copied out first (only
+            // requests whose body or reply outlives the bytes at hand pay for this).
+            self.head.detach(&self.recv);
         }
         if self.rpos == self.rend {
             self.rpos = 0;
@@ -513,6 +521,7 @@ impl<S: Service> Session<S> {
                         }
                         Ok(Some(len)) => {
                             self.scanner.reset();
+                            self.head.set_home(self.rpos);
                             self.rpos += len;
                             self.head_valid = true;
                             self.clear_timer(Timer::Header);
@@ -575,7 +584,7 @@ impl<S: Service> Session<S> {
         }
         match self.scanner.scan(input) {
             Scan::Partial { line_done } => {
-                Head::check_partial_len(input.len(), line_done, limits).map(|()| None)
+                ParsedHead::check_partial_len(input.len(), line_done, limits).map(|()| None)
             }
             Scan::BareLf => Err(HeadError::Malformed(BARE_LF)),
             Scan::Complete => self.head.parse(input, limits),
@@ -588,7 +597,13 @@ impl<S: Service> Session<S> {
         self.res.clear();
         let admitted = self
             .service
-            .admit(now, &self.head, self.peer, &mut self.ex, &mut self.res);
+            .admit(
+                now,
+                &self.head.view_in(&self.recv),
+                self.peer,
+                &mut self.ex,
+                &mut self.res,
+            );
         let limits = &self.service.http_config().limits;
         let decoder = match self.head.framing {
             Framing::None => None,
@@ -625,7 +640,13 @@ impl<S: Service> Session<S> {
     fn dispatch(&mut self, now: Now) {
         match self
             .service
-            .call(now, &self.head, &self.body, &mut self.ex, &mut self.res)
+            .call(
+                now,
+                &self.head.view_in(&self.recv),
+                &self.body,
+                &mut self.ex,
+                &mut self.res,
+            )
         {
             Reply::Now => self.send_response(now),
             Reply::Later { deadline, wait } => {
@@ -771,7 +792,7 @@ impl<S: Service> Session<S> {
             encode_last_chunk(&mut self.out);
         }
         self.service
-            .finish(now, &mut self.ex, Some(&self.head), Status::OK);
+            .finish(now, &mut self.ex, Some(&self.head.view_in(&self.recv)), Status::OK);
         self.served += 1;
         self.after_response(now);
     }
@@ -813,9 +834,9 @@ impl<S: Service> Session<S> {
             with_body,
             BodyFraming::Length,
         );
-        let head = self.head_valid.then_some(&self.head);
+        let head = self.head_valid.then(|| self.head.view_in(&self.recv));
         self.service
-            .finish(now, &mut self.ex, head, self.res.status());
+            .finish(now, &mut self.ex, head.as_ref(), self.res.status());
         self.served += 1;
         self.arm_write(now);
         self.after_response(now);

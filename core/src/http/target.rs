@@ -8,6 +8,16 @@
 /// Whether `value` is `uri-host [ ":" port ]`, with `uri-host = IP-literal / IPv4address /
 /// reg-name` (RFC 3986 §3.2.2). IPv4 addresses are reg-names syntactically.
 pub fn valid_host(value: &[u8]) -> bool {
+    // The common case in one pass: reg-name bytes, then maybe `:` and digits.
+    let name_end = value
+        .iter()
+        .position(|&b| !REG_NAME[b as usize])
+        .unwrap_or(value.len());
+    match value.get(name_end) {
+        None => return true,
+        Some(b':') if value[name_end + 1..].iter().all(u8::is_ascii_digit) => return true,
+        _ => {}
+    }
     let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
         let Some(close) = rest.iter().position(|&b| b == b']') else {
             return false;

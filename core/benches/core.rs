@@ -245,16 +245,16 @@ fn router(c: &mut Criterion) {
         .build();
     let mut g = c.benchmark_group("router");
     g.bench_function("first_static", |b| {
-        b.iter(|| r.lookup(Method::Get, black_box("/ping")))
+        b.iter(|| r.lookup(Method::Get, black_box(&b"/ping"[..])))
     });
     g.bench_function("param", |b| {
-        b.iter(|| r.lookup(Method::Get, black_box("/users/12345")))
+        b.iter(|| r.lookup(Method::Get, black_box(&b"/users/12345"[..])))
     });
     g.bench_function("last_static", |b| {
-        b.iter(|| r.lookup(Method::Get, black_box("/api/v1/stream")))
+        b.iter(|| r.lookup(Method::Get, black_box(&b"/api/v1/stream"[..])))
     });
     g.bench_function("not_found", |b| {
-        b.iter(|| r.lookup(Method::Get, black_box("/nowhere/at/all")))
+        b.iter(|| r.lookup(Method::Get, black_box(&b"/nowhere/at/all"[..])))
     });
     g.finish();
 }

@@ -32,7 +32,9 @@ fn serve(s: &mut Session, now: &mut Now, batch: &[u8], rounds: usize) -> usize {
 fn main() {
     let mut args = std::env::args().skip(1);
     let kind = args.next().unwrap_or_else(|| "ping".into());
-    let n: usize = args.next().map_or(20_000, |a| a.parse().expect("N is a number"));
+    let n: usize = args
+        .next()
+        .map_or(20_000, |a| a.parse().expect("N is a number"));
     let raw: &[u8] = match kind.as_str() {
         "ping" => b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n",
         "fast" => b"POST /api/v1/compute/fast HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 14\r\n\r\n{\"number\": 42}",

@@ -91,6 +91,27 @@ pub fn http_date(unix_secs: u64) -> [u8; 29] {
     out
 }
 
+/// Formats an RFC 3339 UTC timestamp with milliseconds (`2026-12-02T14:30:00.123Z`) for
+/// `unix_ms`: the time field of JSON log lines, rendered without allocating.
+pub fn rfc3339_millis(unix_ms: u64) -> [u8; 24] {
+    let secs = unix_ms / 1000;
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let secs_of_day = secs % 86_400;
+    let mut out = *b"1970-01-01T00:00:00.000Z";
+    let y = year.clamp(0, 9999) as u64;
+    put2(&mut out[0..2], y / 100);
+    put2(&mut out[2..4], y % 100);
+    put2(&mut out[5..7], u64::from(month));
+    put2(&mut out[8..10], u64::from(day));
+    put2(&mut out[11..13], secs_of_day / 3600);
+    put2(&mut out[14..16], secs_of_day / 60 % 60);
+    put2(&mut out[17..19], secs_of_day % 60);
+    let ms = unix_ms % 1000;
+    out[20] = b'0' + (ms / 100) as u8;
+    put2(&mut out[21..23], ms % 100);
+    out
+}
+
 fn put2(dst: &mut [u8], v: u64) {
     dst[0] = b'0' + (v / 10 % 10) as u8;
     dst[1] = b'0' + (v % 10) as u8;
@@ -132,6 +153,19 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_timestamps() {
+        assert_eq!(
+            &rfc3339_millis(784_111_777_042),
+            b"1994-11-06T08:49:37.042Z"
+        );
+        assert_eq!(&rfc3339_millis(0), b"1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            &rfc3339_millis(951_782_400_999),
+            b"2000-02-29T00:00:00.999Z"
+        );
+    }
 
     #[test]
     fn http_date_matches_rfc_example() {

@@ -106,7 +106,14 @@ fn run(bytes: &[u8], cuts: &[usize]) -> (Vec<u8>, bool) {
 /// differs from a byte scan's.
 fn line_endings() -> impl Strategy<Value = Vec<u8>> {
     let eol = prop_oneof![Just(&b"\r\n"[..]), Just(&b"\n"[..])];
-    let value = prop_oneof![Just(""), Just("v"), Just("a b"), Just("x \t"), Just(" \t"), Just("  y  ")];
+    let value = prop_oneof![
+        Just(""),
+        Just("v"),
+        Just("a b"),
+        Just("x \t"),
+        Just(" \t"),
+        Just("  y  ")
+    ];
     (
         proptest::collection::vec(eol.clone(), 0..3),
         eol.clone(),

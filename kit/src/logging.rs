@@ -1,56 +1,328 @@
-//! `tracing` set-up: JSON lines in production, human-readable in development, written by a
-//! background thread through a bounded buffer that drops (and counts) lines when full, so
-//! logging never blocks an I/O thread.
+//! `tracing` set-up: JSON lines in production, human-readable in development, handed to a
+//! background writer thread so logging never blocks an I/O thread.
+//!
+//! Invariants:
+//! - a logged event costs no heap allocation once warm: `tracing-subscriber` formats into
+//!   its per-thread buffer (the JSON lines through [`JsonLines`], which writes fields as it
+//!   visits them), and the line is copied into a shared batch whose capacity is reused;
+//! - the batch holds at most `LOG_BUFFER_LINES` lines; a line that does not fit is dropped
+//!   and counted (`dropped`), never waited for;
+//! - the writer thread swaps the batch for its spare one at least every [`FLUSH_EVERY`] (or
+//!   at once when the batch is half full) and writes it with one `write` to stderr;
+//! - dropping the [`LogGuard`] writes out everything logged before it.
 
-use std::sync::OnceLock;
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 
 use weir_core::config::{Config, Environment};
 
-static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+/// The longest a logged line waits in the batch before the writer thread takes it.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
 
-/// Keeps the log writer alive; dropping it flushes what is buffered.
+static SINK: OnceLock<Arc<Sink>> = OnceLock::new();
+
+/// Keeps the log writer alive; dropping it writes out what is buffered.
 #[derive(Debug)]
-pub struct LogGuard(#[allow(dead_code)] Option<WorkerGuard>); // held for its Drop only
+pub struct LogGuard(Option<JoinHandle<()>>);
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if let (Some(thread), Some(sink)) = (self.0.take(), SINK.get()) {
+            sink.lock().closing = true;
+            sink.wake.notify_one();
+            let _ = thread.join();
+        }
+    }
+}
 
 /// Installs the global subscriber (logs go to stderr; stdout carries only the address line).
 pub fn init(config: &Config) -> LogGuard {
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(config.log_buffer_lines)
-        .thread_name("weir-log")
-        .finish(std::io::stderr());
-    let _ = DROPPED.set(writer.error_counter());
+    let sink = Arc::new(Sink {
+        batch: Mutex::new(Batch {
+            bytes: Vec::with_capacity(64 * 1024),
+            lines: 0,
+            closing: false,
+        }),
+        wake: Condvar::new(),
+        max_lines: config.log_buffer_lines.max(1),
+        dropped: AtomicU64::new(0),
+        logged: AtomicU64::new(0),
+    });
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
+        .with_writer(SinkWriter(sink.clone()))
         .with_target(true)
         .with_ansi(ansi);
     let installed = match config.environment {
-        Environment::Production => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
+        Environment::Production => builder.event_format(JsonLines).try_init(),
         _ => builder.compact().try_init(),
     };
-    if installed.is_err() {
+    if installed.is_err() || SINK.set(sink.clone()).is_err() {
         // A subscriber already exists (tests); keep it.
         return LogGuard(None);
     }
-    LogGuard(Some(guard))
+    let thread = std::thread::Builder::new()
+        .name("weir-log".into())
+        .spawn(move || sink.run())
+        .expect("spawning the log writer thread");
+    LogGuard(Some(thread))
 }
 
-/// Lines dropped because the buffer was full.
+/// Lines dropped because the batch was full.
 pub fn dropped() -> u64 {
-    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+    SINK.get().map_or(0, |s| s.dropped.load(Ordering::Relaxed))
 }
 
-/// Best effort: give the writer thread a moment before an abrupt exit.
+/// Lines taken for writing since start.
+pub fn logged() -> u64 {
+    SINK.get().map_or(0, |s| s.logged.load(Ordering::Relaxed))
+}
+
+/// Best effort before an abrupt exit: wakes the writer and gives it a moment to write out
+/// what is batched.
 pub fn flush() {
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    if let Some(sink) = SINK.get() {
+        sink.wake.notify_one();
+        for _ in 0..10 {
+            if sink.lock().lines == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The lines logged since the writer last took them.
+#[derive(Debug)]
+struct Batch {
+    bytes: Vec<u8>,
+    lines: usize,
+    closing: bool,
+}
+
+#[derive(Debug)]
+struct Sink {
+    batch: Mutex<Batch>,
+    wake: Condvar,
+    max_lines: usize,
+    dropped: AtomicU64,
+    logged: AtomicU64,
+}
+
+impl Sink {
+    fn lock(&self) -> MutexGuard<'_, Batch> {
+        // A panic while holding the lock leaves a batch that is still just bytes.
+        self.batch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds one formatted line (or several, for a multi-line event) or drops it when full.
+    fn push(&self, line: &[u8]) {
+        let mut b = self.lock();
+        if b.lines >= self.max_lines {
+            drop(b);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        b.bytes.extend_from_slice(line);
+        b.lines += 1;
+        self.logged.fetch_add(1, Ordering::Relaxed);
+        let wake = b.lines == self.max_lines / 2;
+        drop(b);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The writer thread: takes the batch (swapping in its spare buffer, so neither is ever
+    /// reallocated once grown) and writes it to stderr.
+    fn run(&self) {
+        let mut spare = Vec::with_capacity(64 * 1024);
+        loop {
+            let closing = {
+                let mut b = self.lock();
+                if b.lines == 0 && !b.closing {
+                    b = self
+                        .wake
+                        .wait_timeout(b, FLUSH_EVERY)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                std::mem::swap(&mut b.bytes, &mut spare);
+                b.lines = 0;
+                b.closing
+            };
+            if !spare.is_empty() {
+                // Nowhere to report a failing stderr: the lines are lost, as with any logger.
+                let _ = std::io::stderr().write_all(&spare);
+                spare.clear();
+            }
+            if closing && self.lock().lines == 0 {
+                return;
+            }
+        }
+    }
+}
+
+/// The `MakeWriter` of the subscriber: every event's formatted text goes to the sink.
+struct SinkWriter(Arc<Sink>);
+
+impl<'a> MakeWriter<'a> for SinkWriter {
+    type Writer = LineWriter<'a>;
+
+    fn make_writer(&'a self) -> LineWriter<'a> {
+        LineWriter(&self.0)
+    }
+}
+
+/// Writes one event's text into the sink (the fmt layer writes each event with one call).
+struct LineWriter<'a>(&'a Sink);
+
+impl std::io::Write for LineWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.push(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One JSON object per event, flat: `timestamp`, `level`, `target`, then the event's fields
+/// (`message` among them), written as they are visited — no map, no intermediate strings.
+#[derive(Debug)]
+pub struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let stamp = weir_core::time::rfc3339_millis(now_ms);
+        w.write_str("{\"timestamp\":\"")?;
+        w.write_str(std::str::from_utf8(&stamp).map_err(|_| fmt::Error)?)?;
+        write!(w, "\",\"level\":\"{}\",\"target\":", meta.level())?;
+        json_string(&mut w, meta.target())?;
+        let mut fields = JsonFields {
+            w: &mut w,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        w.write_str("}\n")
+    }
+}
+
+struct JsonFields<'a, 'w> {
+    w: &'a mut Writer<'w>,
+    result: fmt::Result,
+}
+
+impl JsonFields<'_, '_> {
+    fn key(&mut self, field: &Field) -> fmt::Result {
+        self.w.write_char(',')?;
+        json_string(self.w, field.name())?;
+        self.w.write_char(':')
+    }
+
+    fn put(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_ok() {
+            self.result = self.key(field).and_then(|()| value(self.w));
+        }
+    }
+}
+
+impl Visit for JsonFields<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, |w| json_string(w, value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // JSON has no NaN or infinity.
+        self.put(field, |w| {
+            if value.is_finite() {
+                write!(w, "{value}")
+            } else {
+                w.write_str("null")
+            }
+        });
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, |w| {
+            w.write_char('"')?;
+            write!(Escaped(w), "{value:?}")?;
+            w.write_char('"')
+        });
+    }
+}
+
+fn json_string(w: &mut Writer<'_>, s: &str) -> fmt::Result {
+    w.write_char('"')?;
+    Escaped(w).write_str(s)?;
+    w.write_char('"')
+}
+
+/// Escapes what JSON requires inside a string (RFC 8259 §7) on its way to the writer.
+struct Escaped<'a, 'w>(&'a mut Writer<'w>);
+
+impl fmt::Write for Escaped<'_, '_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut start = 0;
+        for (i, b) in s.bytes().enumerate() {
+            let esc = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            self.0.write_str(&s[start..i])?;
+            if esc.is_empty() {
+                write!(self.0, "\\u{b:04x}")?;
+            } else {
+                self.0.write_str(esc)?;
+            }
+            start = i + 1;
+        }
+        self.0.write_str(&s[start..])
+    }
 }

@@ -99,7 +99,7 @@ impl App {
                 res.header("Content-Type", b"application/json");
                 let b = res.body_mut();
                 b.extend_from_slice(b"{\"id\":");
-                // httparse checked the target is UTF-8; the escaper handles the rest.
+                // The grammar checked the target is UTF-8; the escaper handles the rest.
                 write_utf8(b, id);
                 b.push(b'}');
             }
@@ -664,11 +664,9 @@ fn query_str<'q>(query: Option<&'q [u8]>, key: &str) -> Result<Option<&'q [u8]>,
 fn query_u64(query: Option<&[u8]>, key: &str) -> Result<Option<u64>, ()> {
     match query_str(query, key)? {
         None => Ok(None),
-        Some(v) if !v.is_empty() && v.len() <= 19 && v.iter().all(u8::is_ascii_digit) => {
-            Ok(Some(
-                v.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
-            ))
-        }
+        Some(v) if !v.is_empty() && v.len() <= 19 && v.iter().all(u8::is_ascii_digit) => Ok(Some(
+            v.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
+        )),
         Some(_) => Err(()),
     }
 }
@@ -714,6 +712,9 @@ mod tests {
         assert_eq!(query_u64(Some(b"ms="), "ms"), Err(()));
         assert_eq!(query_u64(Some(b"ms=99999999999999999999"), "ms"), Err(()));
         assert_eq!(query_u64(Some(b"ms=18446744073709551616"), "ms"), Err(()));
-        assert_eq!(query_u64(Some(b"ms=9999999999999999999"), "ms"), Ok(Some(9_999_999_999_999_999_999)));
+        assert_eq!(
+            query_u64(Some(b"ms=9999999999999999999"), "ms"),
+            Ok(Some(9_999_999_999_999_999_999))
+        );
     }
 }

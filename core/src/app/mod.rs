@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::http::response::{put_block, put_u64};
 use crate::http::session::drain_grace;
 use crate::http::{Head, HttpConfig, Limits, Method, Response, Session, Status};
 use crate::jobs::{JobQueue, JobWait};
@@ -290,9 +291,14 @@ impl AppBuilder {
             rate_lines: (!policy.is_empty()).then(|| {
                 let policy = policy.join(", ");
                 RatePolicy::ALL.map(|p| {
-                    format!("RateLimit-Policy: {policy}\r\nRateLimit: \"{}\";r=", p.name())
-                        .into_bytes()
-                        .into_boxed_slice()
+                    let text = format!(
+                        "RateLimit-Policy: {policy}\r\nRateLimit: \"{}\";r=",
+                        p.name()
+                    );
+                    let mut block = Box::new(([0; RATE_BLOCK], text.len()));
+                    // Two policies with 20-digit numbers fit; a longer text is a bug.
+                    block.0[..text.len()].copy_from_slice(text.as_bytes());
+                    block
                 })
             }),
             connections: AtomicUsize::new(0),
@@ -322,7 +328,7 @@ pub struct App {
     per_ip: Option<KeyedGcra>,
     /// Per [`RatePolicy`]: the `RateLimit-Policy` line and the start of the `RateLimit` line
     /// up to its remaining count, written as one block per response.
-    rate_lines: Option<[Box<[u8]>; 2]>,
+    rate_lines: Option<[Box<RateBlock>; 2]>,
     connections: AtomicUsize,
     workers_alive: AtomicUsize,
     acceptors: AtomicUsize,
@@ -713,15 +719,15 @@ impl App {
     fn common_headers(&self, ctx: &RequestCtx, res: &mut Response) {
         // Precomputed blocks and numbers written straight into the header buffer (hot path).
         res.header_lines(|h| {
+            h.reserve(128);
             h.extend_from_slice(b"X-Request-ID: ");
-            h.extend_from_slice(ctx.id.as_bytes());
+            ctx.id.write_to(h);
             h.extend_from_slice(b"\r\n");
             if let (Some(lines), Some((v, policy))) = (&self.rate_lines, ctx.verdict) {
-                h.extend_from_slice(&lines[policy as usize]);
-                let mut n = itoa::Buffer::new();
-                h.extend_from_slice(n.format(v.remaining).as_bytes());
+                put_block(h, &lines[policy as usize]);
+                put_u64(h, v.remaining);
                 h.extend_from_slice(b";t=");
-                h.extend_from_slice(n.format(v.reset_secs).as_bytes());
+                put_u64(h, v.reset_secs);
                 h.extend_from_slice(b"\r\n");
             }
         });
@@ -748,7 +754,7 @@ impl App {
             latency,
         });
         if self.config.access_log {
-            // The path is UTF-8 (httparse checked the target).
+            // The path is UTF-8 (the grammar checked the target).
             let path = head.map_or("-", |h| std::str::from_utf8(h.path()).unwrap_or("-"));
             tracing::info!(
                 target: "weir::access",
@@ -762,6 +768,12 @@ impl App {
         }
     }
 }
+
+/// Room for a precomputed `RateLimit-Policy` line and the start of `RateLimit`.
+const RATE_BLOCK: usize = 192;
+
+/// A precomputed header block: the bytes (in a fixed array, copied whole) and their length.
+type RateBlock = ([u8; RATE_BLOCK], usize);
 
 /// Which limit a `RateLimit` header reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -80,6 +80,16 @@ impl RequestId {
         }
     }
 
+    /// Appends the ID bytes (a generated one as a fixed-size copy).
+    #[inline]
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        if self.generated {
+            out.extend_from_slice(&self.bytes[..36]);
+        } else {
+            out.extend_from_slice(self.as_bytes());
+        }
+    }
+
     /// The ID text.
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.bytes[..self.len as usize]).expect("invariant: IDs are ASCII")

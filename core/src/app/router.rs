@@ -154,11 +154,7 @@ impl<E: Copy> Router<E> {
 }
 
 /// Matches `path` against a split pattern; `Some(param)` on a match (byte comparisons only).
-fn match_route<'p>(
-    prefix: &str,
-    suffix: Option<&str>,
-    path: &'p [u8],
-) -> Option<Option<&'p [u8]>> {
+fn match_route<'p>(prefix: &str, suffix: Option<&str>, path: &'p [u8]) -> Option<Option<&'p [u8]>> {
     let Some(suffix) = suffix else {
         return (path == prefix.as_bytes()).then_some(None);
     };

@@ -1,4 +1,5 @@
-//! Request heads: parsing on `httparse`, the framing rules that stop smuggling, and limits.
+//! Request heads: the parsed facts (on [`super::grammar`]), the framing rules that stop
+//! smuggling, and limits.
 //!
 //! Invariants: a [`ParsedHead`] is reused across requests and holds no bytes of its own, only
 //! the facts of the head and index ranges of its parts, relative to the head's first byte; the
@@ -8,13 +9,13 @@
 //! [`HeadError`] carrying the status it implies, and every one of them closes the connection,
 //! because framing can no longer be trusted.
 
-use std::mem::MaybeUninit;
 use std::ops::Range;
 
+use super::grammar::{self, Field};
 use super::response::Status;
 use super::target::{split_absolute, valid_host};
 
-/// Hard cap on `MAX_HEADERS`, so the parse array lives on the stack (httparse needs a slice).
+/// Hard cap on `MAX_HEADERS`.
 pub const MAX_HEADERS_CAP: usize = 1024;
 
 /// The limits a head is parsed under (from `Config`).
@@ -64,15 +65,15 @@ pub enum Method {
 }
 
 impl Method {
-    fn from_bytes(m: &str) -> Method {
+    fn from_bytes(m: &[u8]) -> Method {
         match m {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "DELETE" => Method::Delete,
-            "PATCH" => Method::Patch,
-            "OPTIONS" => Method::Options,
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"PATCH" => Method::Patch,
+            b"OPTIONS" => Method::Options,
             _ => Method::Other,
         }
     }
@@ -158,12 +159,6 @@ impl HeadError {
             HeadError::Expectation => "only Expect: 100-continue is supported",
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, Default)]
-struct Field {
-    name: (u32, u32),
-    value: (u32, u32),
 }
 
 /// The facts and part positions of one parsed request head (the bytes live elsewhere; see the
@@ -254,7 +249,7 @@ impl<'a> Head<'a> {
     }
 
     /// The path in origin form (also for an absolute-form request; `/` when it has none).
-    /// Bytes, as the router matches them: httparse has checked they are visible ASCII or
+    /// Bytes, as the router matches them: the grammar has checked they are visible ASCII or
     /// UTF-8.
     pub fn path(&self) -> &'a [u8] {
         if self.parsed.root_path {
@@ -291,11 +286,11 @@ impl<'a> Head<'a> {
     /// Every value of header `name`, in order.
     pub fn headers(&self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         let bytes = self.bytes;
-        self.parsed.fields.iter().filter_map(move |f| {
-            bytes[range(f.name)]
-                .eq_ignore_ascii_case(name.as_bytes())
-                .then(|| &bytes[range(f.value)])
-        })
+        self.parsed
+            .fields
+            .iter()
+            .filter(move |f| bytes[range(f.name)].eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |f| &bytes[range(f.value)])
     }
 
     /// All header fields as (name, value).
@@ -346,7 +341,8 @@ impl ParsedHead {
     pub fn detach(&mut self, recv: &[u8]) {
         if let Home::Buffer(at) = self.home {
             self.copy.clear();
-            self.copy.extend_from_slice(&recv[at..at + self.len as usize]);
+            self.copy
+                .extend_from_slice(&recv[at..at + self.len as usize]);
             self.home = Home::Copied;
         }
     }
@@ -371,118 +367,73 @@ impl ParsedHead {
 }
 
 impl ParsedHead {
-    /// Parses a head from the start of `input`. `Ok(None)`: incomplete, read more (the caller
-    /// enforces the size limits on incomplete input with [`ParsedHead::check_partial`]).
-    /// `Ok(Some(n))`: the head is the first `n` bytes. Every line must end with CRLF: httparse
-    /// also accepts a bare LF, so the byte where it found each line's end is checked (a few
-    /// comparisons per field rather than a second scan of the head).
+    /// Parses a head from the start of `input` ([`super::grammar`]). `Ok(None)`: incomplete,
+    /// read more (the caller enforces the size limits on incomplete input with
+    /// [`ParsedHead::check_partial`]). `Ok(Some(n))`: the head is the first `n` bytes.
     pub fn parse(&mut self, input: &[u8], limits: &Limits) -> Result<Option<usize>, HeadError> {
         self.home = Home::Buffer(0);
-        if limits.max_headers <= FEW_HEADERS {
-            let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; FEW_HEADERS];
-            self.parse_into(input, limits, &mut raw[..limits.max_headers.max(1)])
-        } else {
-            self.parse_many(input, limits)
-        }
-    }
-
-    /// [`ParsedHead::parse`] with room for up to [`MAX_HEADERS_CAP`] fields (a big stack frame, so
-    /// kept out of the common path).
-    #[inline(never)]
-    #[cold]
-    fn parse_many(&mut self, input: &[u8], limits: &Limits) -> Result<Option<usize>, HeadError> {
-        let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
-        self.parse_into(input, limits, &mut raw[..limits.max_headers.min(MAX_HEADERS_CAP)])
-    }
-
-    fn parse_into<'i>(
-        &mut self,
-        input: &'i [u8],
-        limits: &Limits,
-        slots: &mut [MaybeUninit<httparse::Header<'i>>],
-    ) -> Result<Option<usize>, HeadError> {
-        let mut req = httparse::Request::new(&mut []);
-        let status = httparse::ParserConfig::default()
-            .parse_request_with_uninit_headers(&mut req, input, slots);
-        let len = match status {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => {
-                return Self::check_partial(input, limits).map(|()| None);
-            }
-            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::HeadersTooLarge),
-            Err(httparse::Error::Version) => return Err(version_error(input)),
-            Err(e) => return Err(HeadError::Malformed(parse_error_message(e))),
+        let max_fields = limits.max_headers.clamp(1, MAX_HEADERS_CAP);
+        let (line, len) = match grammar::parse_head(input, &mut self.fields, max_fields)? {
+            Some(done) => done,
+            None => return Self::check_partial(input, limits).map(|()| None),
         };
         if len > limits.max_header_bytes {
             return Err(HeadError::HeadersTooLarge);
         }
-        let path = req
-            .path
-            .expect("invariant: a complete request has a target");
-        if path.len() > limits.max_uri_bytes {
+        let head = &input[..len];
+        let target = &head[range(line.target)];
+        if target.len() > limits.max_uri_bytes {
             return Err(HeadError::UriTooLong);
         }
-        let head = &input[..len];
-        let method = req
-            .method
-            .expect("invariant: complete request has a method");
-        // httparse accepts a bare LF as a line end; a strict server does not (a smuggling
-        // vector when a proxy in front reads lines differently). The request line ends 9
-        // bytes after the target (` HTTP/1.x`), the head with its empty line; leading empty
-        // lines (which httparse skips) are checked byte by byte, a rare case.
-        let line_end = offset_in(head, path.as_bytes()) + path.len() + 9;
-        let lead = offset_in(head, method.as_bytes());
-        if head.get(line_end) != Some(&b'\r')
-            || head[len - 2] != b'\r'
-            || (lead > 0 && has_bare_lf(&head[..lead]))
-        {
-            return Err(HeadError::Malformed(BARE_LF));
-        }
-        let base = input.as_ptr() as usize;
-        let off = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
         self.len = len as u32;
-        self.fields.clear();
         self.authority = None;
         self.root_path = false;
-        let at = off(path.as_bytes());
-        self.target = (at, at + path.len() as u32);
-        let origin = if path.starts_with('/') {
-            path // origin-form, the common case
+        self.target = line.target;
+        let origin = if target.first() == Some(&b'/') {
+            line.target // origin-form, the common case
         } else {
-            match split_absolute(path) {
-                None => path,
+            let text = std::str::from_utf8(target)
+                .map_err(|_| HeadError::Malformed("request-target is not UTF-8"))?;
+            match split_absolute(text) {
+                None => line.target,
                 Some(Ok((authority, origin))) => {
                     // Absolute-form (RFC 9112 §3.2.2): the authority stands for the host
                     // and the router sees the origin form.
-                    let a = off(authority.as_bytes());
-                    self.authority = Some((a, a + authority.len() as u32));
+                    let at = line.target.0 + offset_in(target, authority.as_bytes()) as u32;
+                    self.authority = Some((at, at + authority.len() as u32));
                     self.root_path = !origin.starts_with('/');
-                    origin
+                    let o = line.target.0 + offset_in(target, origin.as_bytes()) as u32;
+                    (o, o + origin.len() as u32)
                 }
                 Some(Err(_)) => {
                     return Err(HeadError::Malformed("invalid absolute-form request-target"));
                 }
             }
         };
-        let o = off(origin.as_bytes());
-        let o_end = o + origin.len() as u32;
         // Targets are short: a plain loop beats a SIMD search's set-up here.
-        match origin.bytes().position(|b| b == b'?') {
+        match head[range(origin)].iter().position(|&b| b == b'?') {
             Some(q) => {
-                self.path = (o, o + q as u32);
-                self.query = Some((o + q as u32 + 1, o_end));
+                let q = origin.0 + q as u32;
+                self.path = (origin.0, q);
+                self.query = Some((q + 1, origin.1));
             }
             None => {
-                self.path = (o, o_end);
+                self.path = origin;
                 self.query = None;
             }
         }
-        self.method = Method::from_bytes(method);
-        self.version = if req.version == Some(0) {
+        self.method = Method::from_bytes(&head[range(line.method)]);
+        self.version = if line.minor == 0 {
             Version::Http10
         } else {
             Version::Http11
         };
+        self.check_fields(head, limits)?;
+        Ok(Some(len))
+    }
+
+    /// The framing rules over the parsed fields (RFC 9112 §6.3 and §3.2).
+    fn check_fields(&mut self, head: &[u8], limits: &Limits) -> Result<(), HeadError> {
         let mut content_length: Option<u64> = None;
         let mut chunked = false;
         let mut has_te = false;
@@ -491,20 +442,10 @@ impl ParsedHead {
         let mut conn_close = false;
         let mut conn_keep_alive = false;
         self.expect_continue = false;
-        self.fields.reserve(req.headers.len());
-        for h in req.headers.iter() {
-            let name = h.name.as_bytes();
-            let value = h.value;
-            let value_at = off(value);
-            let value_end = value_at + value.len() as u32;
-            if !cr_after_value(head, value_end as usize) {
-                return Err(HeadError::Malformed(BARE_LF));
-            }
-            self.fields.push(Field {
-                name: (off(name), off(name) + name.len() as u32),
-                value: (value_at, value_end),
-            });
-            // httparse rejects CTLs except HTAB; it allows obs-text, which is fine in values.
+        for f in &self.fields {
+            let name = &head[range(f.name)];
+            let value = &head[range(f.value)];
+            // The grammar rejects CTLs except HTAB; it allows obs-text, fine in values.
             match name.len() {
                 4 if name.eq_ignore_ascii_case(b"host") => {
                     if !valid_host(value) {
@@ -596,7 +537,7 @@ impl ParsedHead {
         if self.framing == Framing::None {
             self.expect_continue = false;
         }
-        Ok(Some(len))
+        Ok(())
     }
 
     /// Limits for a head that is not complete yet: 414 while the request line alone is too
@@ -681,31 +622,9 @@ impl HeadScanner {
     }
 }
 
-/// The message of every bare-LF rejection.
-pub(crate) const BARE_LF: &str = "bare LF in request head";
-
-/// Header slots on the stack in the common case (`MAX_HEADERS` up to this).
-const FEW_HEADERS: usize = 128;
-
-/// Where `part` (a subslice httparse returned) starts in `whole`.
+/// Where `part` (a subslice of `whole`) starts in `whole`.
 fn offset_in(whole: &[u8], part: &[u8]) -> usize {
     part.as_ptr() as usize - whole.as_ptr() as usize
-}
-
-/// Whether the line whose field value ends at `at` ends with CR (then LF, which httparse
-/// checked): httparse trims trailing spaces and tabs from values, so skip those first. An
-/// empty value points at its line's end already.
-fn cr_after_value(head: &[u8], mut at: usize) -> bool {
-    if head.get(at) == Some(&b'\r') {
-        return true; // no trailing whitespace: the common case
-    }
-    while let Some(&b) = head.get(at) {
-        if b != b' ' && b != b'\t' {
-            return b == b'\r';
-        }
-        at += 1;
-    }
-    false
 }
 
 /// Whether any LF in `bytes` lacks its CR (SIMD search for LFs: a head has only a few).
@@ -736,41 +655,6 @@ fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
         found = Some(n);
     }
     found.ok_or(HeadError::Malformed("malformed Content-Length"))
-}
-
-/// httparse reports any bad version token the same way; a well-formed `HTTP/x.y` other than
-/// 1.0/1.1 is a 505, anything else a 400.
-fn version_error(input: &[u8]) -> HeadError {
-    let line_end = input
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(input.len());
-    let line = &input[..line_end];
-    let token = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
-    let well_formed = token.len() == 8
-        && token.starts_with(b"HTTP/")
-        && token[5].is_ascii_digit()
-        && token[6] == b'.'
-        && token[7].is_ascii_digit();
-    if well_formed {
-        HeadError::Version
-    } else {
-        HeadError::Malformed("malformed HTTP version")
-    }
-}
-
-fn parse_error_message(e: httparse::Error) -> &'static str {
-    match e {
-        httparse::Error::HeaderName => {
-            "invalid header name (whitespace before colon, obs-fold or bad byte)"
-        }
-        httparse::Error::HeaderValue => "invalid byte in header value",
-        httparse::Error::NewLine => "malformed line ending",
-        httparse::Error::Status => "malformed request line",
-        httparse::Error::Token => "invalid method or token",
-        httparse::Error::TooManyHeaders => "too many headers",
-        httparse::Error::Version => "malformed HTTP version",
-    }
 }
 
 #[cfg(test)]

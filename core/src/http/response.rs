@@ -137,7 +137,8 @@ impl Response {
     }
 
     /// Adds a header line. `value` must not contain CR or LF: every caller passes our own
-    /// text or a value httparse already validated (checked in debug builds and tests).
+    /// text or a value the head grammar already validated (checked in debug builds and tests).
+    #[inline]
     pub fn header(&mut self, name: &str, value: &[u8]) {
         debug_assert!(
             !value.iter().any(|&b| b == b'\r' || b == b'\n'),
@@ -147,6 +148,7 @@ impl Response {
             !self.has_header(name),
             "header {name} added twice: every header name appears once in a response"
         );
+        self.headers.reserve(name.len() + value.len() + 4);
         self.headers.extend_from_slice(name.as_bytes());
         self.headers.extend_from_slice(b": ");
         self.headers.extend_from_slice(value);
@@ -156,6 +158,7 @@ impl Response {
     /// Appends whole header lines (`Name: value\r\n` each) that `build` writes straight into
     /// the header buffer: for hot paths that assemble lines from precomputed blocks and
     /// numbers. The same rules as [`Response::header`] hold and are checked in debug builds.
+    #[inline]
     pub fn header_lines(&mut self, build: impl FnOnce(&mut Vec<u8>)) {
         let from = self.headers.len();
         build(&mut self.headers);
@@ -241,8 +244,7 @@ impl Response {
         match framing {
             BodyFraming::Length => {
                 out.extend_from_slice(&preamble.bytes[CONTENT_LENGTH_AT..]);
-                let mut b = itoa::Buffer::new();
-                out.extend_from_slice(b.format(self.body.len()).as_bytes());
+                put_u64(out, self.body.len() as u64);
                 out.extend_from_slice(b"\r\n");
             }
             BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
@@ -286,7 +288,8 @@ fn check_header_lines(block: &[u8]) {
 
 /// The `200` status line, which the [`Preamble`] starts with.
 const OK_LINE: &[u8] = b"HTTP/1.1 200 OK\r\n";
-const SERVER_LINE: &[u8] = concat!("Server: ", "weir/", env!("CARGO_PKG_VERSION"), "\r\nDate: ").as_bytes();
+const SERVER_LINE: &[u8] =
+    concat!("Server: ", "weir/", env!("CARGO_PKG_VERSION"), "\r\nDate: ").as_bytes();
 const DATE_AT: usize = OK_LINE.len() + SERVER_LINE.len();
 const CONTENT_LENGTH_AT: usize = DATE_AT + 29 + 2;
 const CONTENT_LENGTH: &[u8] = b"Content-Length: ";
@@ -326,6 +329,25 @@ impl Preamble {
             self.bytes[DATE_AT..DATE_AT + 29].copy_from_slice(&http_date(unix_secs));
         }
     }
+}
+
+/// Appends the decimal digits of `n` (itoa: two digits per step, no formatting machinery).
+#[inline]
+pub fn put_u64(out: &mut Vec<u8>, n: u64) {
+    if n < 10 {
+        out.push(b'0' + n as u8);
+    } else {
+        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    }
+}
+
+/// Appends `block` (at most `N` bytes, kept in an `N`-byte array) with one fixed-size copy,
+/// then cuts back to its length: a precomputed block costs no library call.
+#[inline]
+pub fn put_block<const N: usize>(out: &mut Vec<u8>, block: &([u8; N], usize)) {
+    let at = out.len();
+    out.extend_from_slice(&block.0);
+    out.truncate(at + block.1);
 }
 
 /// Appends one chunk (`len-hex CRLF data CRLF`); an empty `data` is skipped (it would end
@@ -382,6 +404,20 @@ mod tests {
         let s = String::from_utf8(out).unwrap();
         assert!(s.contains("Content-Length: 4\r\n") && s.contains("Connection: close\r\n"));
         assert!(s.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn numbers_and_blocks() {
+        for n in [0, 7, 10, 99, 100, 101, 65_535, 99_999, 100_000, u64::MAX] {
+            let mut out = b"x".to_vec();
+            put_u64(&mut out, n);
+            assert_eq!(out, format!("x{n}").as_bytes());
+        }
+        let mut block = ([0u8; 16], 3);
+        block.0[..3].copy_from_slice(b"abc");
+        let mut out = b"<".to_vec();
+        put_block(&mut out, &block);
+        assert_eq!(out, b"<abc");
     }
 
     #[test]

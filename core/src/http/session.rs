@@ -17,12 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::body::BodyDecoder;
-use super::request::{
-    BARE_LF, Framing, HeadError, HeadScanner, Method, ParsedHead, Scan, Version,
-};
-use super::response::{
-    BodyFraming, Preamble, Response, Status, encode_chunk, encode_last_chunk,
-};
+use super::grammar::BARE_LF;
+use super::request::{Framing, HeadError, HeadScanner, Method, ParsedHead, Scan, Version};
+use super::response::{BodyFraming, Preamble, Response, Status, encode_chunk, encode_last_chunk};
 use super::service::{Chunk, Reply, ReplyPoll, Service};
 use crate::time::{Instant, Now};
 
@@ -595,15 +592,13 @@ impl<S: Service> Session<S> {
     fn start_request(&mut self, now: Now) {
         self.keep_alive &= self.head.keep_alive;
         self.res.clear();
-        let admitted = self
-            .service
-            .admit(
-                now,
-                &self.head.view_in(&self.recv),
-                self.peer,
-                &mut self.ex,
-                &mut self.res,
-            );
+        let admitted = self.service.admit(
+            now,
+            &self.head.view_in(&self.recv),
+            self.peer,
+            &mut self.ex,
+            &mut self.res,
+        );
         let limits = &self.service.http_config().limits;
         let decoder = match self.head.framing {
             Framing::None => None,
@@ -638,16 +633,13 @@ impl<S: Service> Session<S> {
     }
 
     fn dispatch(&mut self, now: Now) {
-        match self
-            .service
-            .call(
-                now,
-                &self.head.view_in(&self.recv),
-                &self.body,
-                &mut self.ex,
-                &mut self.res,
-            )
-        {
+        match self.service.call(
+            now,
+            &self.head.view_in(&self.recv),
+            &self.body,
+            &mut self.ex,
+            &mut self.res,
+        ) {
             Reply::Now => self.send_response(now),
             Reply::Later { deadline, wait } => {
                 self.wait_effect = wait;
@@ -670,8 +662,13 @@ impl<S: Service> Session<S> {
                 } else {
                     BodyFraming::UntilClose
                 };
-                self.res
-                    .encode(&mut self.out, &self.preamble, connection, with_body, framing);
+                self.res.encode(
+                    &mut self.out,
+                    &self.preamble,
+                    connection,
+                    with_body,
+                    framing,
+                );
                 self.arm_write(now);
                 if !with_body {
                     self.end_stream(now, false);
@@ -791,8 +788,12 @@ impl<S: Service> Session<S> {
         if chunked {
             encode_last_chunk(&mut self.out);
         }
-        self.service
-            .finish(now, &mut self.ex, Some(&self.head.view_in(&self.recv)), Status::OK);
+        self.service.finish(
+            now,
+            &mut self.ex,
+            Some(&self.head.view_in(&self.recv)),
+            Status::OK,
+        );
         self.served += 1;
         self.after_response(now);
     }

@@ -24,6 +24,7 @@
 //! says so.
 
 use super::request::HeadError;
+use super::scan::{field_len, is_vchar, token_len, vchar_len};
 
 /// A field's name and value as offsets into the head.
 #[derive(Clone, Copy, Debug, Default)]
@@ -64,103 +65,6 @@ impl From<GrammarError> for HeadError {
 
 /// The message of every bare-LF rejection.
 pub(crate) const BARE_LF: &str = "bare LF in request head";
-
-/// `tchar` (RFC 9110 §5.6.2): what a method and a field name are made of.
-static TCHAR: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
-        b += 1;
-    }
-    t
-};
-
-/// Visible ASCII (0x21–0x7E): what a request-target is made of on the fast path (bytes above
-/// 0x7F divert to a UTF-8 check).
-static VCHAR: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0x21;
-    while b < 0x7f {
-        t[b] = true;
-        b += 1;
-    }
-    t
-};
-
-/// Whether `word` has a byte below 0x20 (HTAB included) or 0x7F: a field value stops there
-/// (or, for a tab, is looked at byte by byte). Exact: no false negatives, and a flagged
-/// word is rescanned bytewise.
-fn has_ctl(word: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
-    let del = word ^ (ONES * 0x7F);
-    let is_del = del.wrapping_sub(ONES) & !del & HIGH;
-    below_space | is_del != 0
-}
-
-/// Whether `word` has a byte that cannot be in a request-target taken as it is: SP, a
-/// control, DEL, or a byte above 0x7F (then checked bytewise, as UTF-8).
-fn has_non_vchar(word: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let upto_space = word.wrapping_sub(ONES * 0x21) & !word & HIGH;
-    let del = word ^ (ONES * 0x7F);
-    let is_del = del.wrapping_sub(ONES) & !del & HIGH;
-    upto_space | is_del | (word & HIGH) != 0
-}
-
-/// How many leading bytes of `bytes` satisfy `keep`, eight at a time while `word_stops`
-/// says a word has none that might not (exact words are skipped whole; a flagged word and
-/// the tail are looked at byte by byte).
-#[inline(always)]
-fn span(bytes: &[u8], word_stops: fn(u64) -> bool, keep: impl Fn(u8) -> bool) -> usize {
-    let mut at = 0;
-    let mut words = bytes.chunks_exact(8);
-    for w in words.by_ref() {
-        if word_stops(u64::from_le_bytes(w.try_into().expect("8 bytes"))) {
-            break;
-        }
-        at += 8;
-    }
-    at + bytes[at..]
-        .iter()
-        .position(|&b| !keep(b))
-        .unwrap_or(bytes.len() - at)
-}
-
-/// How many leading bytes are `tchar` (names and methods are short: one lookup a byte).
-#[inline(always)]
-fn token_len(bytes: &[u8]) -> usize {
-    bytes
-        .iter()
-        .position(|&b| !TCHAR[b as usize])
-        .unwrap_or(bytes.len())
-}
-
-/// `field-vchar / SP / HTAB`: what a field value is made of.
-fn field_vchar_or_ws(b: u8) -> bool {
-    b >= 0x20 && b != 0x7f || b == b'\t'
-}
 
 /// What follows a line's content at `rest`: `Ok(Some(()))` for CRLF, `Ok(None)` if the input
 /// ends first, else the error (`what` when the byte is neither CR nor LF).
@@ -234,12 +138,12 @@ fn request_line(input: &[u8], at: usize) -> Result<Option<(RequestLine, usize)>,
         Some(_) => return Err(GrammarError::Malformed("invalid method or token")),
     }
     let rest = &line[m + 1..];
-    let mut t = span(rest, has_non_vchar, |b| VCHAR[b as usize]);
+    let mut t = vchar_len(rest);
     if rest.get(t).is_some_and(|&b| b >= 0x80) {
         // Bytes above 0x7F: taken when the whole target is UTF-8 (checked once it ends).
         t += rest[t..]
             .iter()
-            .position(|&b| b < 0x80 && !VCHAR[b as usize])
+            .position(|&b| b < 0x80 && !is_vchar(b))
             .unwrap_or(rest.len() - t);
         if t < rest.len() && std::str::from_utf8(&rest[..t]).is_err() {
             return Err(GrammarError::Malformed("request-target is not UTF-8"));
@@ -315,7 +219,7 @@ fn field_line(input: &[u8], at: usize) -> Result<Option<(Field, usize)>, Grammar
             None => return Ok(None),
         },
     };
-    let end = v + span(&line[v..], has_ctl, field_vchar_or_ws);
+    let end = v + field_len(&line[v..]);
     if end == line.len() {
         return Ok(None);
     }
@@ -448,21 +352,6 @@ mod tests {
         let (line, _, fields) = parse(raw).unwrap().unwrap();
         assert_eq!(slice(raw, line.target), "/caf\u{e9}".as_bytes());
         assert_eq!(slice(raw, fields[0].value), "\u{e9}t\u{e9}".as_bytes());
-    }
-
-    #[test]
-    fn word_checks_are_exact() {
-        for b in 0..=255u8 {
-            let mut w = [b'a'; 8];
-            w[3] = b;
-            let word = u64::from_le_bytes(w);
-            assert_eq!(has_ctl(word), b < 0x20 || b == 0x7f, "byte {b:#x}");
-            assert_eq!(
-                has_non_vchar(word),
-                !(0x21..=0x7e).contains(&b),
-                "byte {b:#x}"
-            );
-        }
     }
 
     /// httparse's reading of `raw`: `Err` for an error, `Ok(None)` for partial.

@@ -5,6 +5,7 @@ pub mod body;
 pub mod grammar;
 pub mod request;
 pub mod response;
+pub(crate) mod scan;
 pub mod service;
 pub mod session;
 pub mod target;

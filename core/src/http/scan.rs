@@ -1,0 +1,238 @@
+//! Byte-class scans for the head grammar: how many leading bytes of a slice belong to a
+//! class (token, request-target, field value). On x86_64 they look at 16 bytes per step with
+//! SSE2, which every x86_64 CPU has (no run-time detection); elsewhere, a byte at a time
+//! through the same tables.
+//!
+//! This is the core's only `unsafe`: the three calls into the `#[target_feature(enable =
+//! "sse2")]` functions below, sound because SSE2 is part of the x86_64 baseline (the
+//! compiler itself assumes it for every x86_64 target). The intrinsics take no pointers: a
+//! block is loaded from two `u64`s read safely from a `&[u8; 16]`.
+//!
+//! Invariant: every function returns exactly the length of the longest prefix whose bytes
+//! are all in the class (the tests compare each against its table on every byte value at
+//! every position).
+
+/// `tchar` (RFC 9110 §5.6.2): what a method and a field name are made of.
+pub(crate) static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    t
+};
+
+/// Visible ASCII (0x21–0x7E): a request-target's bytes (bytes above 0x7F are the caller's
+/// slow path).
+pub(crate) fn is_vchar(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b)
+}
+
+/// `field-vchar / SP / HTAB`: a field value's bytes.
+pub(crate) fn is_field_byte(b: u8) -> bool {
+    b >= 0x20 && b != 0x7f || b == b'\t'
+}
+
+/// Leading `tchar` bytes.
+pub(crate) fn token_len(bytes: &[u8]) -> usize {
+    scan(bytes, simd::not_tchar, |b| TCHAR[b as usize])
+}
+
+/// Leading visible-ASCII bytes.
+pub(crate) fn vchar_len(bytes: &[u8]) -> usize {
+    scan(bytes, simd::not_vchar, is_vchar)
+}
+
+/// Leading field-value bytes (tabs included).
+pub(crate) fn field_len(bytes: &[u8]) -> usize {
+    scan(bytes, simd::not_field_byte, is_field_byte)
+}
+
+/// Sixteen bytes at a time while `flags` (a bit per byte that may be outside the class) is
+/// zero, jumping to the first flagged byte otherwise; a flagged byte that `keep` accepts
+/// after all (a tab in a value) is stepped over. The tail goes byte by byte.
+#[inline(always)]
+fn scan(bytes: &[u8], flags: fn(&[u8; 16]) -> u32, keep: impl Fn(u8) -> bool) -> usize {
+    let mut at = 0;
+    while let Some(block) = bytes.get(at..at + 16) {
+        let f = flags(block.try_into().expect("16 bytes"));
+        if f == 0 {
+            at += 16;
+            continue;
+        }
+        at += f.trailing_zeros() as usize;
+        if !keep(bytes[at]) {
+            return at;
+        }
+        at += 1;
+    }
+    while at < bytes.len() && keep(bytes[at]) {
+        at += 1;
+    }
+    at
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod simd {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_max_epu8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set_epi64x, _mm_set1_epi8, _mm_sub_epi8,
+    };
+
+    #[target_feature(enable = "sse2")]
+    fn load(block: &[u8; 16]) -> __m128i {
+        let (lo, hi) = block.split_at(8);
+        let lo = i64::from_le_bytes(lo.try_into().expect("8 bytes"));
+        let hi = i64::from_le_bytes(hi.try_into().expect("8 bytes"));
+        _mm_set_epi64x(hi, lo)
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn splat(b: u8) -> __m128i {
+        _mm_set1_epi8(b as i8)
+    }
+
+    /// Bytes `<= hi` (unsigned).
+    #[target_feature(enable = "sse2")]
+    fn at_most(x: __m128i, hi: u8) -> __m128i {
+        _mm_cmpeq_epi8(_mm_max_epu8(x, splat(hi)), splat(hi))
+    }
+
+    /// Bytes `>= lo` (unsigned).
+    #[target_feature(enable = "sse2")]
+    fn at_least(x: __m128i, lo: u8) -> __m128i {
+        _mm_cmpeq_epi8(_mm_min_epu8(x, splat(lo)), splat(lo))
+    }
+
+    /// Bytes in `lo..=hi`.
+    #[target_feature(enable = "sse2")]
+    fn within(x: __m128i, lo: u8, hi: u8) -> __m128i {
+        at_most(_mm_sub_epi8(x, splat(lo)), hi - lo)
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn eq(x: __m128i, b: u8) -> __m128i {
+        _mm_cmpeq_epi8(x, splat(b))
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn bits(m: __m128i) -> u32 {
+        _mm_movemask_epi8(m) as u32
+    }
+
+    /// Controls, SP, DEL and above: not in a target taken as it is.
+    pub(super) fn not_vchar(block: &[u8; 16]) -> u32 {
+        // SAFETY: SSE2 is in the x86_64 baseline (see the module docs).
+        unsafe { not_vchar_sse2(block) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn not_vchar_sse2(block: &[u8; 16]) -> u32 {
+        let x = load(block);
+        bits(_mm_or_si128(at_most(x, 0x20), at_least(x, 0x7f)))
+    }
+
+    /// Controls (HTAB included: the caller keeps it) and DEL.
+    pub(super) fn not_field_byte(block: &[u8; 16]) -> u32 {
+        // SAFETY: SSE2 is in the x86_64 baseline (see the module docs).
+        unsafe { not_field_byte_sse2(block) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn not_field_byte_sse2(block: &[u8; 16]) -> u32 {
+        let x = load(block);
+        bits(_mm_or_si128(at_most(x, 0x1f), eq(x, 0x7f)))
+    }
+
+    /// Everything but `tchar`: controls, SP, DEL and above, and the delimiters
+    /// `"(),/:;<=>?@[\]{}`.
+    pub(super) fn not_tchar(block: &[u8; 16]) -> u32 {
+        // SAFETY: SSE2 is in the x86_64 baseline (see the module docs).
+        unsafe { not_tchar_sse2(block) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn not_tchar_sse2(block: &[u8; 16]) -> u32 {
+        let x = load(block);
+        let mut m = _mm_or_si128(at_most(x, 0x20), at_least(x, 0x7f));
+        for b in [b'"', b'(', b')', b',', b'/', b'{', b'}'] {
+            m = _mm_or_si128(m, eq(x, b));
+        }
+        m = _mm_or_si128(m, within(x, b':', b'@'));
+        m = _mm_or_si128(m, within(x, b'[', b']'));
+        bits(m)
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod simd {
+    /// A bit per byte outside the class, from the tables (portable fallback).
+    fn flags(block: &[u8; 16], keep: impl Fn(u8) -> bool) -> u32 {
+        block
+            .iter()
+            .enumerate()
+            .fold(0, |f, (i, &b)| if keep(b) { f } else { f | 1 << i })
+    }
+
+    pub(super) fn not_vchar(block: &[u8; 16]) -> u32 {
+        flags(block, super::is_vchar)
+    }
+
+    pub(super) fn not_field_byte(block: &[u8; 16]) -> u32 {
+        flags(block, |b| b >= 0x20 && b != 0x7f)
+    }
+
+    pub(super) fn not_tchar(block: &[u8; 16]) -> u32 {
+        flags(block, |b| super::TCHAR[b as usize])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_byte_at_every_position_matches_its_table() {
+        let classes: [(fn(&[u8]) -> usize, fn(u8) -> bool, u8); 3] = [
+            (token_len, |b| TCHAR[b as usize], b'a'),
+            (vchar_len, is_vchar, b'a'),
+            (field_len, is_field_byte, b'a'),
+        ];
+        for (len, member, filler) in classes {
+            for b in 0..=255u8 {
+                for at in 0..40 {
+                    let mut bytes = vec![filler; 40];
+                    bytes[at] = b;
+                    let want = if member(b) { 40 } else { at };
+                    assert_eq!(len(&bytes), want, "byte {b:#x} at {at}");
+                    // And a stop right after it, at every alignment.
+                    if at + 1 < 40 {
+                        bytes[at + 1] = 0;
+                        let want = if member(b) { at + 1 } else { at };
+                        assert_eq!(len(&bytes), want, "byte {b:#x} at {at}, NUL after");
+                    }
+                }
+            }
+        }
+    }
+}

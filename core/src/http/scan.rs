@@ -213,12 +213,14 @@ mod tests {
 
     #[test]
     fn every_byte_at_every_position_matches_its_table() {
-        let classes: [(fn(&[u8]) -> usize, fn(u8) -> bool, u8); 3] = [
-            (token_len, |b| TCHAR[b as usize], b'a'),
-            (vchar_len, is_vchar, b'a'),
-            (field_len, is_field_byte, b'a'),
+        type Class = (fn(&[u8]) -> usize, fn(u8) -> bool);
+        let classes: [Class; 3] = [
+            (token_len, |b| TCHAR[b as usize]),
+            (vchar_len, is_vchar),
+            (field_len, is_field_byte),
         ];
-        for (len, member, filler) in classes {
+        let filler = b'a';
+        for (len, member) in classes {
             for b in 0..=255u8 {
                 for at in 0..40 {
                     let mut bytes = vec![filler; 40];

@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     match parsed.parse(data, &limits) {
         Ok(Some(len)) => {
             assert!(len <= data.len() && len <= limits.max_header_bytes);
-            // The bare-LF check at httparse's line ends agrees with a scan of every byte.
+            // The grammar's line ends agree with a scan of every byte: no bare LF accepted.
             assert!(!has_bare_lf(&data[..len]), "accepted a bare LF");
             let head = parsed.view(data);
             assert!(head.target().len() <= limits.max_uri_bytes);

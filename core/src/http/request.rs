@@ -447,7 +447,7 @@ impl ParsedHead {
             let value = &head[range(f.value)];
             // The grammar rejects CTLs except HTAB; it allows obs-text, fine in values.
             match name.len() {
-                4 if name.eq_ignore_ascii_case(b"host") => {
+                4 if name[0] | 0x20 == b'h' && name.eq_ignore_ascii_case(b"host") => {
                     if !valid_host(value) {
                         return Err(HeadError::Malformed(
                             "invalid Host header (expected host[:port])",
@@ -455,7 +455,7 @@ impl ParsedHead {
                     }
                     hosts += 1;
                 }
-                6 if name.eq_ignore_ascii_case(b"expect") => {
+                6 if name[0] | 0x20 == b'e' && name.eq_ignore_ascii_case(b"expect") => {
                     if trim(value).eq_ignore_ascii_case(b"100-continue") {
                         // An HTTP/1.0 client cannot know 100 Continue: ignore it there
                         // (RFC 9110 §10.1.1).
@@ -464,7 +464,7 @@ impl ParsedHead {
                         return Err(HeadError::Expectation);
                     }
                 }
-                10 if name.eq_ignore_ascii_case(b"connection") => {
+                10 if name[0] | 0x20 == b'c' && name.eq_ignore_ascii_case(b"connection") => {
                     for token in value.split(|&b| b == b',').map(trim) {
                         if token.eq_ignore_ascii_case(b"close") {
                             conn_close = true;
@@ -473,14 +473,14 @@ impl ParsedHead {
                         }
                     }
                 }
-                14 if name.eq_ignore_ascii_case(b"content-length") => {
+                14 if name[0] | 0x20 == b'c' && name.eq_ignore_ascii_case(b"content-length") => {
                     let n = parse_content_length(value)?;
                     if content_length.is_some_and(|prev| prev != n) {
                         return Err(HeadError::Malformed("conflicting Content-Length headers"));
                     }
                     content_length = Some(n);
                 }
-                17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                17 if name[0] | 0x20 == b't' && name.eq_ignore_ascii_case(b"transfer-encoding") => {
                     has_te = true;
                     for coding in value.split(|&b| b == b',').map(trim) {
                         if coding.is_empty() || !coding.iter().all(|&b| is_token(b)) {

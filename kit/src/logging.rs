@@ -3,8 +3,7 @@
 //!
 //! Invariants:
 //! - a logged event costs no heap allocation once warm: `tracing-subscriber` formats into
-//!   its per-thread buffer (through [`JsonLines`] or [`TextLines`], which write fields as
-//!   they visit them), and the line is copied into a shared batch whose capacity is reused;
+//!   its per-thread buffer (through [`LogLines`], which writes fields as it visits them), and the line is copied into a shared batch whose capacity is reused;
 //! - the batch holds at most `LOG_BUFFER_LINES` lines; a line that does not fit is dropped
 //!   and counted (`dropped`), never waited for;
 //! - the writer thread swaps the batch for its spare one at least every [`FLUSH_EVERY`] (or
@@ -67,8 +66,8 @@ pub fn init(config: &Config) -> LogGuard {
         .with_target(true)
         .with_ansi(ansi);
     let installed = match config.environment {
-        Environment::Production => builder.event_format(JsonLines).try_init(),
-        _ => builder.event_format(TextLines).try_init(),
+        Environment::Production => builder.event_format(LogLines::JSON).try_init(),
+        _ => builder.event_format(LogLines::TEXT).try_init(),
     };
     if installed.is_err() || SINK.set(sink.clone()).is_err() {
         // A subscriber already exists (tests); keep it.
@@ -202,51 +201,25 @@ impl std::io::Write for LineWriter<'_> {
     }
 }
 
-/// One JSON object per event, flat: `timestamp`, `level`, `target`, then the event's fields
-/// (`message` among them), written as they are visited — no map, no intermediate strings.
-#[derive(Debug)]
-pub struct JsonLines;
-
-impl<S, N> FormatEvent<S, N> for JsonLines
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        _ctx: &FmtContext<'_, S, N>,
-        mut w: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let meta = event.metadata();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let stamp = weir_core::time::rfc3339_millis(now_ms);
-        w.write_str("{\"timestamp\":\"")?;
-        w.write_str(std::str::from_utf8(&stamp).map_err(|_| fmt::Error)?)?;
-        w.write_str("\",\"level\":\"")?;
-        w.write_str(meta.level().as_str())?;
-        w.write_str("\",\"target\":")?;
-        json_string(&mut w, meta.target())?;
-        let mut fields = LineFields {
-            w: &mut w,
-            text: false,
-            result: Ok(()),
-        };
-        event.record(&mut fields);
-        fields.result?;
-        w.write_str("}\n")
-    }
+/// weir's log line formats, written as `tracing` visits the fields — no map, no intermediate
+/// strings, no formatting machinery for numbers:
+/// - [`LogLines::JSON`] (production): one flat JSON object per event: `timestamp`, `level`,
+///   `target`, then the event's fields (`message` among them);
+/// - [`LogLines::TEXT`] (development): `timestamp LEVEL target: message key=value …`, at half
+///   the cost of `tracing-subscriber`'s own compact format.
+#[derive(Clone, Copy, Debug)]
+pub struct LogLines {
+    text: bool,
 }
 
-/// One line per event for people (`ENVIRONMENT=development`): `timestamp LEVEL target:
-/// message key=value …`, written like [`JsonLines`] — as the fields are visited, without the
-/// formatting machinery — at half the cost of `tracing-subscriber`'s own compact format.
-#[derive(Debug)]
-pub struct TextLines;
+impl LogLines {
+    /// JSON lines.
+    pub const JSON: LogLines = LogLines { text: false };
+    /// Text lines for people.
+    pub const TEXT: LogLines = LogLines { text: true };
+}
 
-impl<S, N> FormatEvent<S, N> for TextLines
+impl<S, N> FormatEvent<S, N> for LogLines
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
@@ -262,21 +235,31 @@ where
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let stamp = weir_core::time::rfc3339_millis(now_ms);
-        w.write_str(std::str::from_utf8(&stamp).map_err(|_| fmt::Error)?)?;
+        let stamp = std::str::from_utf8(&stamp).map_err(|_| fmt::Error)?;
         let level = meta.level().as_str();
-        w.write_str(&"      "[..6 - level.len()])?;
-        w.write_str(level)?;
-        w.write_str(" ")?;
-        w.write_str(meta.target())?;
-        w.write_str(":")?;
+        if self.text {
+            w.write_str(stamp)?;
+            w.write_str(&"      "[..6 - level.len()])?;
+            w.write_str(level)?;
+            w.write_str(" ")?;
+            w.write_str(meta.target())?;
+            w.write_str(":")?;
+        } else {
+            w.write_str("{\"timestamp\":\"")?;
+            w.write_str(stamp)?;
+            w.write_str("\",\"level\":\"")?;
+            w.write_str(level)?;
+            w.write_str("\",\"target\":")?;
+            json_string(&mut w, meta.target())?;
+        }
         let mut fields = LineFields {
             w: &mut w,
-            text: true,
+            text: self.text,
             result: Ok(()),
         };
         event.record(&mut fields);
         fields.result?;
-        w.write_str("\n")
+        w.write_str(if self.text { "\n" } else { "}\n" })
     }
 }
 
@@ -417,7 +400,7 @@ impl fmt::Write for Escaped<'_, '_> {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use super::JsonLines;
+    use super::LogLines;
 
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -439,7 +422,7 @@ mod tests {
         let sink = out.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || sink.clone())
-            .event_format(JsonLines)
+            .event_format(LogLines::JSON)
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(
@@ -483,7 +466,7 @@ mod tests {
         let sink = out.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || sink.clone())
-            .event_format(super::TextLines)
+            .event_format(LogLines::TEXT)
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(

@@ -135,7 +135,7 @@ pub fn write_error(
     unix_secs: u64,
 ) {
     res.set_status(code.status());
-    res.header("Content-Type", b"application/json");
+    res.header_line(b"Content-Type: application/json\r\n");
     let body = res.body_mut();
     body.clear();
     body.extend_from_slice(b"{\"request_id\":");

@@ -54,7 +54,7 @@ impl App {
             .expect("invariant: dispatch follows a successful admit");
         match endpoint {
             Endpoint::Ping => {
-                res.header("Content-Type", b"text/plain; charset=utf-8");
+                res.header_line(b"Content-Type: text/plain; charset=utf-8\r\n");
                 res.body_mut().extend_from_slice(b"pong");
             }
             Endpoint::ComputeFast => match self.parse_number(body) {
@@ -96,7 +96,7 @@ impl App {
             }
             Endpoint::User => {
                 let id = &head.path()[ctx.param.0 as usize..ctx.param.1 as usize];
-                res.header("Content-Type", b"application/json");
+                res.header_line(b"Content-Type: application/json\r\n");
                 let b = res.body_mut();
                 b.extend_from_slice(b"{\"id\":");
                 // The grammar checked the target is UTF-8; the escaper handles the rest.
@@ -192,7 +192,7 @@ impl App {
         job_id: u64,
         result: i64,
     ) {
-        res.header("Content-Type", b"application/json");
+        res.header_line(b"Content-Type: application/json\r\n");
         let b = res.body_mut();
         b.extend_from_slice(b"{\"request_id\":");
         ctx.id.write_json(b);
@@ -236,7 +236,7 @@ impl App {
     pub(crate) fn sleep_response(&self, ctx: &RequestCtx, ms: u64, res: &mut Response) {
         res.clear();
         self.common_headers(ctx, res);
-        res.header("Content-Type", b"application/json");
+        res.header_line(b"Content-Type: application/json\r\n");
         let b = res.body_mut();
         b.extend_from_slice(b"{\"slept_ms\":");
         write_int(b, ms);
@@ -262,7 +262,7 @@ impl App {
             .load(std::sync::atomic::Ordering::Relaxed);
         let pool_ok = workers >= self.config.worker_count;
         let mut healthy = pool_ok;
-        res.header("Content-Type", b"application/json");
+        res.header_line(b"Content-Type: application/json\r\n");
         res.header("Cache-Control", b"no-store");
         let mut statuses: Vec<(&str, &str)> =
             vec![("worker_pool", if pool_ok { "healthy" } else { "unhealthy" })];
@@ -306,7 +306,7 @@ impl App {
         let process = self.process.load();
         match format {
             Format::Json => {
-                res.header("Content-Type", b"application/json");
+                res.header_line(b"Content-Type: application/json\r\n");
                 let body = self.metrics_json(now, &process);
                 res.body_mut().extend_from_slice(body.as_bytes());
             }

@@ -419,7 +419,9 @@ impl RequestCtx {
         self.client_ip = None;
         self.verdict = None;
         self.open = true;
-        self.deferred = Deferred::None;
+        if !matches!(self.deferred, Deferred::None) {
+            self.deferred = Deferred::None;
+        }
     }
 }
 
@@ -741,7 +743,9 @@ impl App {
         head: Option<&Head<'_>>,
         status: Status,
     ) {
-        ctx.deferred = Deferred::None;
+        if !matches!(ctx.deferred, Deferred::None) {
+            ctx.deferred = Deferred::None;
+        }
         if !ctx.open {
             return;
         }

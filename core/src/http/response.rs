@@ -170,6 +170,13 @@ impl Response {
         check_header_lines(&self.headers);
     }
 
+    /// Adds a whole header line known at compile time (`b"Name: value\r\n"`): one fixed-size
+    /// copy. Checked in debug builds like [`Response::header`].
+    #[inline]
+    pub fn header_line(&mut self, line: &'static [u8]) {
+        self.header_lines(|h| h.extend_from_slice(line));
+    }
+
     /// Whether a header named `name` (ASCII case-insensitive) was added.
     pub fn has_header(&self, name: &str) -> bool {
         self.headers.split(|&b| b == b'\n').any(|line| {
@@ -323,11 +330,17 @@ impl Default for Preamble {
 
 impl Preamble {
     /// Dates the preamble `unix_secs`; formats only when the second changed.
+    #[inline]
     pub fn refresh(&mut self, unix_secs: u64) {
         if unix_secs != self.secs {
-            self.secs = unix_secs;
-            self.bytes[DATE_AT..DATE_AT + 29].copy_from_slice(&http_date(unix_secs));
+            self.redate(unix_secs);
         }
+    }
+
+    #[cold]
+    fn redate(&mut self, unix_secs: u64) {
+        self.secs = unix_secs;
+        self.bytes[DATE_AT..DATE_AT + 29].copy_from_slice(&http_date(unix_secs));
     }
 }
 

@@ -12,34 +12,24 @@
 //! are all in the class (the tests compare each against its table on every byte value at
 //! every position).
 
-/// `tchar` (RFC 9110 §5.6.2): what a method and a field name are made of.
-pub(crate) static TCHAR: [bool; 256] = {
+/// A byte class as a table: ASCII letters and digits plus the bytes of `extra`.
+pub(crate) const fn alnum_and(extra: &[u8]) -> [bool; 256] {
     let mut t = [false; 256];
     let mut b = 0;
     while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
+        t[b] = (b as u8).is_ascii_alphanumeric();
         b += 1;
     }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
     t
-};
+}
+
+/// `tchar` (RFC 9110 §5.6.2): what a method and a field name are made of.
+pub(crate) static TCHAR: [bool; 256] = alnum_and(b"!#$%&'*+-.^_`|~");
 
 /// Visible ASCII (0x21–0x7E): a request-target's bytes (bytes above 0x7F are the caller's
 /// slow path).

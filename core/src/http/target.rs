@@ -40,33 +40,7 @@ pub fn valid_host(value: &[u8]) -> bool {
 }
 
 /// Bytes a reg-name takes as they are: unreserved and sub-delims (RFC 3986 §3.2.2).
-const REG_NAME: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-            );
-        b += 1;
-    }
-    t
-};
+const REG_NAME: [bool; 256] = super::scan::alnum_and(b"-._~!$&'()*+,;=");
 
 /// `reg-name = *( unreserved / pct-encoded / sub-delims )`.
 fn valid_reg_name(name: &[u8]) -> bool {

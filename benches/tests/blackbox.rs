@@ -425,6 +425,33 @@ fn past_the_open_file_limit_clients_get_503(rt: &'static str) {
     let _ = std::fs::remove_file(log);
 }
 
+/// A client that pipelines requests and never reads their answers: once the socket is full
+/// the server's writes stop making progress, and after `WRITE_TIMEOUT` the connection is
+/// aborted (on weir-uring with its send still in flight, which is cancelled) — the server
+/// neither buffers without bound nor keeps the connection.
+fn a_client_that_stops_reading_is_cut_at_the_write_timeout(rt: &'static str) {
+    let srv = Server::start(rt, &[("WRITE_TIMEOUT", "1s"), ("RATE_LIMIT", "0")]);
+    let stalled = srv.connect();
+    let mut writer = stalled.s.try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    // ~7 MB of answers: more than the loopback socket buffers hold.
+    let batch = get("/ping").repeat(30_000);
+    let pushing = std::thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut writer, batch.as_bytes());
+    });
+    srv.wait_metrics("the stalled connection to open", |m| {
+        m["active_connections"].as_u64() >= Some(2)
+    });
+    srv.wait_metrics("the stalled connection to be cut", |m| {
+        m["active_connections"].as_u64() == Some(1)
+    });
+    assert_eq!(srv.get("/ping").status, 200, "{rt}: still serving");
+    pushing.join().unwrap();
+    drop(stalled);
+}
+
 fn config_errors_exit_2(rt: &'static str) {
     let out = std::process::Command::new(binary(rt))
         .env("WORKER_COUNT", "zero")
@@ -499,4 +526,83 @@ for_each_runtime! {
     second_signal_exits_at_once => super::second_signal_exits_at_once;
     past_the_open_file_limit_clients_get_503 => super::past_the_open_file_limit_clients_get_503;
     access_log_lines => super::access_log_lines;
+    a_client_that_stops_reading_is_cut_at_the_write_timeout => super::a_client_that_stops_reading_is_cut_at_the_write_timeout;
+}
+
+/// Where the kernel refuses io_uring (simulated with strace's fault injection: `ENOSYS` as
+/// on a kernel without it, `EPERM` as under `kernel.io_uring_disabled` or a seccomp filter),
+/// weir-uring exits 1 at start with one line saying why and what to run instead, before it
+/// binds anything.
+#[test]
+fn uring_unavailable_exits_1_with_a_reason() {
+    let strace_works = std::process::Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !strace_works {
+        eprintln!("SKIPPED: strace is not installed (or cannot trace here)");
+        return;
+    }
+    for (errno, reason) in [("ENOSYS", "not implemented"), ("EPERM", "not permitted")] {
+        let out = std::process::Command::new("strace")
+            .args(["-f", "-o", "/dev/null", "-e"])
+            .arg(format!("inject=io_uring_setup:error={errno}"))
+            .arg(binary("uring"))
+            .env("SERVER_PORT", "127.0.0.1:0")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{errno}: {err}");
+        assert!(out.stdout.is_empty(), "{errno}: nothing was bound");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{errno}: one line: {err}");
+        let line = lines[0].to_lowercase();
+        assert!(
+            line.contains("io_uring is not available")
+                && line.contains(reason)
+                && line.contains("weir-tokio"),
+            "{errno}: {err}"
+        );
+    }
+}
+
+/// weir-uring with a single receive buffer per ring: many clients' bytes arrive at once, so
+/// receives find the pool empty (`ENOBUFS`) and must be retried, not treated as errors —
+/// every request, pipelined or not, is still answered in order.
+#[test]
+fn uring_receives_that_find_the_pool_empty_are_retried() {
+    if let Some(why) = uring_unavailable() {
+        eprintln!("SKIPPED on weir-uring: {why}");
+        return;
+    }
+    let srv = Server::start(
+        "uring",
+        &[
+            ("URING_BUFFERS", "1"),
+            ("IO_THREADS", "1"),
+            ("RATE_LIMIT", "0"),
+        ],
+    );
+    // 8 KiB+ of pipelined requests per client: more than one buffer each.
+    let per_client = 300;
+    let batch = get("/ping").repeat(per_client);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(32));
+    let clients: Vec<_> = (0..32)
+        .map(|_| {
+            let mut c = srv.connect();
+            let (batch, barrier) = (batch.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                c.write_all(batch.as_bytes()).unwrap();
+                (0..per_client)
+                    .map(|_| read_response(&mut c, false).map(|r| r.text()))
+                    .filter(|t| t.as_deref() == Some("pong"))
+                    .count()
+            })
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.join().unwrap(), per_client);
+    }
 }

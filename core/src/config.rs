@@ -146,6 +146,8 @@ pub struct Config {
     pub io_threads: usize,
     /// `RUNTIME_LAYOUT`: how the async runtimes spread connections over their threads.
     pub layout: Layout,
+    /// `URING_BUFFERS`: receive buffers (4 KiB each) per io_uring ring (weir-uring).
+    pub uring_buffers: u16,
 }
 
 /// `RUNTIME_LAYOUT`: executors of the async runtimes. Exhaustive on purpose: a new layout
@@ -321,13 +323,19 @@ const SETTINGS: &[Setting] = &[
         env: "IO_THREADS",
         flag: "io-threads",
         default: "",
-        help: "threads serving connections in tokio and smol (default: cores; std uses one per connection)",
+        help: "threads serving connections in tokio, smol and uring (default: cores; std uses one per connection)",
     },
     Setting {
         env: "RUNTIME_LAYOUT",
         flag: "runtime-layout",
         default: "per-core",
         help: "per-core (one single-threaded executor per I/O thread) or shared (one work-stealing pool)",
+    },
+    Setting {
+        env: "URING_BUFFERS",
+        flag: "uring-buffers",
+        default: "512",
+        help: "weir-uring: 4 KiB receive buffers per ring, a power of two up to 32768 (a burst of more simultaneous receives waits a turn)",
     },
     Setting {
         env: "LOG_BUFFER_LINES",
@@ -527,6 +535,12 @@ impl Config {
                 "shared" => Some(Layout::Shared),
                 _ => None,
             })?,
+            uring_buffers: src.parse("URING_BUFFERS", "a power of two from 1 to 32768", |v| {
+                v.trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|n| n.is_power_of_two() && *n <= 1 << 15)
+            })?,
         };
         if cfg.trust_proxy && cfg.trusted_proxies.is_empty() {
             // Believing every peer's X-Forwarded-For lets any client choose its own rate-limit
@@ -555,7 +569,7 @@ impl Config {
              rate_limit_per_ip={} rate_limit_max_keys={} trust_proxy={} max_connections={} \
              max_header_bytes={} max_headers={} max_uri_bytes={} max_body_bytes={} header_timeout={:?} \
              idle_timeout={:?} write_timeout={:?} request_timeout={:?} shutdown_timeout={:?} \
-             access_log={} api_token={} backlog={} io_threads={} layout={:?}",
+             access_log={} api_token={} backlog={} io_threads={} layout={:?} uring_buffers={}",
             self.listen,
             self.environment,
             self.worker_count,
@@ -585,6 +599,7 @@ impl Config {
             self.backlog,
             self.io_threads,
             self.layout,
+            self.uring_buffers,
         )
     }
 }

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 /// Hang guard for every read: a test fails instead of waiting forever.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
-pub const RUNTIMES: [&str; 3] = ["tokio", "smol", "std"];
+pub const RUNTIMES: [&str; 4] = ["tokio", "smol", "std", "uring"];
 
 /// The binary of runtime `rt`, built from the current tree: the first call in a test process
-/// runs `cargo build` for the three runtimes in this profile (a no-op when `cargo test
+/// runs `cargo build` for the four runtimes in this profile (a no-op when `cargo test
 /// --workspace` already built them), so a black-box run never tests a stale binary.
 pub fn binary(rt: &str) -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -34,6 +34,8 @@ pub fn binary(rt: &str) -> PathBuf {
             "weir-smol",
             "-p",
             "weir-std",
+            "-p",
+            "weir-uring",
         ]);
         if dir.ends_with("release") {
             cmd.arg("--release");
@@ -328,6 +330,47 @@ pub fn post(path: &str, body: &str) -> String {
     )
 }
 
+/// Why weir-uring cannot run here (its own one-line reason, from starting it once), or
+/// `None` when it serves.
+pub fn uring_unavailable() -> Option<String> {
+    static WHY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    WHY.get_or_init(|| {
+        let mut child = Command::new(binary("uring"))
+            .env_clear()
+            .env("SERVER_PORT", "127.0.0.1:0")
+            .env("ACCESS_LOG", "false")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn weir-uring");
+        let mut line = String::new();
+        let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        if line.starts_with("listening on ") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        let mut err = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+        let status = child.wait().expect("weir-uring exits");
+        Some(format!("{status}: {}", err.trim()))
+    })
+    .clone()
+}
+
+/// Runs `f(rt)`, except for weir-uring where io_uring is unavailable: then says why on
+/// stderr (never silently) and passes.
+pub fn run_on(rt: &'static str, f: fn(&'static str)) {
+    if rt == "uring" {
+        if let Some(why) = uring_unavailable() {
+            eprintln!("SKIPPED on weir-uring: {why}");
+            return;
+        }
+    }
+    f(rt)
+}
+
 /// Expands to one `#[test]` per runtime calling `$body(rt)`.
 #[macro_export]
 macro_rules! for_each_runtime {
@@ -335,6 +378,7 @@ macro_rules! for_each_runtime {
         mod tokio_rt { $( #[test] fn $name() { $f("tokio") } )* }
         mod smol_rt { $( #[test] fn $name() { $f("smol") } )* }
         mod std_rt { $( #[test] fn $name() { $f("std") } )* }
+        mod uring_rt { $( #[test] fn $name() { $crate::common::run_on("uring", $f) } )* }
     };
 }
 

@@ -3,9 +3,12 @@
 //! completion to its session and queues what the session wants next (a receive, a send).
 //!
 //! Invariants:
-//! - a connection has at most one receive and one send in flight; its slot (and descriptor)
-//!   is released only once neither is, so no completion ever names a freed slot and no
-//!   operation a closed (or reused) descriptor;
+//! - a connection has at most one (multishot) receive and one send in flight; its slot (and
+//!   descriptor) is released only once neither is, so no completion ever names a freed slot
+//!   and no operation a closed (or reused) descriptor;
+//! - the multishot receive stays armed while the session wants to read; when it stops
+//!   wanting to (its output is backed up, its buffer full), the receive is cancelled, and
+//!   what arrived before the cancel took effect waits in the backlog;
 //! - a send carries a copy of the session's queued output, owned by the ring until its
 //!   completion; the session's output is advanced by what the kernel reports sent, only while
 //!   the session is still open (a session that closed has discarded its output);
@@ -79,7 +82,10 @@ struct Conn {
     job: Option<JobWatch>,
     waker: Waker,
     alarm: Alarm,
+    /// The multishot receive is armed (until a completion without "more").
     recv_busy: bool,
+    /// Its cancel was requested.
+    recv_cancelling: bool,
     send_busy: bool,
     /// The last receive found the pool empty; retried next turn.
     starved: bool,
@@ -264,6 +270,7 @@ impl EventLoop {
             waker: self.wakeups.waker(token(Op::Wake, slot, generation)),
             alarm: Alarm::default(),
             recv_busy: false,
+            recv_cancelling: false,
             send_busy: false,
             starved: false,
             backlog: Vec::new(),
@@ -305,7 +312,10 @@ impl EventLoop {
         let Some(conn) = self.conns[slot].as_mut() else {
             return;
         };
-        conn.recv_busy = false;
+        if !c.more() {
+            conn.recv_busy = false;
+            conn.recv_cancelling = false;
+        }
         let now = clock::now();
         if let Some(bid) = c.buffer() {
             let len = c.result.max(0) as usize;
@@ -326,7 +336,7 @@ impl EventLoop {
             conn.starved = true;
             self.starved.push((slot, conn.generation));
         } else if c.result == -libc::ECANCELED {
-            // Cancelled by `finish`.
+            // Cancelled for back-pressure, or by `finish`.
         } else if conn.linger.is_some() {
             // End of stream or an error ends the linger.
             self.finish(slot);
@@ -493,8 +503,10 @@ impl EventLoop {
                 self.timers.push(Reverse((at, slot, conn.generation)));
             }
         }
-        if s.wants_read() {
+        if s.wants_read() && conn.backlog.is_empty() {
             self.arm_recv(slot);
+        } else {
+            self.cancel_recv(slot);
         }
     }
 
@@ -504,8 +516,19 @@ impl EventLoop {
         };
         if !conn.recv_busy && !conn.starved && conn.backlog.is_empty() {
             self.ring
-                .recv(conn.fd(), token(Op::Recv, slot, conn.generation));
+                .recv_multi(conn.fd(), token(Op::Recv, slot, conn.generation));
             conn.recv_busy = true;
+        }
+    }
+
+    fn cancel_recv(&mut self, slot: usize) {
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return;
+        };
+        if conn.recv_busy && !conn.recv_cancelling {
+            let (t, generation) = (token(Op::Recv, slot, conn.generation), conn.generation);
+            self.ring.cancel(t, token(Op::Cancel, slot, generation));
+            conn.recv_cancelling = true;
         }
     }
 
@@ -540,11 +563,9 @@ impl EventLoop {
         conn.linger = None;
         conn.backlog = Vec::new();
         let generation = conn.generation;
-        if conn.recv_busy {
-            let t = token(Op::Recv, slot, generation);
-            self.ring.cancel(t, token(Op::Cancel, slot, generation));
-        }
-        if conn.send_busy {
+        let send_busy = conn.send_busy;
+        self.cancel_recv(slot);
+        if send_busy {
             let t = token(Op::Send, slot, generation);
             self.ring.cancel(t, token(Op::Cancel, slot, generation));
         }

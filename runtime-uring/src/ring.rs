@@ -64,9 +64,21 @@ impl Completion {
 }
 
 /// Why io_uring cannot be used here, or `None` when everything weir-uring needs works:
-/// ring setup, the opcodes it submits and a provided-buffer ring (Linux 5.19, the same
-/// release as multishot accept).
+/// Linux 6.0 (multishot receive), ring setup, the opcodes it submits and a provided-buffer
+/// ring.
 pub fn unavailable() -> Option<String> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut numbers = release
+        .trim()
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().ok());
+    if let (Some(Some(major)), Some(Some(minor))) = (numbers.next(), numbers.next()) {
+        if (major, minor) < (6, 0) {
+            return Some(format!(
+                "Linux {major}.{minor} lacks multishot receive (6.0 or later is needed)"
+            ));
+        }
+    }
     let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         .ok()
         .filter(|v| v.trim() != "0")
@@ -82,7 +94,7 @@ pub fn unavailable() -> Option<String> {
     }
     let needed = [
         ("accept", opcode::AcceptMulti::CODE),
-        ("recv", opcode::Recv::CODE),
+        ("recv", opcode::RecvMulti::CODE),
         ("send", opcode::Send::CODE),
         ("read", opcode::Read::CODE),
         ("poll_add", opcode::PollAdd::CODE),
@@ -153,12 +165,11 @@ impl Ring {
         self.push(e.user_data(token));
     }
 
-    /// Receives once from `fd` into a buffer of the pool, chosen when data arrives.
-    pub fn recv(&mut self, fd: RawFd, token: u64) {
-        let e = opcode::Recv::new(Fd(fd), std::ptr::null_mut(), POOL_BUFFER_BYTES)
-            .buf_group(GROUP)
-            .build()
-            .flags(squeue::Flags::BUFFER_SELECT);
+    /// Receives from `fd` until cancelled, the peer closes, an error, or the pool is empty
+    /// (the last completion lacks the "more" flag); each completion names the pool buffer the
+    /// kernel chose when the bytes arrived.
+    pub fn recv_multi(&mut self, fd: RawFd, token: u64) {
+        let e = opcode::RecvMulti::new(Fd(fd), GROUP).build();
         self.push(e.user_data(token));
     }
 

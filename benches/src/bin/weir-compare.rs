@@ -1,4 +1,4 @@
-//! The cross-runtime comparison: builds weir-tokio, weir-smol, weir-std and the hyper
+//! The cross-runtime comparison: builds weir-tokio, weir-smol, weir-std, weir-uring and the hyper
 //! reference, runs each pinned to core 0 with weir-load pinned to core 1, and records
 //! requests/s, p50, p99, server CPU per request and RSS per idle connection. Prints a
 //! markdown table and writes it with an SVG chart to `benches/results/`.
@@ -49,7 +49,13 @@ fn usage() -> ! {
     std::process::exit(2);
 }
 
-const SERVERS: [&str; 4] = ["weir-tokio", "weir-smol", "weir-std", "hyper-ref"];
+const SERVERS: [&str; 5] = [
+    "weir-tokio",
+    "weir-smol",
+    "weir-std",
+    "weir-uring",
+    "hyper-ref",
+];
 
 struct Running {
     child: Child,
@@ -223,6 +229,8 @@ fn main() {
             "-p",
             "weir-std",
             "-p",
+            "weir-uring",
+            "-p",
             "weir-bench",
         ])
         .status()
@@ -315,6 +323,7 @@ fn chart(path: &Path, table: &[Row], scenarios: &[&str]) -> Result<(), Box<dyn s
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
         RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
         RGBColor(148, 103, 189),
     ];
     for (area, title, pick) in [

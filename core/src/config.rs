@@ -132,6 +132,9 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// `API_TOKEN`: bearer token required on `/api/*` when set (never shown by `Debug`).
     pub api_token: Option<Token>,
+    /// `TLS_CERT` and `TLS_KEY`: PEM files of the certificate chain and its private key; when
+    /// both are set the listener speaks TLS (the runtime kit reads them).
+    pub tls: Option<TlsFiles>,
     /// `QUEUE_SIZE`: places in the job queue.
     pub queue_size: usize,
     /// `WORKER_COUNT`: worker threads for intensive jobs.
@@ -148,6 +151,15 @@ pub struct Config {
     pub layout: Layout,
     /// `URING_BUFFERS`: receive buffers (4 KiB each) per io_uring ring (weir-uring).
     pub uring_buffers: u16,
+}
+
+/// The PEM files TLS is served with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `TLS_CERT`: the certificate chain, leaf first.
+    pub cert: String,
+    /// `TLS_KEY`: the private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key: String,
 }
 
 /// `RUNTIME_LAYOUT`: executors of the async runtimes. Exhaustive on purpose: a new layout
@@ -332,6 +344,18 @@ const SETTINGS: &[Setting] = &[
         help: "per-core (one single-threaded executor per I/O thread) or shared (one work-stealing pool)",
     },
     Setting {
+        env: "TLS_CERT",
+        flag: "tls-cert",
+        default: "",
+        help: "PEM certificate chain; with TLS_KEY the listener speaks TLS 1.2/1.3 (SIGHUP reloads both)",
+    },
+    Setting {
+        env: "TLS_KEY",
+        flag: "tls-key",
+        default: "",
+        help: "PEM private key of TLS_CERT (PKCS#8, RSA or EC)",
+    },
+    Setting {
         env: "URING_BUFFERS",
         flag: "uring-buffers",
         default: "512",
@@ -470,7 +494,7 @@ impl Config {
         }
         let mut src = Source { values };
         let rate_limit = src.u64("RATE_LIMIT")?;
-        let cfg = Config {
+        let mut cfg = Config {
             listen: src.parse(
                 "SERVER_PORT",
                 "a port or address like :8080 or 127.0.0.1:8080",
@@ -514,6 +538,7 @@ impl Config {
                         .collect()
                 },
             )?,
+            tls: None,
             api_token: src
                 .raw("API_TOKEN")
                 .filter(|t| !t.is_empty())
@@ -542,6 +567,30 @@ impl Config {
                     .filter(|n| n.is_power_of_two() && *n <= 1 << 15)
             })?,
         };
+        cfg.tls = match (
+            src.raw("TLS_CERT").filter(|v| !v.is_empty()),
+            src.raw("TLS_KEY").filter(|v| !v.is_empty()),
+        ) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+            }),
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    name: "TLS_KEY",
+                    value: String::new(),
+                    expected: "a private key file to go with TLS_CERT (both or neither)",
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    name: "TLS_CERT",
+                    value: String::new(),
+                    expected: "a certificate file to go with TLS_KEY (both or neither)",
+                });
+            }
+        };
         if cfg.trust_proxy && cfg.trusted_proxies.is_empty() {
             // Believing every peer's X-Forwarded-For lets any client choose its own rate-limit
             // key (and crowd real clients out of the per-IP table).
@@ -569,7 +618,7 @@ impl Config {
              rate_limit_per_ip={} rate_limit_max_keys={} trust_proxy={} max_connections={} \
              max_header_bytes={} max_headers={} max_uri_bytes={} max_body_bytes={} header_timeout={:?} \
              idle_timeout={:?} write_timeout={:?} request_timeout={:?} shutdown_timeout={:?} \
-             access_log={} api_token={} backlog={} io_threads={} layout={:?} uring_buffers={}",
+             access_log={} api_token={} tls={} backlog={} io_threads={} layout={:?} uring_buffers={}",
             self.listen,
             self.environment,
             self.worker_count,
@@ -595,6 +644,10 @@ impl Config {
                 "set"
             } else {
                 "unset"
+            },
+            match &self.tls {
+                Some(t) => format!("cert:{},key:{}", t.cert, t.key),
+                None => "off".to_owned(),
             },
             self.backlog,
             self.io_threads,

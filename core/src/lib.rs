@@ -89,6 +89,7 @@ pub mod jobs;
 pub mod limit;
 pub mod metrics;
 pub mod time;
+pub mod tls;
 
 pub use app::{App, AppBuilder, ProcessFigures, ProcessStats};
 pub use config::{Config, ConfigError};
@@ -96,6 +97,8 @@ pub use http::{CloseReason, IoFailure, Service};
 
 /// A connection serving weir's own application.
 pub type Session = http::Session<App>;
+/// A connection serving weir's own application, over TLS when configured (what runtimes drive).
+pub type Connection = tls::Connection<App>;
 /// An effect of a [`Session`] serving weir's application.
 pub type Effect = http::Effect<jobs::JobWatch>;
 pub use time::{Instant, Now};

@@ -14,6 +14,7 @@ pub mod logging;
 pub mod net;
 pub mod process;
 pub mod serve;
+pub mod tls;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -69,6 +70,13 @@ impl Server {
     /// so a signal sent as soon as that line appears starts a drain, never a default death.
     pub fn start(bin: &str, runtime: &'static str) -> std::io::Result<Server> {
         let mut config = load_config(bin);
+        // Checked before anything is bound: a wrong file is a configuration error (exit 2).
+        let tls = config.tls.as_ref().map(|files| {
+            tls::load(files).unwrap_or_else(|e| {
+                eprintln!("{bin}: {e}");
+                std::process::exit(2);
+            })
+        });
         let log = logging::init(&config);
         let fd_limit = process::raise_fd_limit();
         let usable = fd_limit
@@ -83,8 +91,8 @@ impl Server {
             );
             config.max_connections = usable as usize;
         }
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         let listener = net::bind(config.listen, config.backlog).inspect_err(|e| {
             tracing::error!(address = %config.listen, error = %e, "cannot bind");
         })?;
@@ -96,6 +104,7 @@ impl Server {
             .secret(clock::random_secret())
             .process_figures(figures)
             .build(clock::now());
+        app.set_tls(tls);
         tracing::info!(
             runtime,
             version = env!("CARGO_PKG_VERSION"),
@@ -158,16 +167,44 @@ impl Server {
     /// runtime), waits until drained or the deadline, exits at once on a second signal;
     /// returns the exit status.
     pub fn run_until_signalled(mut self, notify: impl FnOnce()) -> i32 {
-        let _ = self.signals.forever().next();
+        use signal_hook::consts::SIGHUP;
+        while let Some(signal) = self.signals.forever().next() {
+            if signal != SIGHUP {
+                break;
+            }
+            self.reload_tls();
+        }
         self.begin_drain();
         notify();
         while !self.drained() {
-            if self.signals.pending().next().is_some() {
-                exit_now();
+            for signal in self.signals.pending() {
+                if signal == SIGHUP {
+                    self.reload_tls();
+                } else {
+                    exit_now();
+                }
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         self.finish()
+    }
+
+    /// `SIGHUP`: reads the TLS files again; new handshakes use the new pair, open connections
+    /// keep theirs, and a bad new pair is logged and the old one kept.
+    fn reload_tls(&self) {
+        let Some(files) = self.app.config().tls.as_ref() else {
+            tracing::info!("SIGHUP: TLS is not configured; nothing to reload");
+            return;
+        };
+        match tls::load(files) {
+            Ok(config) => {
+                self.app.set_tls(Some(config));
+                tracing::info!(cert = %files.cert, key = %files.key, "SIGHUP: TLS certificate and key reloaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the certificate and key in use")
+            }
+        }
     }
 
     /// True once every accept loop has finished (having accepted what the kernel queued) and
@@ -234,7 +271,7 @@ pub fn run_worker(app: &App, stop: &crossbeam_channel::Receiver<()>) {
 /// Writes what `s` has queued through `write` until the socket would block (or times out);
 /// true if it did. A socket error is handed to the session. Shared by the three runtimes.
 pub fn flush<S: weir_core::Service>(
-    s: &mut weir_core::http::Session<S>,
+    s: &mut weir_core::tls::Connection<S>,
     mut write: impl FnMut(&[u8]) -> std::io::Result<usize>,
 ) -> bool {
     use std::io::ErrorKind;

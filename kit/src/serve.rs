@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use event_listener::{Event, EventListener};
-use weir_core::http::{self, Effect};
+use weir_core::http::Effect;
+use weir_core::tls::Connection;
 use weir_core::{App, CloseReason, Instant, Service};
 
 use crate::{Server, clock};
@@ -152,7 +153,7 @@ pub fn accept_queued(
 
 /// Takes the session's effects: keeps a wait handle in `job`; returns the reason to close.
 pub fn take_effects<S: Service>(
-    s: &mut http::Session<S>,
+    s: &mut Connection<S>,
     wait: &mut Option<S::Wait>,
 ) -> Option<CloseReason> {
     while let Some(effect) = s.poll_effect() {
@@ -232,7 +233,7 @@ pub enum ReadOutcome {
 /// Reads once into the session's receive buffer through `read` and tells the session what
 /// happened.
 pub fn read<S: Service>(
-    s: &mut http::Session<S>,
+    s: &mut Connection<S>,
     read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
 ) -> ReadOutcome {
     use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};

@@ -85,7 +85,7 @@ async fn serve(app: Arc<App>, l: TcpListener, drain: Arc<Drain>, a: Acceptor, sp
 
 async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, drain: Arc<Drain>) {
     let _ = stream.get_ref().set_nodelay(true);
-    let mut s = app.session(peer, clock::now());
+    let mut s = app.connection(peer, clock::now());
     let mut job = None;
     let mut drained = drain.listen();
     if drained.is_none() {

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_core::{App, Session};
+use weir_core::{App, Connection};
 use weir_kit::serve::{self as kit, Acceptor, Drain, ReadOutcome};
 use weir_kit::{self as rt, clock, net};
 
@@ -70,7 +70,7 @@ fn spawn_connection(app: &Arc<App>, stream: TcpStream, peer: SocketAddr) {
 fn connection(app: &Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(app.config().write_timeout));
-    let mut s = app.session(peer, clock::now());
+    let mut s = app.connection(peer, clock::now());
     let (mut job, mut drain_seen) = (None, false);
     loop {
         flush(&mut s, &mut stream);
@@ -113,7 +113,7 @@ fn connection(app: &Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
 
 /// While a job runs the thread is not reading; a non-blocking peek notices a client that
 /// has gone, so its queued job is cancelled.
-fn peek_for_departure(s: &mut Session, stream: &TcpStream) {
+fn peek_for_departure(s: &mut Connection, stream: &TcpStream) {
     if stream.set_nonblocking(true).is_err() {
         return;
     }
@@ -129,7 +129,7 @@ fn peek_for_departure(s: &mut Session, stream: &TcpStream) {
 
 /// Writes what the session has queued; a write blocked past `WRITE_TIMEOUT` returns, and the
 /// session's write deadline then closes the connection.
-fn flush(s: &mut Session, stream: &mut TcpStream) {
+fn flush(s: &mut Connection, stream: &mut TcpStream) {
     while rt::flush(s, |bytes| stream.write(bytes)) {
         s.handle_timeout(clock::now());
         if s.is_closed() {

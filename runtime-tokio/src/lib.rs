@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::Ready;
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::net::{TcpListener, TcpStream};
-use weir_core::http::Session;
+use weir_core::tls::Connection;
 use weir_kit::serve::{Alarm, Drain, Served, accept_queued, take_effects, when_some};
 use weir_kit::{self as rt, clock, net};
 
@@ -67,7 +67,7 @@ async fn connection<S: Served>(svc: Arc<S>, tcp: TcpStream, peer: SocketAddr, dr
     let Ok(sock) = (unsafe { AsyncFd::register(std_stream) }) else {
         return;
     };
-    let mut s = Session::new(svc, peer, clock::now());
+    let mut s = Connection::new(svc, peer, clock::now());
     let mut job = None;
     let mut drained = drain.listen();
     if drained.is_none() {

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::task::{Context, Waker};
 
 use weir_core::jobs::JobWatch;
-use weir_core::{App, CloseReason, Instant, Now, Session};
+use weir_core::{App, CloseReason, Connection, Instant, Now};
 use weir_kit::serve::{self as kit, Acceptor, Alarm, Drain};
 use weir_kit::{clock, net};
 
@@ -78,7 +78,7 @@ struct Conn {
     stream: TcpStream,
     generation: u32,
     /// `None` once closed: the slot waits for its operations in flight to complete.
-    session: Option<Session>,
+    session: Option<Connection>,
     job: Option<JobWatch>,
     waker: Waker,
     alarm: Alarm,
@@ -258,7 +258,7 @@ impl EventLoop {
         });
         self.generations = self.generations.wrapping_add(1) & 0xFF_FFFF;
         let generation = self.generations;
-        let mut session = self.app.session(peer, now);
+        let mut session = self.app.connection(peer, now);
         if self.draining {
             session.handle_drain(now);
         }
@@ -445,7 +445,7 @@ impl EventLoop {
 
     // ---- driving a session -----------------------------------------------------------
 
-    fn session(&mut self, slot: usize) -> Option<&mut Session> {
+    fn session(&mut self, slot: usize) -> Option<&mut Connection> {
         self.conns[slot]
             .as_mut()
             .filter(|c| c.linger.is_none())

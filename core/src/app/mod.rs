@@ -311,6 +311,7 @@ impl AppBuilder {
             checks: self.checks,
             process: self.process,
             rate_window: Mutex::new((now.mono, 0)),
+            tls: std::sync::RwLock::new(None),
             config: self.config,
         })
     }
@@ -340,6 +341,8 @@ pub struct App {
     process: Arc<ProcessFigures>,
     /// (time, total requests) of the last rate sample, for `requests_per_sec`.
     rate_window: Mutex<(Instant, u64)>,
+    /// The TLS configuration for new connections (replaced on a reload).
+    tls: std::sync::RwLock<Option<Arc<rustls::ServerConfig>>>,
 }
 
 impl std::fmt::Debug for App {
@@ -429,6 +432,17 @@ impl App {
     /// A session for a new connection from `peer` (see [`Session::new`]).
     pub fn session(self: &Arc<Self>, peer: SocketAddr, now: Now) -> Session<App> {
         Session::new(self.clone(), peer, now)
+    }
+
+    /// A connection from `peer`: its session, behind TLS when TLS is configured.
+    pub fn connection(self: &Arc<Self>, peer: SocketAddr, now: Now) -> crate::Connection {
+        crate::tls::Connection::new(self.clone(), peer, now)
+    }
+
+    /// Serves new connections with `config` (TLS), or plain TCP with `None`; connections
+    /// already open keep what they started with.
+    pub fn set_tls(&self, config: Option<Arc<rustls::ServerConfig>>) {
+        *self.tls.write().unwrap_or_else(|e| e.into_inner()) = config;
     }
 
     /// A builder for `config`.

@@ -3,6 +3,7 @@
 //! stream) keep their state in the request's [`RequestCtx`].
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::{App, Deferred, ErrorCode, RequestCtx};
 use crate::http::{Chunk, Head, HttpConfig, Reply, ReplyPoll, Response, Service, Status};
@@ -15,6 +16,10 @@ impl Service for App {
 
     fn http_config(&self) -> &HttpConfig {
         &self.http
+    }
+
+    fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.tls.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn open_connection(&self) -> bool {

@@ -100,6 +100,12 @@ pub trait Service {
     /// The limits and timeouts for this service's connections.
     fn http_config(&self) -> &HttpConfig;
 
+    /// The TLS configuration new connections are served with (read at each connection, so a
+    /// reload applies to new handshakes); `None`, the default, serves plain TCP.
+    fn tls(&self) -> Option<std::sync::Arc<rustls::ServerConfig>> {
+        None
+    }
+
     /// A connection opens; false refuses it (the session then answers with
     /// [`Service::refuse`] and closes). Default: every connection is welcome.
     fn open_connection(&self) -> bool {

@@ -1,0 +1,440 @@
+//! TLS as a layer between a connection's socket bytes and its [`Session`]: socket bytes →
+//! rustls → plaintext into the session; the session's output → rustls → records out. rustls'
+//! `ServerConnection` is sans-IO like the session, so this layer is too, and every runtime gets
+//! TLS by driving a [`Connection`] instead of a bare session — with the same calls.
+//!
+//! Invariants:
+//! - a plain connection is the session itself (one branch per call, nothing allocated);
+//! - the session's output is handed to rustls only while less than [`OUT_HIGH_WATER`] bytes of
+//!   records wait to be written, so back-pressure reaches the session as over plain TCP;
+//! - records not written for `WRITE_TIMEOUT` (a peer that stopped reading) close the
+//!   connection like the session's own write timeout;
+//! - a TLS failure (garbage, plain HTTP on the TLS port, a failed handshake) queues rustls'
+//!   alert and closes once it is written, or at the write timeout — never a hang;
+//! - an orderly close sends `close_notify` and is announced only once every record is out;
+//! - the handshake is bounded by the session's header timeout: it closes a connection whose
+//!   request never arrives, whether or not the handshake finished.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::{ServerConfig, ServerConnection};
+
+use crate::http::{CloseReason, Effect, IoFailure, Service, Session};
+use crate::time::{Instant, Now};
+
+/// Records waiting to be written above which no more plaintext is encrypted.
+pub const OUT_HIGH_WATER: usize = 64 * 1024;
+
+/// Ciphertext read per call (rustls takes at most one record's worth of room at a time).
+const READ_CHUNK: usize = 4096;
+
+/// One connection: its session, behind TLS when the service has a TLS configuration.
+#[derive(Debug)]
+pub struct Connection<S: Service> {
+    session: Session<S>,
+    tls: Option<Box<Tls>>,
+}
+
+/// The TLS state of a connection.
+struct Tls {
+    conn: ServerConnection,
+    /// Ciphertext read from the socket; `[taken..filled]` is not yet given to rustls.
+    input: Vec<u8>,
+    taken: usize,
+    filled: usize,
+    /// Records to write; `[sent..]` is not yet written.
+    out: Vec<u8>,
+    sent: usize,
+    write_timeout: Duration,
+    /// Set while records wait: the time by which the next write must progress.
+    write_deadline: Option<Instant>,
+    /// The close to announce once every record is out.
+    closing: Option<CloseReason>,
+    /// The close was announced.
+    closed: bool,
+    /// rustls refused the peer's bytes; its alert is queued.
+    failed: bool,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("handshaking", &self.conn.is_handshaking())
+            .field("queued", &(self.out.len() - self.sent))
+            .field("closing", &self.closing)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Service> Connection<S> {
+    /// A connection from `peer`: TLS when `service.tls()` has a configuration.
+    pub fn new(service: Arc<S>, peer: SocketAddr, now: Now) -> Self {
+        let tls = service.tls();
+        let write_timeout = service.http_config().write_timeout;
+        let session = Session::new(service, peer, now);
+        match tls {
+            None => Connection::plain(session),
+            Some(config) => Connection::tls(session, config, write_timeout),
+        }
+    }
+
+    /// A plain-TCP connection.
+    pub fn plain(session: Session<S>) -> Self {
+        Connection { session, tls: None }
+    }
+
+    /// A connection behind TLS with `config`.
+    pub fn tls(session: Session<S>, config: Arc<ServerConfig>, write_timeout: Duration) -> Self {
+        let tls = ServerConnection::new(config).map(|conn| {
+            Box::new(Tls {
+                conn,
+                input: Vec::new(),
+                taken: 0,
+                filled: 0,
+                out: Vec::new(),
+                sent: 0,
+                write_timeout,
+                write_deadline: None,
+                closing: None,
+                closed: false,
+                failed: false,
+            })
+        });
+        match tls {
+            Ok(tls) => Connection {
+                session,
+                tls: Some(tls),
+            },
+            Err(e) => {
+                // Only a configuration rustls itself rejects gets here; never serve plaintext
+                // on a TLS port: close at once.
+                tracing::error!(error = %e, "TLS configuration refused by rustls");
+                let mut c = Connection::plain(session);
+                c.session.handle_io_error(Now::default(), ErrorKind::InvalidInput.into());
+                c
+            }
+        }
+    }
+
+    /// The session (HTTP state, counters).
+    pub fn session(&self) -> &Session<S> {
+        &self.session
+    }
+
+    /// Whether this connection speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    // ---- inputs ----------------------------------------------------------------------
+
+    /// Free space to read socket bytes into (then call `handle_read`); empty when
+    /// [`Connection::wants_read`] is false.
+    pub fn recv_buf(&mut self) -> &mut [u8] {
+        if !self.wants_read() {
+            return &mut [];
+        }
+        match self.tls.as_deref_mut() {
+            None => self.session.recv_buf(),
+            Some(t) => {
+                if t.input.len() < READ_CHUNK {
+                    t.input.resize(READ_CHUNK, 0);
+                }
+                &mut t.input[..]
+            }
+        }
+    }
+
+    /// `n` bytes were read into [`Connection::recv_buf`].
+    pub fn handle_read(&mut self, now: Now, n: usize) {
+        match self.tls.as_deref_mut() {
+            None => self.session.handle_read(now, n),
+            Some(t) => {
+                assert!(n <= t.input.len(), "handle_read past recv_buf");
+                (t.taken, t.filled) = (0, n);
+                self.pump(now);
+            }
+        }
+    }
+
+    /// Copies `bytes` in (tests, fuzzing, runtimes that read elsewhere); returns how many
+    /// were taken — fewer than offered only while the connection does not want to read.
+    pub fn feed(&mut self, now: Now, bytes: &[u8]) -> usize {
+        if self.tls.is_none() {
+            return self.session.feed(now, bytes);
+        }
+        let mut taken = 0;
+        while taken < bytes.len() {
+            let buf = self.recv_buf();
+            if buf.is_empty() {
+                break;
+            }
+            let n = buf.len().min(bytes.len() - taken);
+            buf[..n].copy_from_slice(&bytes[taken..taken + n]);
+            taken += n;
+            self.handle_read(now, n);
+        }
+        taken
+    }
+
+    /// The peer closed its sending side.
+    pub fn handle_eof(&mut self, now: Now) {
+        match self.tls.as_deref_mut() {
+            None => self.session.handle_eof(now),
+            Some(t) => {
+                // rustls notes the end of stream; the session learns it after the plaintext
+                // before it (with or without `close_notify`).
+                let _ = t.conn.read_tls(&mut &[][..]);
+                if t.conn.is_handshaking() {
+                    self.session.handle_eof(now);
+                }
+                self.pump(now);
+            }
+        }
+    }
+
+    /// The socket failed.
+    pub fn handle_io_error(&mut self, now: Now, failure: IoFailure) {
+        self.session.handle_io_error(now, failure);
+        if let Some(t) = self.tls.as_deref_mut() {
+            t.out.clear();
+            t.sent = 0;
+            t.write_deadline = None;
+        }
+    }
+
+    /// Deadlines up to `now` have passed. Idempotent and safe to call early.
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.session.handle_timeout(now);
+        if let Some(t) = self.tls.as_deref_mut() {
+            if t.write_deadline.is_some_and(|d| d <= now.mono) && !t.closed {
+                t.out.clear();
+                t.sent = 0;
+                t.write_deadline = None;
+                t.closing = Some(CloseReason::WriteTimeout);
+                self.session
+                    .handle_io_error(now, ErrorKind::TimedOut.into());
+            }
+            self.pump(now);
+        }
+    }
+
+    /// The last wait handle may be ready.
+    pub fn handle_wake(&mut self, now: Now) {
+        self.session.handle_wake(now);
+        self.pump(now);
+    }
+
+    /// The server began draining.
+    pub fn handle_drain(&mut self, now: Now) {
+        self.session.handle_drain(now);
+        self.pump(now);
+    }
+
+    /// `n` bytes of [`Connection::poll_transmit`] were written.
+    pub fn advance_transmit(&mut self, now: Now, n: usize) {
+        match self.tls.as_deref_mut() {
+            None => self.session.advance_transmit(now, n),
+            Some(t) => {
+                assert!(t.sent + n <= t.out.len(), "advance_transmit past the records");
+                t.sent += n;
+                if t.sent == t.out.len() {
+                    t.out.clear();
+                    t.sent = 0;
+                    t.write_deadline = None;
+                } else if n > 0 {
+                    t.write_deadline = Some(now.mono.saturating_add(t.write_timeout));
+                }
+                self.pump(now);
+            }
+        }
+    }
+
+    // ---- outputs ---------------------------------------------------------------------
+
+    /// Bytes to write now.
+    pub fn poll_transmit(&self) -> Option<&[u8]> {
+        match self.tls.as_deref() {
+            None => self.session.poll_transmit(),
+            Some(t) => (t.sent < t.out.len()).then(|| &t.out[t.sent..]),
+        }
+    }
+
+    /// The next effect (see [`Session::poll_effect`]); over TLS an orderly close (and the
+    /// close after a TLS failure) waits until every record, `close_notify` or the alert
+    /// included, is written.
+    pub fn poll_effect(&mut self) -> Option<Effect<S::Wait>> {
+        let Some(t) = self.tls.as_deref_mut() else {
+            return self.session.poll_effect();
+        };
+        if t.closed {
+            return None;
+        }
+        if t.closing.is_none() {
+            match self.session.poll_effect() {
+                Some(Effect::Close(reason)) => {
+                    let reason = if t.failed {
+                        CloseReason::IoError
+                    } else {
+                        reason
+                    };
+                    if reason == CloseReason::Done && !t.conn.is_handshaking() {
+                        t.conn.send_close_notify();
+                        t.queue_records();
+                    }
+                    t.closing = Some(reason);
+                }
+                other => return other,
+            }
+        }
+        let reason = t.closing?;
+        let waits = reason == CloseReason::Done || t.failed;
+        if waits && t.sent < t.out.len() {
+            return None;
+        }
+        t.closed = true;
+        Some(Effect::Close(reason))
+    }
+
+    /// The earliest deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let session = self.session.poll_timeout();
+        match self.tls.as_deref().and_then(|t| t.write_deadline) {
+            None => session,
+            Some(d) => Some(session.map_or(d, |s| s.min(d))),
+        }
+    }
+
+    /// Whether the runtime should read.
+    pub fn wants_read(&self) -> bool {
+        match self.tls.as_deref() {
+            None => self.session.wants_read(),
+            Some(t) => {
+                !t.failed
+                    && t.closing.is_none()
+                    && t.taken == t.filled
+                    && (t.conn.is_handshaking() || self.session.wants_read())
+                    && t.conn.wants_read()
+            }
+        }
+    }
+
+    /// Whether the connection is closed (its `Close` effect was or will be emitted).
+    pub fn is_closed(&self) -> bool {
+        match self.tls.as_deref() {
+            None => self.session.is_closed(),
+            Some(t) => t.closed,
+        }
+    }
+
+    /// Heap bytes held in buffers (rustls' own not counted).
+    pub fn heap_bytes(&self) -> usize {
+        self.session.heap_bytes()
+            + self
+                .tls
+                .as_deref()
+                .map_or(0, |t| t.input.capacity() + t.out.capacity())
+    }
+
+    /// Requests answered on this connection.
+    pub fn requests_served(&self) -> u64 {
+        self.session.requests_served()
+    }
+
+    // ---- the layer -------------------------------------------------------------------
+
+    /// Moves bytes through the layer as far as they go: ciphertext into rustls, plaintext
+    /// into the session, the session's output into rustls, records out.
+    fn pump(&mut self, now: Now) {
+        let Some(t) = self.tls.as_deref_mut() else {
+            return;
+        };
+        loop {
+            let mut progress = false;
+            // Ciphertext in.
+            while t.taken < t.filled && !t.failed {
+                let mut rest = &t.input[t.taken..t.filled];
+                match t.conn.read_tls(&mut rest) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        t.taken += n;
+                        progress = true;
+                    }
+                    // The plaintext buffer is full: the session must take some first.
+                    Err(_) => break,
+                }
+                if let Err(e) = t.conn.process_new_packets() {
+                    tracing::debug!(error = %e, "TLS failure; closing after the alert");
+                    t.failed = true;
+                    (t.taken, t.filled) = (0, 0);
+                    self.session
+                        .handle_io_error(now, ErrorKind::InvalidData.into());
+                }
+            }
+            // Plaintext to the session.
+            if !t.failed && !t.conn.is_handshaking() {
+                loop {
+                    let buf = self.session.recv_buf();
+                    if buf.is_empty() {
+                        break;
+                    }
+                    match t.conn.reader().read(buf) {
+                        Ok(0) => {
+                            self.session.handle_eof(now);
+                            break;
+                        }
+                        Ok(n) => {
+                            self.session.handle_read(now, n);
+                            progress = true;
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            // The peer closed without `close_notify`: an end of stream.
+                            self.session.handle_eof(now);
+                            break;
+                        }
+                    }
+                }
+            }
+            // The session's output to rustls, while the records are not backed up.
+            while t.closing.is_none() && !t.failed && t.out.len() - t.sent < OUT_HIGH_WATER {
+                let Some(plain) = self.session.poll_transmit() else {
+                    break;
+                };
+                let n = t.conn.writer().write(plain).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                self.session.advance_transmit(now, n);
+                progress = true;
+            }
+            let queued_before = t.out.len();
+            t.queue_records();
+            if t.out.len() > queued_before && t.write_deadline.is_none() {
+                t.write_deadline = Some(now.mono.saturating_add(t.write_timeout));
+            }
+            if !progress {
+                return;
+            }
+        }
+    }
+}
+
+impl Tls {
+    /// Moves rustls' pending records into `out`.
+    fn queue_records(&mut self) {
+        if self.sent > 0 && self.sent == self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        }
+        while self.conn.wants_write() {
+            if self.conn.write_tls(&mut self.out).is_err() {
+                break;
+            }
+        }
+    }
+}

@@ -166,14 +166,14 @@ fn endpoints_and_codes(rt: &'static str) {
             h.json()["runtime"].as_str(),
             h.json()["status"]["worker_pool"].as_str()
         ),
-        (200, Some(rt), Some("healthy"))
+        (200, Some(rt.trim_end_matches("+tls")), Some("healthy"))
     );
     let m = srv.metrics();
     assert!(
         m["total_requests"].as_u64().unwrap() >= 8 && m["memory_rss_bytes"].as_u64().unwrap() > 0,
         "{m}"
     );
-    assert_eq!(m["runtime"], rt);
+    assert_eq!(m["runtime"], rt.trim_end_matches("+tls"));
     let p =
         srv.request("GET /metrics HTTP/1.1\r\nHost: t\r\nAccept: text/plain;version=0.0.4\r\n\r\n");
     assert_eq!(
@@ -432,7 +432,7 @@ fn past_the_open_file_limit_clients_get_503(rt: &'static str) {
 fn a_client_that_stops_reading_is_cut_at_the_write_timeout(rt: &'static str) {
     let srv = Server::start(rt, &[("WRITE_TIMEOUT", "1s"), ("RATE_LIMIT", "0")]);
     let stalled = srv.connect();
-    let mut writer = stalled.s.try_clone().unwrap();
+    let mut writer = stalled.s.tcp().try_clone().unwrap();
     writer
         .set_write_timeout(Some(std::time::Duration::from_secs(5)))
         .unwrap();
@@ -527,6 +527,19 @@ for_each_runtime! {
     past_the_open_file_limit_clients_get_503 => super::past_the_open_file_limit_clients_get_503;
     access_log_lines => super::access_log_lines;
     a_client_that_stops_reading_is_cut_at_the_write_timeout => super::a_client_that_stops_reading_is_cut_at_the_write_timeout;
+}
+
+// The protocol and API scenarios again, over TLS (a certificate made at test time).
+for_each_runtime_over_tls! {
+    ping_and_keep_alive => super::ping_and_keep_alive;
+    pipelining_in_order => super::pipelining_in_order;
+    chunked_and_continue => super::chunked_and_continue;
+    limits_and_smuggling => super::limits_and_smuggling;
+    endpoints_and_codes => super::endpoints_and_codes;
+    slowloris_is_cut => super::slowloris_is_cut;
+    client_leaving_cancels_its_job => super::client_leaving_cancels_its_job;
+    rate_limited => super::rate_limited;
+    graceful_shutdown_answers_in_flight_jobs => super::graceful_shutdown_answers_in_flight_jobs;
 }
 
 /// Where the kernel refuses io_uring (simulated with strace's fault injection: `ENOSYS` as

@@ -114,7 +114,8 @@ impl<S: Service> Connection<S> {
                 // on a TLS port: close at once.
                 tracing::error!(error = %e, "TLS configuration refused by rustls");
                 let mut c = Connection::plain(session);
-                c.session.handle_io_error(Now::default(), ErrorKind::InvalidInput.into());
+                c.session
+                    .handle_io_error(Now::default(), ErrorKind::InvalidInput.into());
                 c
             }
         }
@@ -240,7 +241,10 @@ impl<S: Service> Connection<S> {
         match self.tls.as_deref_mut() {
             None => self.session.advance_transmit(now, n),
             Some(t) => {
-                assert!(t.sent + n <= t.out.len(), "advance_transmit past the records");
+                assert!(
+                    t.sent + n <= t.out.len(),
+                    "advance_transmit past the records"
+                );
                 t.sent += n;
                 if t.sent == t.out.len() {
                     t.out.clear();
@@ -275,21 +279,9 @@ impl<S: Service> Connection<S> {
             return None;
         }
         if t.closing.is_none() {
-            match self.session.poll_effect() {
-                Some(Effect::Close(reason)) => {
-                    let reason = if t.failed {
-                        CloseReason::IoError
-                    } else {
-                        reason
-                    };
-                    if reason == CloseReason::Done && !t.conn.is_handshaking() {
-                        t.conn.send_close_notify();
-                        t.queue_records();
-                    }
-                    t.closing = Some(reason);
-                }
-                other => return other,
-            }
+            // The session's close was taken by `pump` as soon as it closed; anything else
+            // (a wait handle) passes through.
+            return self.session.poll_effect();
         }
         let reason = t.closing?;
         let waits = reason == CloseReason::Done || t.failed;
@@ -411,6 +403,23 @@ impl<S: Service> Connection<S> {
                 }
                 self.session.advance_transmit(now, n);
                 progress = true;
+            }
+            if self.session.is_closed() && t.closing.is_none() {
+                // Take the session's close now, so `close_notify` is queued before the
+                // runtime writes (and not after it has stopped writing).
+                while let Some(effect) = self.session.poll_effect() {
+                    if let Effect::Close(reason) = effect {
+                        let reason = if t.failed {
+                            CloseReason::IoError
+                        } else {
+                            reason
+                        };
+                        if reason == CloseReason::Done && !t.conn.is_handshaking() {
+                            t.conn.send_close_notify();
+                        }
+                        t.closing = Some(reason);
+                    }
+                }
             }
             let queued_before = t.out.len();
             t.queue_records();

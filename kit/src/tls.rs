@@ -87,7 +87,10 @@ mod tests {
         let dir = scratch("bad");
         let mismatched = files(&dir, &a.cert.pem(), &b.signing_key.serialize_pem());
         let e = load(&mismatched).unwrap_err();
-        assert!(e.contains("does not go with") && e.contains("key.pem"), "{e}");
+        assert!(
+            e.contains("does not go with") && e.contains("key.pem"),
+            "{e}"
+        );
         let no_cert = files(&dir, "hello", &a.signing_key.serialize_pem());
         let e = load(&no_cert).unwrap_err();
         assert!(e.starts_with("TLS_CERT") && e.contains("cert.pem"), "{e}");

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Hang guard for every read: a test fails instead of waiting forever.
@@ -16,6 +17,7 @@ pub const RUNTIMES: [&str; 4] = ["tokio", "smol", "std", "uring"];
 /// runs `cargo build` for the four runtimes in this profile (a no-op when `cargo test
 /// --workspace` already built them), so a black-box run never tests a stale binary.
 pub fn binary(rt: &str) -> PathBuf {
+    let rt = rt.trim_end_matches("+tls");
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let exe = std::env::current_exe().expect("test exe path");
@@ -51,6 +53,102 @@ pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     pub rt: &'static str,
+    /// Clients speak TLS to it (`rt` ends in `+tls`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// A certificate and key for `localhost` and 127.0.0.1, made at test time, written as PEM.
+pub struct TestCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+impl TestCert {
+    /// A fresh pair in its own directory named `tag`.
+    pub fn new(tag: &str) -> TestCert {
+        let pair = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("rcgen");
+        let dir = std::env::temp_dir().join(format!("weir-test-cert-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, pair.cert.pem()).unwrap();
+        std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+        TestCert {
+            cert,
+            key,
+            client: client_config(pair.cert.der().clone()),
+        }
+    }
+
+    /// The one pair the `+tls` runtimes of this test process serve with.
+    pub fn shared() -> &'static TestCert {
+        static CERT: std::sync::OnceLock<TestCert> = std::sync::OnceLock::new();
+        CERT.get_or_init(|| TestCert::new("shared"))
+    }
+
+    pub fn env(&self) -> [(&'static str, String); 2] {
+        [
+            ("TLS_CERT", self.cert.display().to_string()),
+            ("TLS_KEY", self.key.display().to_string()),
+        ]
+    }
+}
+
+/// A client configuration trusting `root` only, offering ALPN `http/1.1`.
+pub fn client_config(
+    root: rustls::pki_types::CertificateDer<'static>,
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root).expect("a root certificate");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// A client's byte stream: plain TCP or TLS over it.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(t) => &t.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(t) => t.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(t) => t.flush(),
+        }
+    }
 }
 
 impl Server {
@@ -78,7 +176,19 @@ impl Server {
     }
 
     fn spawn(rt: &'static str, mut cmd: Command, env: &[(&str, &str)], stderr: Stdio) -> Server {
+        let tls = rt.ends_with("+tls").then(|| {
+            let cert = TestCert::shared();
+            for (k, v) in cert.env() {
+                cmd.env(k, v);
+            }
+            cert.client.clone()
+        });
+        let tls_env: Vec<(String, String)> = cmd
+            .get_envs()
+            .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.to_owned())))
+            .collect();
         cmd.env_clear()
+            .envs(tls_env)
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("SERVER_PORT", "127.0.0.1:0")
             .env("ACCESS_LOG", "false")
@@ -104,6 +214,7 @@ impl Server {
             child,
             addr: addr.parse().unwrap(),
             rt,
+            tls,
         }
     }
 
@@ -111,6 +222,14 @@ impl Server {
         let s = TcpStream::connect(self.addr).expect("connect");
         s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         s.set_nodelay(true).unwrap();
+        let s = match &self.tls {
+            None => Stream::Plain(s),
+            Some(config) => {
+                let name = "localhost".try_into().unwrap();
+                let conn = rustls::ClientConnection::new(config.clone(), name).expect("TLS client");
+                Stream::Tls(Box::new(rustls::StreamOwned::new(conn, s)))
+            }
+        };
         Conn { s, buf: Vec::new() }
     }
 
@@ -184,7 +303,7 @@ impl Drop for Server {
 
 /// A client connection that keeps bytes read past one response for the next.
 pub struct Conn {
-    pub s: TcpStream,
+    pub s: Stream,
     buf: Vec<u8>,
 }
 
@@ -314,6 +433,8 @@ pub fn closed_by_server(c: &mut Conn) -> bool {
             Ok(0) => return true,
             Ok(_) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            // TLS: the server closed the socket without close_notify (an abort).
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return true,
             Err(_) => return false,
         }
     }
@@ -362,7 +483,7 @@ pub fn uring_unavailable() -> Option<String> {
 /// Runs `f(rt)`, except for weir-uring where io_uring is unavailable: then says why on
 /// stderr (never silently) and passes.
 pub fn run_on(rt: &'static str, f: fn(&'static str)) {
-    if rt == "uring" {
+    if rt.starts_with("uring") {
         if let Some(why) = uring_unavailable() {
             eprintln!("SKIPPED on weir-uring: {why}");
             return;
@@ -408,4 +529,15 @@ pub fn raise_fd_limit() {
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
+}
+
+/// Expands to one `#[test]` per runtime calling `$body(rt)` with TLS (`rt` is `tokio+tls`, …).
+#[macro_export]
+macro_rules! for_each_runtime_over_tls {
+    ($($name:ident => $f:path;)*) => {
+        mod tokio_tls { $( #[test] fn $name() { $f("tokio+tls") } )* }
+        mod smol_tls { $( #[test] fn $name() { $f("smol+tls") } )* }
+        mod std_tls { $( #[test] fn $name() { $f("std+tls") } )* }
+        mod uring_tls { $( #[test] fn $name() { $crate::common::run_on("uring+tls", $f) } )* }
+    };
 }

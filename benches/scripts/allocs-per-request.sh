@@ -17,12 +17,12 @@ export PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 taskset -c 0 bash -c "exec $cmd" >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$PORT),0.2)" 2>/dev/null && break; sleep 0.05; done
-taskset -c 1 wrk -t1 -c"$conns" -d1s "$@" "http://127.0.0.1:$PORT$path" >/dev/null  # warm-up
+taskset -c 1 wrk -t1 -c"$conns" -d1s "$@" "${SCHEME:-http}://127.0.0.1:$PORT$path" >/dev/null  # warm-up
 stat=$(mktemp)
 perf stat -x, -o "$stat" -e "$(IFS=,; echo "${probes[*]}")" -p $pid &
 perf_pid=$!
 sleep 0.2
-reqs=$(taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" "$@" "http://127.0.0.1:$PORT$path" | awk '/requests in/ {print $1}')
+reqs=$(taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" "$@" "${SCHEME:-http}://127.0.0.1:$PORT$path" | awk '/requests in/ {print $1}')
 kill -INT $perf_pid; wait $perf_pid 2>/dev/null || true
 kill -TERM $pid; wait $pid 2>/dev/null || true
 allocs=$(awk -F, '/probe_libc/ {s += $1} END {print s+0}' "$stat")

@@ -5,13 +5,14 @@
 # N2 - N1 is the cost of one request, start-up and shutdown cancelling out.
 #
 # usage: benches/scripts/instr-per-request.sh ping|fast|fast-log 'SERVER COMMAND'
+#   With TLS=1 the client speaks TLS (start the server with TLS_CERT and TLS_KEY).
 #   SERVER COMMAND listens on 127.0.0.1:$PORT, e.g.
 #   'env ACCESS_LOG=false SERVER_PORT=127.0.0.1:$PORT IO_THREADS=1 ./target/release/weir-tokio'
 set -euo pipefail
 kind=$1; cmd=$2; N1=${N1:-2000}; N2=${N2:-12000}
 client() {  # port count kind: sends and checks `count` requests, 16 per batch
 python3 - "$@" <<'PY'
-import socket, sys
+import os, socket, ssl, sys
 port, n, kind = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 if kind == "ping":
     req = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -20,6 +21,10 @@ else:
     req = (b"POST /api/v1/compute/fast HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
 s = socket.create_connection(("127.0.0.1", port), 10)
+if os.environ.get("TLS") == "1":  # the server was started with TLS_CERT/TLS_KEY
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    s = ctx.wrap_socket(s, server_hostname="localhost")
 buf, done = b"", 0
 while done < n:
     k = min(16, n - done)

@@ -10,7 +10,7 @@ pid=$!
 for _ in $(seq 1 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$PORT),0.2)" 2>/dev/null && break; sleep 0.05; done
 ticks() { awk '{print $14, $15}' /proc/$pid/stat; }
 read -r u0 s0 < <(ticks)
-out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" "http://127.0.0.1:$PORT$path")
+out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" "${SCHEME:-http}://127.0.0.1:$PORT$path")
 read -r u1 s1 < <(ticks)
 kill -TERM $pid; wait $pid 2>/dev/null || true
 reqs=$(echo "$out" | awk '/requests in/ {print $1}')

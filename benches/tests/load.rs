@@ -221,3 +221,55 @@ fn duration_runs_report_in_flight_requests() {
     assert_eq!(r["in_flight_at_end"], 3, "{r}");
     assert_eq!(r["failures"], 0);
 }
+
+/// weir-load speaks HTTPS: verified with `--cacert`, or `--insecure`; handshakes are counted
+/// and timed apart from request latency; `--no-keepalive` makes one handshake per request; a
+/// certificate it cannot verify is a connect failure that names the reason.
+#[test]
+fn https_keepalive_handshakes_and_verification() {
+    let srv = Server::start("tokio+tls", &[("RATE_LIMIT", "0")]);
+    let cert = common::TestCert::shared();
+    let url = format!("https://localhost:{}/ping", srv.addr.port());
+    let cacert = cert.cert.display().to_string();
+    let (code, j, err) = load(&["-c", "4", "-n", "200", "--json", "--cacert", &cacert, &url]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(j["status_counts"]["200"], 200, "{j}");
+    assert_eq!(
+        j["handshakes"], 4,
+        "one handshake per keep-alive connection: {j}"
+    );
+    assert!(j["handshake_us"]["p50"].as_u64() > Some(0), "{j}");
+    let (code, j, err) = load(&[
+        "-c",
+        "2",
+        "-n",
+        "40",
+        "--json",
+        "--insecure",
+        "--no-keepalive",
+        &url,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(j["status_counts"]["200"], 40, "{j}");
+    assert_eq!(j["handshakes"], 40, "a handshake per request: {j}");
+    let (code, j, _) = load(&[
+        "-c",
+        "1",
+        "-n",
+        "3",
+        "--json",
+        "--cacert",
+        "/dev/null",
+        &url,
+    ]);
+    assert_ne!(code, Some(0));
+    assert_eq!(j, serde_json::Value::Null, "refused before running");
+    let system = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
+    if system.exists() {
+        let (code, j, _) = load(&["-c", "1", "-n", "3", "--json", &url]);
+        assert_eq!(code, Some(1));
+        assert_eq!(j["errors_by_kind"]["connect"], 3, "{j}");
+        let reason = j["errors"][0]["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("certificate"), "{reason}");
+    }
+}

@@ -161,6 +161,9 @@ fn plan(args: &Args, scenario: Option<Scenario>) -> Plan {
             format_args!("{}: {}\r\n", name.trim(), value.trim()),
         );
     }
+    if args.no_keepalive {
+        req.push_str("Connection: close\r\n");
+    }
     if let Some(b) = &body {
         if !has_ct {
             req.push_str("Content-Type: application/json\r\n");
@@ -198,5 +201,10 @@ fn plan(args: &Args, scenario: Option<Scenario>) -> Plan {
         rate: args.rate,
         warmup: args.warmup,
         timeout: args.timeout,
+        tls: target.tls.then(|| {
+            weir_bench::load::tls::Tls::new(&target.host, args.cacert.as_deref(), args.insecure)
+                .unwrap_or_else(|e| fail(e))
+        }),
+        keepalive: !args.no_keepalive,
     }
 }

@@ -19,7 +19,8 @@ pub enum Scenario {
 #[derive(Parser, Debug, Clone)]
 #[command(name = "weir-load", version, about)]
 pub struct Args {
-    /// Target URL, e.g. http://127.0.0.1:8080/ping (with --scenario: the server's base URL).
+    /// Target URL, e.g. http://127.0.0.1:8080/ping or https://localhost:8443/ping (with
+    /// --scenario: the server's base URL).
     pub url: String,
     /// Connections to keep open.
     #[arg(short = 'c', long, default_value_t = 50)]
@@ -61,6 +62,16 @@ pub struct Args {
     /// A predefined scenario (sets method, path, body, and -c/-n unless given).
     #[arg(long, value_enum)]
     pub scenario: Option<Scenario>,
+    /// https: trust the CA certificates in this PEM file (default: the system's bundle).
+    #[arg(long)]
+    pub cacert: Option<std::path::PathBuf>,
+    /// https: skip certificate verification (testing only).
+    #[arg(long)]
+    pub insecure: bool,
+    /// A new connection for every request (`Connection: close`); over https this measures
+    /// handshakes per second.
+    #[arg(long)]
+    pub no_keepalive: bool,
     /// Print the final report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -92,9 +103,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// A parsed `http://host:port/path?query` target.
+/// A parsed `http(s)://host:port/path?query` target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// `https://`: speak TLS.
+    pub tls: bool,
     /// `host:port` to connect to.
     pub authority: String,
     /// Value for the `Host` header.
@@ -104,11 +117,17 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses an `http://` URL (https is not supported: weir speaks plain HTTP/1.1).
+    /// Parses an `http://` or `https://` URL.
     pub fn parse(url: &str) -> Result<Target, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("unsupported URL {url:?}: only http:// URLs are supported"))?;
+        let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => {
+                return Err(format!(
+                    "unsupported URL {url:?}: http:// or https:// expected"
+                ));
+            }
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -123,9 +142,10 @@ impl Target {
         {
             authority.to_string()
         } else {
-            format!("{authority}:80")
+            format!("{authority}:{}", if tls { 443 } else { 80 })
         };
         Ok(Target {
+            tls,
             authority: with_port,
             host: authority.to_string(),
             path: path.to_string(),
@@ -144,6 +164,9 @@ mod tests {
             (t.authority.as_str(), t.path.as_str()),
             ("127.0.0.1:8080", "/ping?x=1")
         );
+        let t = Target::parse("https://localhost/a").unwrap();
+        assert!(t.tls && t.authority == "localhost:443" && t.path == "/a");
+        assert!(Target::parse("ftp://x/").is_err());
         let t = Target::parse("http://localhost").unwrap();
         assert_eq!(
             (t.authority.as_str(), t.path.as_str()),

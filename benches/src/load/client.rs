@@ -12,6 +12,8 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::tls::Stream;
+
 /// Everything a run needs, resolved from the arguments.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -35,6 +37,10 @@ pub struct Plan {
     pub warmup: Duration,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// `https://`: the TLS client.
+    pub tls: Option<super::tls::Tls>,
+    /// False: a new connection for every request (`--no-keepalive`).
+    pub keepalive: bool,
 }
 
 /// Why a request failed without a response.
@@ -78,6 +84,8 @@ pub struct Tally {
     pub in_flight_at_end: u64,
     /// Response bytes read.
     pub bytes: u64,
+    /// TLS handshakes (connect to the end of the handshake), µs.
+    pub handshakes: Histogram<u64>,
 }
 
 impl Tally {
@@ -89,6 +97,8 @@ impl Tally {
             errors: BTreeMap::new(),
             in_flight_at_end: 0,
             bytes: 0,
+            handshakes: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("valid histogram bounds"),
         }
     }
 
@@ -105,6 +115,9 @@ impl Tally {
         }
         self.in_flight_at_end += other.in_flight_at_end;
         self.bytes += other.bytes;
+        self.handshakes
+            .add(&other.handshakes)
+            .expect("same histogram bounds");
     }
 }
 
@@ -250,7 +263,7 @@ impl Reader {
         }
     }
 
-    async fn more(&mut self, s: &mut TcpStream) -> Result<(), Failure> {
+    async fn more(&mut self, s: &mut Stream) -> Result<(), Failure> {
         self.compact();
         match s.read(&mut self.buf[self.end..]).await {
             Ok(0) => Err(Failure::Io(
@@ -265,7 +278,7 @@ impl Reader {
         }
     }
 
-    async fn response(&mut self, s: &mut TcpStream, head_only: bool) -> Result<Response, Failure> {
+    async fn response(&mut self, s: &mut Stream, head_only: bool) -> Result<Response, Failure> {
         loop {
             let (status, close, head_len, framing) = {
                 let mut hs = [httparse::EMPTY_HEADER; 32];
@@ -352,7 +365,7 @@ impl Reader {
         }
     }
 
-    async fn skip_chunked(&mut self, s: &mut TcpStream) -> Result<usize, Failure> {
+    async fn skip_chunked(&mut self, s: &mut Stream) -> Result<usize, Failure> {
         let mut total = 0;
         loop {
             let line_end = loop {
@@ -408,6 +421,20 @@ fn io_failure(e: &std::io::Error) -> Failure {
     Failure::Io(kind, e.to_string())
 }
 
+/// Opens a connection: TCP, and the TLS handshake for `https://`.
+async fn open(plan: &Plan) -> std::io::Result<Stream> {
+    let tcp = TcpStream::connect(plan.addr).await?;
+    let _ = tcp.set_nodelay(true);
+    match &plan.tls {
+        None => Ok(Stream::Plain(tcp)),
+        Some(tls) => {
+            let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+            let s = connector.connect(tls.name.clone(), tcp).await?;
+            Ok(Stream::Tls(Box::new(s)))
+        }
+    }
+}
+
 async fn connection(
     shared: &Shared,
     t: usize,
@@ -425,7 +452,7 @@ async fn connection(
         + interval.map_or(Duration::ZERO, |iv| {
             iv.mul_f64(c as f64 / plan.connections as f64)
         });
-    let mut stream: Option<TcpStream> = None;
+    let mut stream: Option<Stream> = None;
     let mut reader = Reader {
         buf: vec![0; 16 * 1024],
         start: 0,
@@ -457,9 +484,13 @@ async fn connection(
             }
         };
         if stream.is_none() {
-            match tokio::time::timeout(plan.timeout, TcpStream::connect(plan.addr)).await {
+            let started = Instant::now();
+            match tokio::time::timeout(plan.timeout, open(plan)).await {
                 Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
+                    if measuring && plan.tls.is_some() {
+                        let us = started.elapsed().as_micros().max(1) as u64;
+                        let _ = tally.borrow_mut().handshakes.record(us.min(3_600_000_000));
+                    }
                     reader.start = 0;
                     reader.end = 0;
                     stream = Some(s);
@@ -510,7 +541,7 @@ async fn connection(
                         live.failed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                if resp.close {
+                if resp.close || !plan.keepalive {
                     stream = None;
                 }
             }

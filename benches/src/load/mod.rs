@@ -11,3 +11,4 @@
 pub mod args;
 pub mod client;
 pub mod report;
+pub mod tls;

@@ -35,6 +35,11 @@ pub struct Report {
     pub in_flight_at_end: u64,
     /// Response bytes read.
     pub bytes_read: u64,
+    /// TLS handshakes measured (`https://`), and their time (connect to the end of the
+    /// handshake), microseconds; not part of the request latency above.
+    pub handshakes: u64,
+    /// Handshake time; all zero without TLS.
+    pub handshake_us: Latency,
 }
 
 /// Latency figures.
@@ -56,6 +61,34 @@ pub struct Latency {
     pub p99: u64,
     /// 99.9th percentile.
     pub p999: u64,
+}
+
+impl Latency {
+    /// The figures of histogram `h` (all zero when it is empty).
+    fn of(h: &hdrhistogram::Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency {
+                min: 0,
+                avg: 0.0,
+                max: 0,
+                p50: 0,
+                p90: 0,
+                p95: 0,
+                p99: 0,
+                p999: 0,
+            };
+        }
+        Latency {
+            min: h.min(),
+            avg: h.mean(),
+            max: h.max(),
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p95: h.value_at_quantile(0.95),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+        }
+    }
 }
 
 /// One distinct error.
@@ -85,13 +118,6 @@ impl Report {
         let requests = answered + no_response + t.in_flight_at_end;
         let secs = o.elapsed.as_secs_f64().max(1e-9);
         let h = &t.latency;
-        let q = |p: f64| {
-            if h.is_empty() {
-                0
-            } else {
-                h.value_at_quantile(p)
-            }
-        };
         let mut errors_by_kind = std::collections::BTreeMap::new();
         for ((kind, _), n) in &t.errors {
             *errors_by_kind.entry(kind.as_str().to_string()).or_default() += n;
@@ -107,16 +133,9 @@ impl Report {
             failures,
             duration_s: secs,
             requests_per_sec: (answered + no_response) as f64 / secs,
-            latency_us: Latency {
-                min: if h.is_empty() { 0 } else { h.min() },
-                avg: if h.is_empty() { 0.0 } else { h.mean() },
-                max: if h.is_empty() { 0 } else { h.max() },
-                p50: q(0.5),
-                p90: q(0.9),
-                p95: q(0.95),
-                p99: q(0.99),
-                p999: q(0.999),
-            },
+            latency_us: Latency::of(h),
+            handshakes: t.handshakes.len(),
+            handshake_us: Latency::of(&t.handshakes),
             status_counts: t
                 .statuses
                 .iter()
@@ -179,6 +198,17 @@ impl Report {
             ms(l.p99),
             ms(l.p999)
         );
+        if self.handshakes > 0 {
+            let hs = &self.handshake_us;
+            let _ = writeln!(
+                s,
+                "TLS handshakes:  {} ({:.1}/s)  p50 {:.3} ms  p99 {:.3} ms  (not in the latency above)",
+                self.handshakes,
+                self.handshakes as f64 / self.duration_s,
+                ms(hs.p50),
+                ms(hs.p99)
+            );
+        }
         let _ = writeln!(s, "Status codes:");
         for (code, n) in &self.status_counts {
             let _ = writeln!(s, "  {code}: {n}");

@@ -452,6 +452,53 @@ fn a_client_that_stops_reading_is_cut_at_the_write_timeout(rt: &'static str) {
     drop(stalled);
 }
 
+/// `/livez` and `/readyz` for orchestrators, never rate limited; with `SHUTDOWN_DELAY`, a
+/// SIGTERM first turns `/readyz` to 503 while everything (new connections included) is still
+/// served, and only then drains and exits 0.
+fn probes_and_the_shutdown_delay(rt: &'static str) {
+    let mut srv = Server::start(
+        rt,
+        &[
+            ("SHUTDOWN_DELAY", "1500ms"),
+            ("RATE_LIMIT", "1"),
+            ("RATE_BURST", "1"),
+        ],
+    );
+    for _ in 0..3 {
+        let (live, ready) = (srv.get("/livez"), srv.get("/readyz"));
+        assert_eq!(
+            (live.status, live.json()["status"].as_str()),
+            (200, Some("alive"))
+        );
+        assert_eq!(
+            (ready.status, ready.json()["ready"].as_bool()),
+            (200, Some(true))
+        );
+    }
+    srv.signal("TERM");
+    let started = std::time::Instant::now();
+    assert!(
+        retry(|| srv.get("/readyz").status == 503),
+        "{rt}: not ready once SIGTERM arrived"
+    );
+    let r = srv.get("/readyz");
+    assert_eq!(r.json()["status"].as_str(), Some("shutting down"), "{rt}");
+    assert_eq!(srv.get("/livez").status, 200, "{rt}: still alive");
+    assert_ne!(
+        srv.get("/ping").status,
+        503,
+        "{rt}: still serving in the delay"
+    );
+    // Still "shutting down", not "draining": the checks above ran inside the delay.
+    let r = srv.get("/readyz");
+    assert_eq!(r.json()["status"].as_str(), Some("shutting down"), "{rt}");
+    assert_eq!(srv.wait_exit(), Some(0), "{rt}: then drains and exits");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1400),
+        "{rt}: not before SHUTDOWN_DELAY"
+    );
+}
+
 fn config_errors_exit_2(rt: &'static str) {
     let out = std::process::Command::new(binary(rt))
         .env("WORKER_COUNT", "zero")
@@ -527,6 +574,7 @@ for_each_runtime! {
     past_the_open_file_limit_clients_get_503 => super::past_the_open_file_limit_clients_get_503;
     access_log_lines => super::access_log_lines;
     a_client_that_stops_reading_is_cut_at_the_write_timeout => super::a_client_that_stops_reading_is_cut_at_the_write_timeout;
+    probes_and_the_shutdown_delay => super::probes_and_the_shutdown_delay;
 }
 
 // The protocol and API scenarios again, over TLS (a certificate made at test time).

@@ -96,6 +96,9 @@ pub struct Config {
     pub environment: Environment,
     /// `SHUTDOWN_TIMEOUT`: how long a graceful drain may take.
     pub shutdown_timeout: Duration,
+    /// `SHUTDOWN_DELAY`: after SIGTERM, how long `/readyz` answers 503 while everything is
+    /// still served, before the drain (time for a load balancer to take the instance out).
+    pub shutdown_delay: Duration,
     /// `LOG_LEVEL`: a `tracing` filter directive.
     pub log_level: String,
     /// `ACCESS_LOG`: one line per request.
@@ -198,6 +201,12 @@ const SETTINGS: &[Setting] = &[
         flag: "shutdown-timeout",
         default: "30s",
         help: "graceful drain limit",
+    },
+    Setting {
+        env: "SHUTDOWN_DELAY",
+        flag: "shutdown-delay",
+        default: "0s",
+        help: "after SIGTERM, report not ready (/readyz 503) for this long while still serving, then drain",
     },
     Setting {
         env: "LOG_LEVEL",
@@ -506,6 +515,7 @@ impl Config {
                 _ => None,
             })?,
             shutdown_timeout: src.duration("SHUTDOWN_TIMEOUT")?,
+            shutdown_delay: src.duration("SHUTDOWN_DELAY")?,
             log_level: src.parse("LOG_LEVEL", "a tracing filter", |v| {
                 (!v.trim().is_empty()).then(|| v.trim().to_owned())
             })?,
@@ -617,7 +627,7 @@ impl Config {
             "listen={} environment={:?} workers={} queue_size={} job_cost={} rate_limit={} rate_burst={} \
              rate_limit_per_ip={} rate_limit_max_keys={} trust_proxy={} max_connections={} \
              max_header_bytes={} max_headers={} max_uri_bytes={} max_body_bytes={} header_timeout={:?} \
-             idle_timeout={:?} write_timeout={:?} request_timeout={:?} shutdown_timeout={:?} \
+             idle_timeout={:?} write_timeout={:?} request_timeout={:?} shutdown_timeout={:?} shutdown_delay={:?} \
              access_log={} api_token={} tls={} backlog={} io_threads={} layout={:?} uring_buffers={}",
             self.listen,
             self.environment,
@@ -639,6 +649,7 @@ impl Config {
             self.write_timeout,
             self.request_timeout,
             self.shutdown_timeout,
+            self.shutdown_delay,
             self.access_log,
             if self.api_token.is_some() {
                 "set"

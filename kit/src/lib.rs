@@ -174,6 +174,7 @@ impl Server {
             }
             self.reload_tls();
         }
+        self.shutdown_delay();
         self.begin_drain();
         notify();
         while !self.drained() {
@@ -187,6 +188,30 @@ impl Server {
             std::thread::sleep(Duration::from_millis(10));
         }
         self.finish()
+    }
+
+    /// `SHUTDOWN_DELAY`: `/readyz` answers 503 while everything is still served, so a load
+    /// balancer stops sending before the listener closes. A second SIGINT/SIGTERM ends the
+    /// delay and exits at once; SIGHUP still reloads.
+    fn shutdown_delay(&mut self) {
+        use signal_hook::consts::SIGHUP;
+        let delay = self.app.config().shutdown_delay;
+        if delay.is_zero() {
+            return;
+        }
+        self.app.begin_unready();
+        tracing::info!(delay = ?delay, "shutting down: not ready, still serving until the drain");
+        let until = std::time::Instant::now() + delay;
+        while std::time::Instant::now() < until {
+            for signal in self.signals.pending() {
+                if signal == SIGHUP {
+                    self.reload_tls();
+                } else {
+                    exit_now();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// `SIGHUP`: reads the TLS files again; new handshakes use the new pair, open connections

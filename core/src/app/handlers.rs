@@ -104,6 +104,28 @@ impl App {
                 b.push(b'}');
             }
             Endpoint::Health => self.health(now, res),
+            Endpoint::Livez => {
+                // Answering at all is the proof of life: an I/O thread and the core run.
+                res.header_line(b"Content-Type: application/json\r\n");
+                res.header("Cache-Control", b"no-store");
+                res.body_mut().extend_from_slice(b"{\"status\":\"alive\"}");
+            }
+            Endpoint::Readyz => {
+                let (ready, why) = self.is_ready();
+                res.set_status(if ready {
+                    Status::OK
+                } else {
+                    Status::SERVICE_UNAVAILABLE
+                });
+                res.header_line(b"Content-Type: application/json\r\n");
+                res.header("Cache-Control", b"no-store");
+                let b = res.body_mut();
+                b.extend_from_slice(b"{\"ready\":");
+                b.extend_from_slice(if ready { b"true" } else { b"false" });
+                b.extend_from_slice(b",\"status\":");
+                write_str(b, why);
+                b.push(b'}');
+            }
             Endpoint::Metrics | Endpoint::Stats => self.metrics_response(now, head, res),
             Endpoint::Sleep => match query_u64(head.query(), "ms") {
                 Ok(Some(ms)) if ms <= MAX_SLEEP_MS => {

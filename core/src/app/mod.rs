@@ -39,6 +39,10 @@ pub enum Endpoint {
     Ping,
     /// `GET /health`
     Health,
+    /// `GET /livez`
+    Livez,
+    /// `GET /readyz`
+    Readyz,
     /// `GET /metrics`
     Metrics,
     /// `GET /api/v1/stats`
@@ -60,7 +64,14 @@ pub enum Endpoint {
 impl Endpoint {
     /// Monitoring endpoints are never rate limited.
     fn is_monitoring(self) -> bool {
-        matches!(self, Endpoint::Health | Endpoint::Metrics | Endpoint::Stats)
+        matches!(
+            self,
+            Endpoint::Health
+                | Endpoint::Livez
+                | Endpoint::Readyz
+                | Endpoint::Metrics
+                | Endpoint::Stats
+        )
     }
 }
 
@@ -242,6 +253,8 @@ impl AppBuilder {
                 Endpoint::ComputeIntensive,
             )
             .route(Method::Get, "/health", Endpoint::Health)
+            .route(Method::Get, "/livez", Endpoint::Livez)
+            .route(Method::Get, "/readyz", Endpoint::Readyz)
             .route(Method::Get, "/metrics", Endpoint::Metrics)
             .route(Method::Get, "/api/v1/stats", Endpoint::Stats)
             .route(Method::Post, "/echo", Endpoint::Echo)
@@ -303,6 +316,7 @@ impl AppBuilder {
             }),
             connections: AtomicUsize::new(0),
             workers_alive: AtomicUsize::new(0),
+            unready: AtomicBool::new(false),
             acceptors: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             started: now,
@@ -332,6 +346,8 @@ pub struct App {
     rate_lines: Option<[Box<RateBlock>; 2]>,
     connections: AtomicUsize,
     workers_alive: AtomicUsize,
+    /// The shutdown delay began (`/readyz` 503).
+    unready: AtomicBool,
     acceptors: AtomicUsize,
     draining: AtomicBool,
     started: Now,
@@ -518,6 +534,28 @@ impl App {
     /// a short grace. Queued jobs still run.
     pub fn begin_drain(&self, _now: Now) {
         self.draining.store(true, Ordering::Release);
+    }
+
+    /// The shutdown delay began: `/readyz` answers 503 from now on, everything else is
+    /// served as before (the drain follows `SHUTDOWN_DELAY` later).
+    pub fn begin_unready(&self) {
+        self.unready.store(true, Ordering::Release);
+    }
+
+    /// Whether new traffic should go elsewhere: starting (not every worker up), in the
+    /// shutdown delay, draining, or a health check failing.
+    pub fn is_ready(&self) -> (bool, &'static str) {
+        if self.workers_alive.load(Ordering::Acquire) < self.config.worker_count {
+            (false, "starting")
+        } else if self.is_draining() {
+            (false, "draining")
+        } else if self.unready.load(Ordering::Acquire) {
+            (false, "shutting down")
+        } else if self.checks.iter().any(|(_, check)| !check()) {
+            (false, "a health check fails")
+        } else {
+            (true, "ready")
+        }
     }
 
     /// Whether a drain has begun.

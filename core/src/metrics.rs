@@ -22,14 +22,17 @@ const SUB: usize = 1 << SUB_BITS;
 const MAX_MSB: u32 = 40;
 const BUCKETS: usize = SUB + (MAX_MSB - SUB_BITS + 1) as usize * SUB;
 
-/// Upper bounds, in seconds, of the request-duration histogram: OpenTelemetry's advisory
-/// buckets for `http.server.request.duration`.
-pub const DURATION_BOUNDS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+/// Upper bounds, in seconds, of the duration histograms (requests, queue wait, job run time):
+/// 50 µs to 10 s in 1–2.5–5 steps, so `histogram_quantile` sees weir's sub-millisecond
+/// requests (OpenTelemetry's advisory buckets start at 5 ms, above weir's median).
+pub const DURATION_BOUNDS: [f64; 17] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
 ];
-const DURATION_BOUNDS_US: [u64; 14] = [
-    5_000, 10_000, 25_000, 50_000, 75_000, 100_000, 250_000, 500_000, 750_000, 1_000_000,
-    2_500_000, 5_000_000, 7_500_000, 10_000_000,
+/// [`DURATION_BOUNDS`] in microseconds.
+pub const DURATION_BOUNDS_US: [u64; 17] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
 
 /// Series slots per shard for (method, route, status); a further series lands in an overflow
@@ -164,6 +167,12 @@ pub struct HistogramSnapshot {
 }
 
 impl HistogramSnapshot {
+    /// Values at most `us` (within the histogram's resolution: a value in the same bucket as
+    /// `us` counts as at most `us`), for cumulative Prometheus buckets.
+    pub fn count_at_most(&self, us: u64) -> u64 {
+        self.counts[..=bucket_of(us)].iter().sum()
+    }
+
     /// The value at quantile `q` in [0, 1]; 0 when empty.
     pub fn quantile(&self, q: f64) -> u64 {
         if self.count == 0 {

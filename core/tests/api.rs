@@ -351,6 +351,20 @@ fn metrics_content_types_follow_accept() {
     assert!(text.contains("# TYPE http_server_request_duration_seconds histogram"));
     assert!(text.contains("http_server_request_duration_seconds_bucket{http_request_method=\"GET\",http_route=\"/ping\",http_response_status_code=\"200\",le=\"0.005\"} 1"));
     assert!(text.contains("process_resident_memory_bytes "));
+    // Buckets start at 50 µs, so sub-millisecond requests are visible to histogram_quantile.
+    assert!(text.contains("http_server_request_duration_seconds_bucket{http_request_method=\"GET\",http_route=\"/ping\",http_response_status_code=\"200\",le=\"0.00005\"} 1"), "{text}");
+    // Queue wait and run time are histograms too (aggregatable across instances).
+    for name in ["weir_job_queue_wait_seconds", "weir_job_run_seconds"] {
+        assert!(text.contains(&format!("# TYPE {name} histogram")), "{text}");
+        assert!(
+            text.contains(&format!("{name}_bucket{{le=\"0.0001\"}}")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{name}_bucket{{le=\"+Inf\"}}")),
+            "{text}"
+        );
+    }
     let om = d.request("GET /metrics HTTP/1.1\r\nHost: t\r\nAccept: application/openmetrics-text;version=1.0.0;q=0.6,text/plain;q=0.3\r\n\r\n");
     assert_eq!(
         om.header("content-type"),

@@ -10,6 +10,7 @@ use super::json::{write_f64, write_int, write_str, write_utf8};
 use super::{App, Deferred, Endpoint, ErrorCode, METHOD_NAMES, RequestCtx};
 use crate::http::{Head, Reply, Response, Status};
 use crate::jobs::{JobDone, JobWatch};
+use crate::metrics::{DURATION_BOUNDS, DURATION_BOUNDS_US};
 use crate::time::Now;
 
 /// The largest |number| whose square fits in an i64.
@@ -522,17 +523,18 @@ impl App {
         ] {
             let snap = h.snapshot();
             let _ = writeln!(s, "# HELP {name} {help}");
-            let _ = writeln!(s, "# TYPE {name} summary");
+            let _ = writeln!(s, "# TYPE {name} histogram");
             if om {
                 let _ = writeln!(s, "# UNIT {name} seconds");
             }
-            for qv in [0.5, 0.99] {
+            for (bound, us) in DURATION_BOUNDS.iter().zip(DURATION_BOUNDS_US) {
                 let _ = writeln!(
                     s,
-                    "{name}{{quantile=\"{qv}\"}} {}",
-                    snap.quantile(qv) as f64 / 1e6
+                    "{name}_bucket{{le=\"{bound}\"}} {}",
+                    snap.count_at_most(us)
                 );
             }
+            let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {}", snap.count);
             let _ = writeln!(s, "{name}_sum {}", snap.sum as f64 / 1e6);
             let _ = writeln!(s, "{name}_count {}", snap.count);
         }

@@ -516,6 +516,29 @@ fn config_errors_exit_2(rt: &'static str) {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("--port"));
+    let out = std::process::Command::new(binary(rt))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("weir-{} {}", rt, env!("CARGO_PKG_VERSION"))
+    );
+    // A bad log filter is refused, whichever variable carried it (RUST_LOG counts when
+    // LOG_LEVEL is not given).
+    for (var, value) in [("LOG_LEVEL", "weir=loud"), ("RUST_LOG", "=[")] {
+        let out = std::process::Command::new(binary(rt))
+            .env_remove("LOG_LEVEL")
+            .env_remove("RUST_LOG")
+            .env(var, value)
+            .env("SERVER_PORT", "127.0.0.1:0")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}: {err}");
+        assert!(err.contains(var) && err.contains(value), "{err}");
+    }
 }
 
 fn access_log_lines(rt: &'static str) {

@@ -49,9 +49,34 @@ pub fn fd_reserve(fd_limit: u64, io_threads: usize) -> u64 {
 /// Reads the configuration from the process environment and arguments; prints `--help` and
 /// exits 0, or prints the error naming the variable and exits 2 — before any socket is bound.
 pub fn load_config(bin: &str) -> Config {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--version" || a == "-V") {
+        println!("{bin} {}", env!("CARGO_PKG_VERSION"));
+        std::process::exit(0);
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    match Config::from_sources(std::env::vars(), std::env::args().skip(1), cores) {
-        Ok(c) => c,
+    match Config::from_sources(std::env::vars(), args.iter().cloned(), cores) {
+        Ok(mut c) => {
+            // `RUST_LOG` is honoured when `LOG_LEVEL` is not given; either must be a valid
+            // filter (a typo would otherwise silently log at `info`).
+            let given = std::env::var_os("LOG_LEVEL").is_some()
+                || args.iter().any(|a| a.starts_with("--log-level"));
+            let mut source = "LOG_LEVEL";
+            if !given {
+                if let Ok(rust_log) = std::env::var("RUST_LOG") {
+                    c.log_level = rust_log;
+                    source = "RUST_LOG";
+                }
+            }
+            if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log_level) {
+                eprintln!(
+                    "{bin}: invalid {source}={:?}: expected a tracing filter like info or weir=debug,warn ({e})",
+                    c.log_level
+                );
+                std::process::exit(2);
+            }
+            c
+        }
         Err(ConfigError::HelpRequested) => {
             print!("{}", help_text(bin));
             std::process::exit(0);

@@ -196,6 +196,20 @@ fn global_rate_limit_gives_429_with_ietf_headers() {
     d.advance(Duration::from_millis(500));
     assert_eq!(d.request(&get("/ping")).status, 200, "the bucket refills");
     assert_eq!(d.app.metrics().totals().rejected, 1);
+    assert_eq!(
+        d.app.rate_limited(),
+        (1, 0),
+        "counted by the policy that refused"
+    );
+    let prom = d.request(&get("/metrics?format=prometheus")).text();
+    assert!(
+        prom.contains("weir_rate_limited_total{policy=\"global\"} 1"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("weir_rate_limited_total{policy=\"per_ip\"} 0"),
+        "{prom}"
+    );
 }
 
 #[test]
@@ -216,6 +230,7 @@ fn per_ip_limit_uses_forwarded_for_only_when_trusted() {
         (r.status, r.header("ratelimit-policy")),
         (429, Some("\"per-ip\";q=1;w=1"))
     );
+    assert_eq!(d.app.rate_limited(), (0, 1), "a per-IP refusal");
     assert_eq!(
         d.request(&from("2.2.2.2")).status,
         200,

@@ -451,6 +451,17 @@ impl App {
             "Requests refused by a rate limit (429).",
             &[("", num(t.rejected))],
         );
+        let (global, per_ip) = self.rate_limited();
+        family(
+            &mut s,
+            "weir_rate_limited_total",
+            "counter",
+            "Requests refused with 429, by the limit that refused them.",
+            &[
+                ("policy=\"global\"", num(global)),
+                ("policy=\"per_ip\"", num(per_ip)),
+            ],
+        );
         family(
             &mut s,
             "weir_active_requests",

@@ -316,6 +316,7 @@ impl AppBuilder {
             }),
             connections: AtomicUsize::new(0),
             workers_alive: AtomicUsize::new(0),
+            rate_limited: [AtomicU64::new(0), AtomicU64::new(0)],
             unready: AtomicBool::new(false),
             acceptors: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
@@ -348,6 +349,8 @@ pub struct App {
     workers_alive: AtomicUsize,
     /// The shutdown delay began (`/readyz` 503).
     unready: AtomicBool,
+    /// 429s by [`RatePolicy`] (only refusals touch these).
+    rate_limited: [AtomicU64; 2],
     acceptors: AtomicUsize,
     draining: AtomicBool,
     started: Now,
@@ -558,6 +561,14 @@ impl App {
         }
     }
 
+    /// 429s so far: (global limit, per-IP limit).
+    pub fn rate_limited(&self) -> (u64, u64) {
+        (
+            self.rate_limited[RatePolicy::Global as usize].load(Ordering::Relaxed),
+            self.rate_limited[RatePolicy::PerIp as usize].load(Ordering::Relaxed),
+        )
+    }
+
     /// Whether a drain has begun.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
@@ -692,7 +703,8 @@ impl App {
         }
         ctx.verdict = verdict;
         match verdict {
-            Some((v, _)) if !v.allowed => {
+            Some((v, policy)) if !v.allowed => {
+                self.rate_limited[policy as usize].fetch_add(1, Ordering::Relaxed);
                 res.header_num("Retry-After", v.retry_after_secs);
                 self.error(
                     now,

@@ -1,0 +1,22 @@
+# weir in a container: built in the Rust image, run as a non-root user in a minimal image.
+#   docker build --build-arg RUNTIME=tokio -t weir .      (RUNTIME: tokio, smol, std, uring)
+#   docker run -p 8080:8080 weir
+# weir-uring needs io_uring, which the default seccomp profile of Docker refuses; it then
+# exits 1 with the reason (run weir-tokio, or a profile that allows io_uring_setup).
+
+FROM rust:1-bookworm AS build
+ARG RUNTIME=tokio
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p "weir-${RUNTIME}" \
+    && cp "target/release/weir-${RUNTIME}" /weir
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /weir /usr/local/bin/weir
+ENV SERVER_PORT=0.0.0.0:8080 \
+    ENVIRONMENT=production
+EXPOSE 8080
+USER 65532:65532
+# SIGTERM starts the graceful drain (SHUTDOWN_DELAY, then SHUTDOWN_TIMEOUT).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/weir"]

@@ -1,0 +1,79 @@
+//! The deployment files say what weir does: weir-tokio started with the environment of
+//! `deploy/k8s/deployment.yaml` answers every probe path and the scrape path named there, on
+//! the port named there, and the grace period outlasts the shutdown delay plus the drain.
+
+mod common;
+
+use common::Server;
+
+fn manifest() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/k8s/deployment.yaml");
+    std::fs::read_to_string(path).expect("deploy/k8s/deployment.yaml")
+}
+
+/// `key: value` values of every line with that key (quotes removed).
+fn values(text: &str, key: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().trim_start_matches("- ").strip_prefix(key))
+        .filter_map(|rest| rest.strip_prefix(':'))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .collect()
+}
+
+/// The container's environment: each `- name: X` followed by `value: "Y"`.
+fn env(text: &str) -> Vec<(String, String)> {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    lines
+        .windows(2)
+        .filter_map(|w| {
+            let name = w[0].strip_prefix("- name:")?.trim();
+            let value = w[1].strip_prefix("value:")?.trim().trim_matches('"');
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+fn seconds(v: &str) -> u64 {
+    v.trim_end_matches('s')
+        .parse()
+        .expect("a duration in seconds")
+}
+
+#[test]
+fn the_manifests_probe_paths_and_ports_answer() {
+    let text = manifest();
+    let env = env(&text);
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let server_port = get("SERVER_PORT").expect("SERVER_PORT in the manifest");
+    let port = server_port.rsplit(':').next().unwrap().to_owned();
+    assert_eq!(values(&text, "containerPort"), vec![port.clone()]);
+    assert_eq!(values(&text, "prometheus.io/port"), vec![port]);
+    let grace = seconds(&values(&text, "terminationGracePeriodSeconds")[0]);
+    let (delay, drain) = (
+        seconds(&get("SHUTDOWN_DELAY").unwrap()),
+        seconds(&get("SHUTDOWN_TIMEOUT").unwrap()),
+    );
+    assert!(grace > delay + drain, "grace {grace} s ≤ {delay} + {drain}");
+    // The manifest's settings, listening on a free loopback port instead of 0.0.0.0:8080.
+    let mut settings: Vec<(&str, &str)> = env
+        .iter()
+        .filter(|(n, _)| n != "SERVER_PORT")
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    settings.push(("SERVER_PORT", "127.0.0.1:0"));
+    let srv = Server::start("tokio", &settings);
+    let paths = values(&text, "path");
+    assert!(paths.contains(&"/livez".to_owned()) && paths.contains(&"/readyz".to_owned()));
+    for path in &paths {
+        assert_eq!(srv.get(path).status, 200, "{path} as the manifest expects");
+    }
+    let scrape = srv.request(&format!(
+        "GET {} HTTP/1.1\r\nHost: t\r\nAccept: text/plain;version=0.0.4\r\n\r\n",
+        values(&text, "prometheus.io/path")[0]
+    ));
+    assert!(
+        scrape
+            .text()
+            .contains("# TYPE http_server_request_duration_seconds histogram")
+    );
+}

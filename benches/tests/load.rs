@@ -118,6 +118,29 @@ fn error_rate_above_the_limit_fails_the_run() {
     assert_eq!(r["failures"], 20);
 }
 
+/// 4xx answers (429 from a rate limit, say) are counted per status but fail the run only with
+/// `--fail-on 4xx`; transport errors and 5xx always count.
+#[test]
+fn client_errors_fail_the_run_only_when_asked() {
+    const LIMITED: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n";
+    let url = scripted(|i| Some(if i % 2 == 0 { OK } else { LIMITED }));
+    let (code, r, err) = load(&["-n", "20", "-c", "1", "--json", &url]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        (
+            r["status_counts"]["429"].as_u64(),
+            r["client_errors"].as_u64()
+        ),
+        (Some(10), Some(10))
+    );
+    assert_eq!(
+        (r["server_errors"].as_u64(), r["transport_errors"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let (code, _, _) = load(&["-n", "20", "-c", "1", "--json", "--fail-on", "4xx", &url]);
+    assert_eq!(code, Some(1));
+}
+
 #[test]
 fn timeouts_are_counted() {
     let url = scripted(|_| Some(b""));

@@ -5,7 +5,7 @@ use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use clap::Parser;
-use weir_bench::load::args::{Args, Scenario, Target};
+use weir_bench::load::args::{Args, FailOn, Scenario, Target};
 use weir_bench::load::client::{self, Plan};
 use weir_bench::load::report::Report;
 
@@ -61,7 +61,7 @@ fn main() {
             eprintln!();
         }
         let report = Report::new(&outcome);
-        worst = worst.max(report.error_rate());
+        worst = worst.max(report.error_rate(args.fail_on == FailOn::ClientErrors));
         if !args.json {
             print!("{}", report.text());
             if report.requests > 0 && report.errors_by_kind.get("connect") == Some(&report.requests)

@@ -75,9 +75,25 @@ pub struct Args {
     /// Print the final report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Exit with status 1 when failed requests / requests is above this fraction.
+    /// Exit with status 1 when failing requests / requests is above this fraction (failing:
+    /// no response, or 5xx; with `--fail-on 4xx` also 4xx such as 429).
     #[arg(long, default_value_t = 0.01)]
     pub max_error_rate: f64,
+    /// Which answers count against --max-error-rate besides transport errors: 5xx (default)
+    /// or 4xx (4xx and 5xx).
+    #[arg(long, value_enum, default_value = "5xx")]
+    pub fail_on: FailOn,
+}
+
+/// Which statuses fail a run (`--fail-on`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// 5xx answers (and transport errors).
+    #[value(name = "5xx")]
+    ServerErrors,
+    /// 4xx and 5xx answers (and transport errors).
+    #[value(name = "4xx")]
+    ClientErrors,
 }
 
 /// `500ms`, `10s`, `2m`, `1h`, or bare seconds.

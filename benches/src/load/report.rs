@@ -17,6 +17,12 @@ pub struct Report {
     pub success_percent: f64,
     /// Responses with status 400 and above, plus requests that got no response.
     pub failures: u64,
+    /// Requests that got no response (connect, timeout, reset, bad response).
+    pub transport_errors: u64,
+    /// Responses 400–499 (429 included).
+    pub client_errors: u64,
+    /// Responses 500 and above.
+    pub server_errors: u64,
     /// Measured duration, seconds.
     pub duration_s: f64,
     /// Completed requests per second.
@@ -131,6 +137,19 @@ impl Report {
                 successes as f64 * 100.0 / requests as f64
             },
             failures,
+            transport_errors: no_response,
+            client_errors: t
+                .statuses
+                .iter()
+                .filter(|(s, _)| (400..500).contains(*s))
+                .map(|(_, n)| n)
+                .sum(),
+            server_errors: t
+                .statuses
+                .iter()
+                .filter(|(s, _)| **s >= 500)
+                .map(|(_, n)| n)
+                .sum(),
             duration_s: secs,
             requests_per_sec: (answered + no_response) as f64 / secs,
             latency_us: Latency::of(h),
@@ -157,13 +176,20 @@ impl Report {
         }
     }
 
-    /// The failure rate (failures / requests), 0 when nothing ran.
-    pub fn error_rate(&self) -> f64 {
+    /// The failing rate for `--max-error-rate`: transport errors and 5xx, plus 4xx when
+    /// `client_errors_fail`, over requests; 0 when nothing ran.
+    pub fn error_rate(&self, client_errors_fail: bool) -> f64 {
         if self.requests == 0 {
-            0.0
-        } else {
-            self.failures as f64 / self.requests as f64
+            return 0.0;
         }
+        let failing = self.transport_errors
+            + self.server_errors
+            + if client_errors_fail {
+                self.client_errors
+            } else {
+                0
+            };
+        failing as f64 / self.requests as f64
     }
 
     /// The human-readable report.
@@ -178,7 +204,11 @@ impl Report {
             "Successes:       {} ({:.2}%)",
             self.successes, self.success_percent
         );
-        let _ = writeln!(s, "Failures:        {}", self.failures);
+        let _ = writeln!(
+            s,
+            "Failures:        {} (no response {}, 4xx {}, 5xx {})",
+            self.failures, self.transport_errors, self.client_errors, self.server_errors
+        );
         let _ = writeln!(s, "Rate limited:    {} (429)", self.rate_limited);
         let _ = writeln!(s, "Duration:        {:.3} s", self.duration_s);
         let _ = writeln!(s, "Requests/s:      {:.1}", self.requests_per_sec);

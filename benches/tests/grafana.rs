@@ -1,0 +1,147 @@
+//! The Grafana dashboard (`deploy/grafana/weir.json`) works against a real Prometheus: weir
+//! under load (successes, 429s, queued jobs) is scraped every second, then every PromQL
+//! expression of the dashboard is evaluated through Prometheus' HTTP API and must return data.
+//! Skipped, saying so, where the `prometheus` binary is not installed (CI installs it).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Server, get, post};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `GET path` on Prometheus; the JSON body, or `None` while it is not up.
+fn prometheus_get(port: u16, path: &str) -> Option<serde_json::Value> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let body = text.split_once("\r\n\r\n")?.1;
+    serde_json::from_str(body).ok()
+}
+
+fn exprs(dashboard: &serde_json::Value) -> Vec<String> {
+    dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn every_dashboard_expression_returns_data_from_prometheus() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/weir.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("dashboard JSON");
+    let exprs = exprs(&dashboard);
+    assert!(exprs.len() >= 8, "{exprs:?}");
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: prometheus is not installed (Debian package `prometheus`)");
+        return;
+    }
+    let srv = Arc::new(Server::start(
+        "tokio",
+        &[
+            ("RATE_LIMIT", "100"),
+            ("RATE_BURST", "20"),
+            ("JOB_COST", "2000000"),
+        ],
+    ));
+    let dir = std::env::temp_dir().join(format!("weir-prometheus-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: weir\n    metrics_path: /metrics\n    static_configs:\n      - targets: ['{}']\n",
+            srv.addr
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    // Load for the whole scrape window: successes, 429s past the limit, jobs in the queue.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (srv, stop) = (srv.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let mut c = srv.connect();
+                for _ in 0..20 {
+                    let _ = c.write_all(get("/ping").as_bytes());
+                    let _ = common::read_response(&mut c, false);
+                }
+                let _ =
+                    c.write_all(post("/api/v1/compute/intensive", "{\"number\": 7}").as_bytes());
+                let _ = common::read_response(&mut c, false);
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut missing = exprs.clone();
+    while !missing.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+        missing.retain(|e| {
+            let r = prometheus_get(port, &format!("/api/v1/query?query={}", encode(e)));
+            let data = r.as_ref().is_some_and(|r| {
+                r["status"] == "success"
+                    && r["data"]["result"].as_array().is_some_and(|a| {
+                        a.iter()
+                            .any(|s| s["value"][1].as_str().is_some_and(|v| v != "NaN"))
+                    })
+            });
+            !data
+        });
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = load.join();
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        missing.is_empty(),
+        "expressions without data after 60 s: {missing:?}"
+    );
+}

@@ -41,6 +41,8 @@ fn compute_rejects_bad_bodies_with_400() {
         "{\"number\": 3037000500}",
         "{\"number\": -3037000500}",
         "{\"number\": 99999999999999999999}",
+        "{\"number\": 3037000500.0}",
+        "{\"number\": 1e300}",
     ] {
         for path in ["/api/v1/compute/fast", "/api/v1/compute/intensive"] {
             let r = d.request(&post(path, body));
@@ -51,6 +53,15 @@ fn compute_rejects_bad_bodies_with_400() {
             );
         }
     }
+}
+
+/// JSON Schema's `integer` (and so the OpenAPI description) includes `-315.0`: an integral
+/// number written with a fraction is the integer.
+#[test]
+fn compute_takes_integral_numbers_written_with_a_fraction() {
+    let mut d = Driver::with(&[]);
+    let r = d.request(&post("/api/v1/compute/fast", "{\"number\": -315.0}"));
+    assert_eq!((r.status, r.json()["result"].as_i64()), (200, Some(99225)));
 }
 
 #[test]
@@ -428,4 +439,58 @@ fn promtool_accepts_the_exposition() {
     );
     assert!(out.status.success(), "promtool: {msg}");
     assert!(!msg.contains("error"), "promtool: {msg}");
+}
+
+/// `GET /openapi.json` serves docs/openapi.yaml (written in JSON syntax) and it describes
+/// every route weir serves, and no other.
+#[test]
+fn openapi_json_describes_every_route() {
+    let mut d = Driver::with(&[]);
+    let r = d.request(&get("/openapi.json"));
+    assert_eq!(
+        (r.status, r.header("content-type")),
+        (200, Some("application/json"))
+    );
+    let spec = r.json();
+    assert_eq!(spec["openapi"], "3.1.0");
+    let mut documented: Vec<String> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|p| p.replace("{id}", ":id"))
+        .collect();
+    documented.sort();
+    let mut served = vec![
+        "/api/v1/compute/fast",
+        "/api/v1/compute/intensive",
+        "/api/v1/sleep",
+        "/api/v1/stats",
+        "/api/v1/stream",
+        "/echo",
+        "/health",
+        "/livez",
+        "/metrics",
+        "/openapi.json",
+        "/ping",
+        "/readyz",
+        "/users/:id",
+    ];
+    served.sort();
+    assert_eq!(documented, served);
+    // Each answers at once here (the deferred ones — jobs, sleeps, streams — have their own
+    // tests): none is a 404.
+    for path in served.iter().filter(|p| {
+        !p.contains("compute/intensive") && !p.contains("sleep") && !p.contains("stream")
+    }) {
+        let probe = path.replace(":id", "7");
+        let method = if path.contains("compute") || *path == "/echo" {
+            "POST"
+        } else {
+            "GET"
+        };
+        let r = d.request(&format!(
+            "{method} {probe} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert_ne!(r.status, 404, "{path} is served");
+    }
 }

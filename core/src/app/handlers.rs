@@ -27,7 +27,8 @@ pub const MIN_STREAM_INTERVAL_MS: u64 = 1;
 
 #[derive(Deserialize)]
 struct ComputeRequest {
-    number: i64,
+    /// A JSON number with no fractional part: `42`, or `42.0` (JSON Schema's `integer`).
+    number: serde_json::Number,
 }
 
 /// Exposition formats of `/metrics`.
@@ -105,6 +106,13 @@ impl App {
                 b.push(b'}');
             }
             Endpoint::Health => self.health(now, res),
+            Endpoint::OpenApi => {
+                // docs/openapi.yaml is written in JSON syntax; its leading comment lines go.
+                const SPEC: &str = include_str!("../../../docs/openapi.yaml");
+                let json = SPEC.find('{').map_or(SPEC, |at| &SPEC[at..]);
+                res.header_line(b"Content-Type: application/json\r\n");
+                res.body_mut().extend_from_slice(json.as_bytes());
+            }
             Endpoint::Livez => {
                 // Answering at all is the proof of life: an I/O thread and the core run.
                 res.header_line(b"Content-Type: application/json\r\n");
@@ -127,7 +135,16 @@ impl App {
                 write_str(b, why);
                 b.push(b'}');
             }
-            Endpoint::Metrics | Endpoint::Stats => self.metrics_response(now, head, res),
+            Endpoint::Metrics | Endpoint::Stats => match negotiate(head) {
+                Some(format) => self.metrics_response(now, format, res),
+                None => self.fail(
+                    now,
+                    ctx,
+                    res,
+                    ErrorCode::InvalidRequest,
+                    "query parameter format must be json, prometheus or openmetrics",
+                ),
+            },
             Endpoint::Sleep => match query_u64(head.query(), "ms") {
                 Ok(Some(ms)) if ms <= MAX_SLEEP_MS => {
                     let until = now.mono.saturating_add(Duration::from_millis(ms));
@@ -199,12 +216,26 @@ impl App {
         let req: ComputeRequest = serde_json::from_str(body).map_err(|e| {
             format!("invalid request body: {e}; expected {{\"number\": <integer>}}")
         })?;
-        if req.number.unsigned_abs() > MAX_NUMBER as u64 {
-            return Err(format!(
-                "number out of range: |number| must be at most {MAX_NUMBER}"
-            ));
+        let out_of_range = || format!("number out of range: |number| must be at most {MAX_NUMBER}");
+        let number = match (req.number.as_i64(), req.number.as_f64()) {
+            (Some(n), _) => n,
+            (None, Some(f)) if f.fract() == 0.0 => {
+                if f.abs() > MAX_NUMBER as f64 {
+                    return Err(out_of_range());
+                }
+                f as i64
+            }
+            _ => {
+                return Err(format!(
+                    "invalid request body: number {} is not an integer; expected {{\"number\": <integer>}}",
+                    req.number
+                ));
+            }
+        };
+        if number.unsigned_abs() > MAX_NUMBER as u64 {
+            return Err(out_of_range());
         }
-        Ok(req.number)
+        Ok(number)
     }
 
     fn compute_response(
@@ -324,8 +355,7 @@ impl App {
         b.push(b'}');
     }
 
-    fn metrics_response(&self, now: Now, head: &Head<'_>, res: &mut Response) {
-        let format = negotiate(head);
+    fn metrics_response(&self, now: Now, format: Format, res: &mut Response) {
         let process = self.process.load();
         match format {
             Format::Json => {
@@ -640,21 +670,21 @@ impl App {
 
 /// Picks the exposition format: `?format=prometheus|openmetrics|json`, else the `Accept`
 /// media range with the highest q among JSON, Prometheus text and OpenMetrics (ties go to
-/// the earlier one; `*/*` and a missing header mean JSON).
-fn negotiate(head: &Head<'_>) -> Format {
+/// the earlier one; `*/*` and a missing header mean JSON). `None`: a `format` it does not know.
+fn negotiate(head: &Head<'_>) -> Option<Format> {
     if let Ok(Some(f)) = query_str(head.query(), "format") {
-        match f {
-            b"prometheus" | b"text" => return Format::Prometheus,
-            b"openmetrics" => return Format::OpenMetrics,
-            b"json" => return Format::Json,
-            _ => {}
-        }
+        return match f {
+            b"prometheus" | b"text" => Some(Format::Prometheus),
+            b"openmetrics" => Some(Format::OpenMetrics),
+            b"json" => Some(Format::Json),
+            _ => None,
+        };
     }
     let Some(accept) = head
         .header("accept")
         .and_then(|a| std::str::from_utf8(a).ok())
     else {
-        return Format::Json;
+        return Some(Format::Json);
     };
     let mut best: Option<(f32, Format)> = None;
     for range in accept.split(',') {
@@ -678,7 +708,7 @@ fn negotiate(head: &Head<'_>) -> Format {
             best = Some((q, format));
         }
     }
-    best.map_or(Format::Json, |(_, f)| f)
+    Some(best.map_or(Format::Json, |(_, f)| f))
 }
 
 fn query_str<'q>(query: Option<&'q [u8]>, key: &str) -> Result<Option<&'q [u8]>, ()> {
@@ -734,8 +764,14 @@ mod tests {
         ];
         for (raw, want) in cases {
             let h = parsed(&raw);
-            assert_eq!(negotiate(&h.view(raw.as_bytes())), want, "{raw}");
+            assert_eq!(negotiate(&h.view(raw.as_bytes())), Some(want), "{raw}");
         }
+        let raw = "GET /metrics?format=AAA HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(
+            negotiate(&parsed(raw).view(raw.as_bytes())),
+            None,
+            "an unknown format"
+        );
     }
 
     #[test]

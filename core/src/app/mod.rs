@@ -43,6 +43,8 @@ pub enum Endpoint {
     Livez,
     /// `GET /readyz`
     Readyz,
+    /// `GET /openapi.json`
+    OpenApi,
     /// `GET /metrics`
     Metrics,
     /// `GET /api/v1/stats`
@@ -67,6 +69,7 @@ impl Endpoint {
         matches!(
             self,
             Endpoint::Health
+                | Endpoint::OpenApi
                 | Endpoint::Livez
                 | Endpoint::Readyz
                 | Endpoint::Metrics
@@ -255,6 +258,7 @@ impl AppBuilder {
             .route(Method::Get, "/health", Endpoint::Health)
             .route(Method::Get, "/livez", Endpoint::Livez)
             .route(Method::Get, "/readyz", Endpoint::Readyz)
+            .route(Method::Get, "/openapi.json", Endpoint::OpenApi)
             .route(Method::Get, "/metrics", Endpoint::Metrics)
             .route(Method::Get, "/api/v1/stats", Endpoint::Stats)
             .route(Method::Post, "/echo", Endpoint::Echo)

@@ -190,7 +190,7 @@ mod tests {
         );
         let t = Target::parse("http://[::1]:81/a").unwrap();
         assert_eq!(t.authority, "[::1]:81");
-        assert!(Target::parse("https://x").is_err());
+        assert!(Target::parse("https://x").is_ok_and(|t| t.tls && t.authority == "x:443"));
         assert!(Target::parse("ftp://x").is_err());
         assert!(Target::parse("http:///x").is_err());
     }

@@ -203,23 +203,29 @@ impl Server {
         self.begin_drain();
         notify();
         while !self.drained() {
-            for signal in self.signals.pending() {
-                if signal == SIGHUP {
-                    self.reload_tls();
-                } else {
-                    exit_now();
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
+            self.tick();
         }
         self.finish()
+    }
+
+    /// One 10 ms step of a wait that signals may interrupt: SIGHUP reloads, a further
+    /// SIGINT/SIGTERM exits at once.
+    fn tick(&mut self) {
+        use signal_hook::consts::SIGHUP;
+        for signal in self.signals.pending() {
+            if signal == SIGHUP {
+                self.reload_tls();
+            } else {
+                exit_now();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 
     /// `SHUTDOWN_DELAY`: `/readyz` answers 503 while everything is still served, so a load
     /// balancer stops sending before the listener closes. A second SIGINT/SIGTERM ends the
     /// delay and exits at once; SIGHUP still reloads.
     fn shutdown_delay(&mut self) {
-        use signal_hook::consts::SIGHUP;
         let delay = self.app.config().shutdown_delay;
         if delay.is_zero() {
             return;
@@ -228,14 +234,7 @@ impl Server {
         tracing::info!(delay = ?delay, "shutting down: not ready, still serving until the drain");
         let until = std::time::Instant::now() + delay;
         while std::time::Instant::now() < until {
-            for signal in self.signals.pending() {
-                if signal == SIGHUP {
-                    self.reload_tls();
-                } else {
-                    exit_now();
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
+            self.tick();
         }
     }
 

@@ -525,6 +525,28 @@ fn config_errors_exit_2(rt: &'static str) {
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("weir-{} {}", rt, env!("CARGO_PKG_VERSION"))
     );
+    // An error names what the user wrote: the flag when it came from the command line; an
+    // unknown flag is refused; a boolean flag never swallows the next word.
+    for (args, named) in [
+        (&["--max-headers", "0"][..], "--max-headers=\"0\""),
+        (&["--nope"][..], "--nope"),
+        (
+            &["--trust-proxy", "--port", "127.0.0.1:0"][..],
+            "--trust-proxy",
+        ),
+    ] {
+        let out = std::process::Command::new(binary(rt))
+            .args(args)
+            .env_remove("MAX_HEADERS")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(named) && !err.contains("MAX_HEADERS"),
+            "{args:?}: {err}"
+        );
+    }
     // A bad log filter is refused, whichever variable carried it (RUST_LOG counts when
     // LOG_LEVEL is not given).
     for (var, value) in [("LOG_LEVEL", "weir=loud"), ("RUST_LOG", "=[")] {

@@ -296,3 +296,92 @@ fn https_keepalive_handshakes_and_verification() {
         assert!(reason.contains("certificate"), "{reason}");
     }
 }
+
+#[test]
+fn the_latency_histogram_holds_every_answer() {
+    let srv = Server::start("tokio", &[("RATE_LIMIT", "0")]);
+    let url = format!("http://{}/ping", srv.addr);
+    let (code, r, err) = load(&["-n", "2000", "-c", "8", "-t", "2", "--json", &url]);
+    assert_eq!(code, Some(0), "{err}");
+    let buckets = r["latency_histogram"].as_array().expect("a histogram");
+    assert!((2..=11).contains(&buckets.len()), "{buckets:?}");
+    let counts: u64 = buckets.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+    assert_eq!(counts, 2000, "every answer in one bucket: {buckets:?}");
+    let bounds: Vec<u64> = buckets
+        .iter()
+        .map(|b| b["upto_us"].as_u64().unwrap())
+        .collect();
+    assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{bounds:?}");
+    let max = r["latency_us"]["max"].as_u64().unwrap();
+    assert!(
+        bounds.last().copied().unwrap().abs_diff(max) <= max / 100 + 1,
+        "the last bucket ends at the slowest answer: {bounds:?} vs {max}"
+    );
+}
+
+#[test]
+fn the_json_has_one_shape_whatever_the_scenario() {
+    let srv = Server::start("tokio", &[("RATE_LIMIT", "0"), ("JOB_COST", "10")]);
+    let url = format!("http://{}/", srv.addr);
+    let (code, plain, err) = load(&["-n", "30", "-c", "2", "--json", &format!("{url}ping")]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, seed, err) = load(&["-n", "30", "-c", "2", "--scenario", "seed", "--json", &url]);
+    assert_eq!(code, Some(0), "{err}");
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        v.as_object()
+            .expect("a JSON object")
+            .keys()
+            .cloned()
+            .collect()
+    };
+    assert_eq!(keys(&plain), keys(&seed), "the same fields");
+    assert_eq!(plain["scenario"], serde_json::Value::Null);
+    assert_eq!(plain["parts"], serde_json::json!([]));
+    assert_eq!(seed["scenario"], "seed");
+    assert_eq!(seed["requests"], 60, "the sum of both scenarios: {seed}");
+    let parts = seed["parts"].as_array().expect("parts");
+    assert_eq!(parts.len(), 2);
+    assert_eq!(
+        (&parts[0]["scenario"], &parts[1]["scenario"]),
+        (&"fast".into(), &"intensive".into())
+    );
+    for p in parts {
+        assert_eq!(p["requests"], 30, "{p}");
+        assert_eq!(keys(p), keys(&plain), "each part has the same fields");
+    }
+}
+
+#[test]
+fn a_terminal_gets_a_progress_bar_with_the_time_left() {
+    // `script` (util-linux) gives weir-load a terminal, as a person running it would.
+    let srv = Server::start("tokio", &[("RATE_LIMIT", "0")]);
+    let command = format!(
+        "{} -z 1500ms -c 2 -t 1 http://{}/ping",
+        env!("CARGO_BIN_EXE_weir-load"),
+        srv.addr
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("script(1) from util-linux runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("req/s") && text.contains("failed"), "{text}");
+    assert!(text.contains("(left "), "the time left is shown: {text}");
+    assert!(
+        text.contains("\u{1b}[2K"),
+        "the bar redraws its line: {text}"
+    );
+    assert!(
+        text.contains("Latency histogram"),
+        "then the report: {text}"
+    );
+    // Without a terminal: plain progress lines, no escape sequences.
+    let out = Command::new(env!("CARGO_BIN_EXE_weir-load"))
+        .args(["-z", "1500ms", "-c", "2", "-t", "1"])
+        .arg(format!("http://{}/ping", srv.addr))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("req/s") && !err.contains('\u{1b}'), "{err}");
+}

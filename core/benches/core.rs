@@ -37,7 +37,7 @@ fn t0() -> Now {
 fn app(env: &[(&str, &str)]) -> Arc<App> {
     let mut all = vec![("ACCESS_LOG", "false")];
     all.extend_from_slice(env);
-    let config = Config::from_sources(all, std::iter::empty::<&str>(), 2).unwrap();
+    let config = Config::from_sources(all, 2).unwrap();
     App::builder(config).runtime("bench").build(t0())
 }
 

@@ -41,12 +41,8 @@ fn main() {
         "users" => b"GET /users/42 HTTP/1.1\r\nHost: x\r\n\r\n",
         other => panic!("unknown kind {other}: ping, fast or users"),
     };
-    let config = Config::from_sources(
-        [("ACCESS_LOG", "false"), ("WORKER_COUNT", "1")],
-        std::iter::empty::<&str>(),
-        1,
-    )
-    .expect("valid config");
+    let config = Config::from_sources([("ACCESS_LOG", "false"), ("WORKER_COUNT", "1")], 1)
+        .expect("valid config");
     let mut now = Now::new(Instant::from_nanos(1_000_000_000), 1_795_305_600_000);
     let app = App::builder(config).runtime("bench").build(now);
     let mut s = app.session("127.0.0.1:9".parse().expect("address"), now);

@@ -74,6 +74,29 @@ fn pipelined_requests_are_answered_in_order() {
 }
 
 #[test]
+fn a_request_without_a_body_never_sees_the_previous_one() {
+    // Found by schemathesis: `Content-Length: 0` (or no framing at all) after a request with
+    // a body was answered from the previous body. Pipelined and one at a time, fast and queued.
+    for path in ["/api/v1/compute/fast", "/api/v1/compute/intensive"] {
+        let mut d = Driver::with(&[("JOB_COST", "10")]);
+        let empty = format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+        let unframed = format!("POST {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        let raw = format!("{}{empty}{unframed}", post(path, "{\"number\":7}"));
+        d.send(raw.as_bytes());
+        while d.run_jobs() > 0 {}
+        let rs = d.responses();
+        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [200, 400, 400], "{path}");
+        assert_eq!(rs[0].json()["result"], 49);
+        assert_eq!(rs[1].json()["code"], "INVALID_REQUEST", "{path}");
+        let r = d.request(&post("/echo", "abc"));
+        assert_eq!(r.text(), "abc");
+        let r = d.request("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(r.text(), "", "{path}: /echo of an empty body");
+    }
+}
+
+#[test]
 fn pipelining_behind_a_job_waits_for_it() {
     let mut d = Driver::with(&[("JOB_COST", "10")]);
     let raw = format!(

@@ -9,7 +9,7 @@ use weir_core::{App, Config, Instant, Now};
 pub fn build_app(env: &[(&str, &str)]) -> Arc<App> {
     let mut all = vec![("ACCESS_LOG", "false"), ("RATE_LIMIT", "0"), ("JOB_COST", "10"), ("QUEUE_SIZE", "4")];
     all.extend_from_slice(env);
-    let config = Config::from_sources(all, std::iter::empty::<&str>(), 1).expect("valid fuzz config");
+    let config = Config::from_sources(all, 1).expect("valid fuzz config");
     let app = App::builder(config).build(Now::new(Instant::from_nanos(1), 1_700_000_000_000));
     app.worker_started();
     app

@@ -9,6 +9,7 @@
 //! [`Server::drained`] or the deadline, and [`Server::finish`] (final statistics, exit 0).
 #![allow(clippy::disallowed_methods)] // this module is where clocks, threads and env are allowed
 
+pub mod cli;
 pub mod clock;
 pub mod logging;
 pub mod net;
@@ -23,7 +24,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use weir_core::app::{App, ProcessFigures};
-use weir_core::config::{Config, ConfigError, help_text};
 use weir_core::jobs::intensive_work;
 
 /// One server process: its app, workers, listener, signal handlers and log writer.
@@ -46,55 +46,13 @@ pub fn fd_reserve(fd_limit: u64, io_threads: usize) -> u64 {
     (32 + 4 * io_threads as u64).min(fd_limit / 2)
 }
 
-/// Reads the configuration from the process environment and arguments; prints `--help` and
-/// exits 0, or prints the error naming the variable and exits 2 — before any socket is bound.
-pub fn load_config(bin: &str) -> Config {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--version" || a == "-V") {
-        println!("{bin} {}", env!("CARGO_PKG_VERSION"));
-        std::process::exit(0);
-    }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    match Config::from_sources(std::env::vars(), args.iter().cloned(), cores) {
-        Ok(mut c) => {
-            // `RUST_LOG` is honoured when `LOG_LEVEL` is not given; either must be a valid
-            // filter (a typo would otherwise silently log at `info`).
-            let given = std::env::var_os("LOG_LEVEL").is_some()
-                || args.iter().any(|a| a.starts_with("--log-level"));
-            let mut source = "LOG_LEVEL";
-            if !given {
-                if let Ok(rust_log) = std::env::var("RUST_LOG") {
-                    c.log_level = rust_log;
-                    source = "RUST_LOG";
-                }
-            }
-            if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log_level) {
-                eprintln!(
-                    "{bin}: invalid {source}={:?}: expected a tracing filter like info or weir=debug,warn ({e})",
-                    c.log_level
-                );
-                std::process::exit(2);
-            }
-            c
-        }
-        Err(ConfigError::HelpRequested) => {
-            print!("{}", help_text(bin));
-            std::process::exit(0);
-        }
-        Err(e) => {
-            eprintln!("{bin}: {e}");
-            std::process::exit(2);
-        }
-    }
-}
-
 impl Server {
     /// Starts everything but the accept loop: configuration, logging, the descriptor limit
     /// (and `MAX_CONNECTIONS` clamped below it), the process-figures sampler, the app, the
     /// workers, the signal handlers, then the listener and stdout's `listening on` line —
     /// so a signal sent as soon as that line appears starts a drain, never a default death.
-    pub fn start(bin: &str, runtime: &'static str) -> std::io::Result<Server> {
-        let mut config = load_config(bin);
+    pub fn start(bin: &'static str, runtime: &'static str) -> std::io::Result<Server> {
+        let mut config = cli::load(bin);
         // Checked before anything is bound: a wrong file is a configuration error (exit 2).
         let tls = config.tls.as_ref().map(|files| {
             tls::load(files).unwrap_or_else(|e| {

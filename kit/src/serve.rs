@@ -90,7 +90,7 @@ impl Drop for Acceptor {
 }
 
 /// [`Server::start`], or exit 1 with the error on stderr.
-pub fn start(bin: &str, runtime: &'static str) -> Server {
+pub fn start(bin: &'static str, runtime: &'static str) -> Server {
     Server::start(bin, runtime).unwrap_or_else(|e| {
         eprintln!("{bin}: {e}");
         std::process::exit(1)

@@ -15,7 +15,9 @@ mod wake;
 use weir_kit::serve as kit;
 
 fn main() {
-    let asks_help = std::env::args().skip(1).any(|a| a == "--help" || a == "-h");
+    let asks_help = std::env::args()
+        .skip(1)
+        .any(|a| matches!(a.as_str(), "--help" | "-h" | "--version" | "-V"));
     if !asks_help {
         if let Some(why) = ring::unavailable() {
             eprintln!("weir-uring: io_uring is not available: {why}; run weir-tokio instead");

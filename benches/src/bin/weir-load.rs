@@ -5,8 +5,9 @@ use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
 use weir_bench::load::args::{Args, FailOn, Scenario, Target};
-use weir_bench::load::client::{self, Plan};
+use weir_bench::load::client::{self, Outcome, Plan};
 use weir_bench::load::report::Report;
 
 fn fail(msg: impl std::fmt::Display) -> ! {
@@ -22,6 +23,7 @@ fn main() {
     };
     let mut worst = 0.0f64;
     let mut reports = Vec::new();
+    let mut all: Option<Outcome> = None;
     for scenario in scenarios {
         let plan = plan(&args, scenario);
         if !args.json {
@@ -39,28 +41,14 @@ fn main() {
                     .map_or(String::new(), |r| format!(" at {r} req/s")),
             );
         }
-        let tty = std::io::stderr().is_terminal();
-        let interval =
-            (!args.report_interval.is_zero() && !args.json).then_some(args.report_interval);
-        let mut last = (0u64, Duration::ZERO);
-        let outcome = client::run(plan, interval, |done, failed, elapsed| {
-            let dt = (elapsed - last.1).as_secs_f64().max(1e-9);
-            let rate = (done - last.0) as f64 / dt;
-            last = (done, elapsed);
-            let line = format!(
-                "[{:>6.1}s] {done:>10} requests  {rate:>10.0} req/s  {failed} failed",
-                elapsed.as_secs_f64()
-            );
-            if tty {
-                eprint!("\r{line}");
-            } else {
-                eprintln!("{line}");
-            }
+        let show = (!args.report_interval.is_zero() && !args.json).then_some(args.report_interval);
+        let mut progress = Progress::new(show, &plan);
+        let outcome = client::run(plan, progress.interval(), |done, failed, elapsed| {
+            progress.update(done, failed, elapsed)
         });
-        if tty && interval.is_some() {
-            eprintln!();
-        }
-        let report = Report::new(&outcome);
+        progress.finish();
+        let mut report = Report::new(&outcome);
+        report.scenario = scenario.map(|s| format!("{s:?}").to_lowercase());
         worst = worst.max(report.error_rate(args.fail_on == FailOn::ClientErrors));
         if !args.json {
             print!("{}", report.text());
@@ -73,16 +61,30 @@ fn main() {
                 );
             }
         }
+        match &mut all {
+            None => all = Some(outcome),
+            Some(sum) => {
+                sum.tally.merge(&outcome.tally);
+                sum.elapsed += outcome.elapsed;
+            }
+        }
         reports.push(report);
     }
     if args.json {
-        let out = if reports.len() == 1 {
-            serde_json::to_string_pretty(&reports[0])
+        // One shape whatever the scenario: a single report; for `seed` it sums the two
+        // scenarios and carries each in `parts`.
+        let report = if reports.len() == 1 {
+            reports.pop().expect("one report")
         } else {
-            serde_json::to_string_pretty(&reports)
-        }
-        .expect("reports serialize");
-        println!("{out}");
+            let mut sum = Report::new(&all.expect("at least one scenario ran"));
+            sum.scenario = Some("seed".into());
+            sum.parts = reports;
+            sum
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("reports serialize")
+        );
     }
     let _ = std::io::stdout().flush();
     if worst > args.max_error_rate {
@@ -92,6 +94,85 @@ fn main() {
             args.max_error_rate * 100.0
         );
         std::process::exit(1);
+    }
+}
+
+/// What the user sees while a run goes on: on a terminal a progress bar (requests, rate,
+/// failures, time left), elsewhere one line per `--report-interval` (for logs).
+struct Progress {
+    every: Option<Duration>,
+    bar: Option<ProgressBar>,
+    /// The bar counts requests (`-n`); otherwise milliseconds of a `-z` run.
+    by_requests: bool,
+    last: (u64, Duration),
+}
+
+impl Progress {
+    fn new(every: Option<Duration>, plan: &Plan) -> Progress {
+        let tty = std::io::stderr().is_terminal();
+        let by_requests = plan.total.is_some();
+        let bar = (tty && every.is_some()).then(|| {
+            let len = match (plan.total, plan.duration) {
+                (Some(n), _) => n,
+                (_, Some(d)) => d.as_millis() as u64,
+                _ => 0,
+            };
+            let bar = ProgressBar::new(len);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "[{elapsed_precise}] {wide_bar} {percent:>3}%  {msg}  (left {eta})",
+                )
+                .expect("a valid progress template"),
+            );
+            bar
+        });
+        Progress {
+            // A bar is redrawn five times a second; the rate shown covers the last second.
+            every: if bar.is_some() {
+                Some(Duration::from_millis(200))
+            } else {
+                every
+            },
+            bar,
+            by_requests,
+            last: (0, Duration::ZERO),
+        }
+    }
+
+    fn interval(&self) -> Option<Duration> {
+        self.every
+    }
+
+    fn update(&mut self, done: u64, failed: u64, elapsed: Duration) {
+        let dt = (elapsed - self.last.1).as_secs_f64().max(1e-9);
+        let rate = (done - self.last.0) as f64 / dt;
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(if self.by_requests {
+                    done
+                } else {
+                    elapsed.as_millis() as u64
+                });
+                bar.set_message(format!("{done} requests  {rate:.0} req/s  {failed} failed"));
+                // The rate shown is over the last second or so, not since the start.
+                if elapsed - self.last.1 >= Duration::from_secs(1) {
+                    self.last = (done, elapsed);
+                }
+            }
+            None => {
+                self.last = (done, elapsed);
+                eprintln!(
+                    "[{:>6.1}s] {done:>10} requests  {rate:>10.0} req/s  {failed} failed",
+                    elapsed.as_secs_f64()
+                );
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
     }
 }
 

@@ -46,6 +46,47 @@ pub struct Report {
     pub handshakes: u64,
     /// Handshake time; all zero without TLS.
     pub handshake_us: Latency,
+    /// The latency distribution of answered requests as at most 12 buckets (as hey and oha
+    /// print it): ten equal steps from the fastest to the 99.9th percentile, then the rest up
+    /// to the slowest; empty when nothing was answered.
+    pub latency_histogram: Vec<Bucket>,
+    /// The scenario this report measures (`fast`, `intensive`), or `null` for a URL.
+    pub scenario: Option<String>,
+    /// For `--scenario seed`: one report per scenario, while the fields above sum them; empty
+    /// otherwise. The JSON has this one shape whatever the scenario.
+    pub parts: Vec<Report>,
+}
+
+/// One bar of the latency histogram.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Bucket {
+    /// The bucket holds latencies above the previous bucket's bound up to this one, µs.
+    pub upto_us: u64,
+    /// Answered requests in it.
+    pub count: u64,
+}
+
+/// The latency histogram of `h`: see [`Report::latency_histogram`].
+pub fn buckets(h: &hdrhistogram::Histogram<u64>) -> Vec<Bucket> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let (min, top, max) = (h.min(), h.value_at_quantile(0.999), h.max());
+    let mut bounds: Vec<u64> = (1..=10).map(|i| min + (top - min) * i / 10).collect();
+    bounds.dedup();
+    if max > *bounds.last().expect("at least one bound") {
+        bounds.push(max);
+    }
+    let mut out: Vec<Bucket> = bounds
+        .iter()
+        .map(|&upto_us| Bucket { upto_us, count: 0 })
+        .collect();
+    for v in h.iter_recorded() {
+        let value = h.highest_equivalent(v.value_iterated_to()).min(max);
+        let i = bounds.partition_point(|&b| b < value).min(bounds.len() - 1);
+        out[i].count += v.count_at_value();
+    }
+    out
 }
 
 /// Latency figures.
@@ -173,6 +214,9 @@ impl Report {
                 .collect(),
             in_flight_at_end: t.in_flight_at_end,
             bytes_read: t.bytes,
+            latency_histogram: buckets(h),
+            scenario: None,
+            parts: Vec::new(),
         }
     }
 
@@ -197,7 +241,14 @@ impl Report {
         let mut s = String::new();
         let ms = |us: u64| us as f64 / 1000.0;
         let l = &self.latency_us;
-        let _ = writeln!(s, "\n=== weir-load report ===");
+        match &self.scenario {
+            Some(name) => {
+                let _ = writeln!(s, "\n=== weir-load report: {name} ===");
+            }
+            None => {
+                let _ = writeln!(s, "\n=== weir-load report ===");
+            }
+        }
         let _ = writeln!(s, "Requests:        {}", self.requests);
         let _ = writeln!(
             s,
@@ -239,6 +290,20 @@ impl Report {
                 ms(hs.p99)
             );
         }
+        if !self.latency_histogram.is_empty() {
+            let _ = writeln!(s, "Latency histogram (ms, upper bounds):");
+            let most = self
+                .latency_histogram
+                .iter()
+                .map(|b| b.count)
+                .max()
+                .unwrap_or(1)
+                .max(1);
+            for b in &self.latency_histogram {
+                let bar = "■".repeat((b.count * 40).div_ceil(most) as usize);
+                let _ = writeln!(s, "  {:>10.3} [{:>9}] |{bar}", ms(b.upto_us), b.count);
+            }
+        }
         let _ = writeln!(s, "Status codes:");
         for (code, n) in &self.status_counts {
             let _ = writeln!(s, "  {code}: {n}");
@@ -257,5 +322,37 @@ impl Report {
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_split_the_range_in_ten_and_keep_the_tail_apart() {
+        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        for v in 1..=1000 {
+            h.record(100 + v).unwrap();
+        }
+        h.record(50_000).unwrap();
+        let b = buckets(&h);
+        assert_eq!(b.len(), 11, "{b:?}");
+        assert_eq!(b.iter().map(|b| b.count).sum::<u64>(), 1001);
+        assert_eq!(b.last().unwrap().count, 1, "the outlier alone: {b:?}");
+        assert!(
+            b[..10].iter().all(|b| (99..=101).contains(&b.count)),
+            "{b:?}"
+        );
+        assert!(buckets(&hdrhistogram::Histogram::<u64>::new(3).unwrap()).is_empty());
+        let mut one = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        one.record(42).unwrap();
+        assert_eq!(
+            buckets(&one),
+            vec![Bucket {
+                upto_us: 42,
+                count: 1
+            }]
+        );
     }
 }

@@ -954,7 +954,7 @@ mod tests {
     }
 
     fn app(env: &[(&str, &str)]) -> Arc<App> {
-        let c = Config::from_sources(env.iter().copied(), std::iter::empty::<&str>(), 1).unwrap();
+        let c = Config::from_sources(env.iter().copied(), 1).unwrap();
         App::builder(c).build(Now::default())
     }
 

@@ -592,6 +592,8 @@ impl<S: Service> Session<S> {
     fn start_request(&mut self, now: Now) {
         self.keep_alive &= self.head.keep_alive;
         self.res.clear();
+        // A request without a body must never see the previous request's (capacity is kept).
+        self.body.clear();
         let admitted = self.service.admit(
             now,
             &self.head.view_in(&self.recv),
@@ -621,7 +623,6 @@ impl<S: Service> Session<S> {
                 if admitted && self.head.expect_continue && self.rpos == self.rend {
                     self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
-                self.body.clear();
                 self.set_timer(
                     Timer::Body,
                     now.mono

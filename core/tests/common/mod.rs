@@ -14,7 +14,7 @@ pub const WALL0_MS: u64 = 1_795_305_600_000;
 pub fn config(env: &[(&str, &str)]) -> Config {
     let mut all: Vec<(&str, &str)> = vec![("ACCESS_LOG", "false"), ("WORKER_COUNT", "1")];
     all.extend_from_slice(env);
-    Config::from_sources(all, std::iter::empty::<&str>(), 1).expect("test config is valid")
+    Config::from_sources(all, 1).expect("test config is valid")
 }
 
 pub fn app(env: &[(&str, &str)]) -> Arc<App> {

@@ -44,7 +44,6 @@ pub fn assert_no_allocation_per_logged_request(environment: &str) {
             ("ENVIRONMENT", environment),
             ("WORKER_COUNT", "1"),
         ],
-        std::iter::empty::<&str>(),
         1,
     )
     .expect("valid config");

@@ -146,6 +146,9 @@ pub struct Config {
     pub job_cost: u64,
     /// `BACKLOG`: the listen backlog.
     pub backlog: u32,
+    /// `REUSE_PORT`: bind with `SO_REUSEPORT`, so several processes share the port and the
+    /// kernel spreads new connections over them (one can drain while the others serve).
+    pub reuse_port: bool,
     /// `LOG_BUFFER_LINES`: lines the non-blocking log writer holds before it drops.
     pub log_buffer_lines: usize,
     /// `IO_THREADS`: threads serving connections (tokio, smol).
@@ -254,6 +257,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting::new("WORKER_COUNT", "workers", "", "worker threads (default: 2 x cores)").within(1, 4096),
     Setting::new("JOB_COST", "job-cost", "50000", "rounds of CPU work per intensive job"),
     Setting::new("BACKLOG", "backlog", "4096", "listen backlog").within(1, 1 << 20),
+    Setting::new("REUSE_PORT", "reuse-port", "false", "SO_REUSEPORT: several weir processes share the port (restarts without refusing connections)").switch(),
     Setting::new("IO_THREADS", "io-threads", "", "threads serving connections in tokio, smol and uring (default: cores; std uses one per connection)").within(1, 1024),
     Setting::new("RUNTIME_LAYOUT", "runtime-layout", "per-core", "per-core (one single-threaded executor per I/O thread) or shared (one work-stealing pool)"),
     Setting::new("TLS_CERT", "tls-cert", "", "PEM certificate chain; with TLS_KEY the listener speaks TLS 1.2/1.3 (SIGHUP reloads both)"),
@@ -378,6 +382,7 @@ impl Config {
             },
             job_cost: src.u64("JOB_COST")?,
             backlog: src.size("BACKLOG")? as u32,
+            reuse_port: src.bool("REUSE_PORT")?,
             log_buffer_lines: src.size("LOG_BUFFER_LINES")?,
             io_threads: match src.raw("IO_THREADS") {
                 None => cores.max(1),
@@ -447,7 +452,7 @@ impl Config {
              rate_limit_per_ip={} rate_limit_max_keys={} trust_proxy={} max_connections={} \
              max_header_bytes={} max_headers={} max_uri_bytes={} max_body_bytes={} header_timeout={:?} \
              idle_timeout={:?} write_timeout={:?} request_timeout={:?} shutdown_timeout={:?} shutdown_delay={:?} \
-             access_log={} api_token={} tls={} backlog={} io_threads={} layout={:?} uring_buffers={}",
+             access_log={} api_token={} tls={} backlog={} reuse_port={} io_threads={} layout={:?} uring_buffers={}",
             self.listen,
             self.environment,
             self.worker_count,
@@ -480,6 +485,7 @@ impl Config {
                 None => "off".to_owned(),
             },
             self.backlog,
+            self.reuse_port,
             self.io_threads,
             self.layout,
             self.uring_buffers,
@@ -595,6 +601,7 @@ mod tests {
             (10_000, 8, 50_000)
         );
         assert!(c.access_log && !c.trust_proxy && c.api_token.is_none());
+        assert!(!c.reuse_port);
         let secret = cfg(&[("API_TOKEN", "hunter2-s3cret")]).unwrap();
         assert_eq!(
             secret.api_token.as_ref().map(Token::expose),

@@ -76,9 +76,18 @@ impl Server {
         }
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-        let listener = net::bind(config.listen, config.backlog).inspect_err(|e| {
-            tracing::error!(address = %config.listen, error = %e, "cannot bind");
-        })?;
+        if config.reuse_port && !process::migrates_queued_connections() {
+            tracing::warn!(
+                "REUSE_PORT: net.ipv4.tcp_migrate_req is not 1, so a connection that reaches \
+                 this process in the instant between its drain's last accept and the close of \
+                 its listener is reset by the kernel instead of handed to another process; set \
+                 the sysctl to 1 for restarts that lose nothing"
+            );
+        }
+        let listener =
+            net::bind(config.listen, config.backlog, config.reuse_port).inspect_err(|e| {
+                tracing::error!(address = %config.listen, error = %e, "cannot bind");
+            })?;
         let local = listener.local_addr()?;
         let figures = Arc::new(ProcessFigures::default());
         process::spawn_sampler(figures.clone());

@@ -17,10 +17,14 @@ pub const LINGER_BYTES: usize = 64 * 1024;
 /// Longest linger before a close (the peer reads our last response instead of a reset).
 pub const LINGER_TIME: Duration = Duration::from_millis(500);
 
-/// Binds `addr` with `SO_REUSEADDR` and the given backlog; blocking mode.
-pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+/// Binds `addr` with `SO_REUSEADDR` (and `SO_REUSEPORT` when `reuse_port`) and the given
+/// backlog; blocking mode.
+pub fn bind(addr: SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         let _ = socket.set_only_v6(false);
     }

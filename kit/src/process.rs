@@ -85,3 +85,10 @@ pub fn stats() -> ProcessStats {
     let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
     ProcessStats::new(rss, fds, fd_limit(), cpu, start, super::logging::dropped())
 }
+
+/// Whether the kernel hands the connections queued on a closing `SO_REUSEPORT` listener to
+/// another listener of its group (`net.ipv4.tcp_migrate_req`, Linux 5.14+) instead of
+/// resetting them.
+pub fn migrates_queued_connections() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").is_ok_and(|v| v.trim() == "1")
+}

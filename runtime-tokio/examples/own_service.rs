@@ -36,7 +36,7 @@ impl Service for Greeter {
 }
 
 fn main() -> std::io::Result<()> {
-    let listener = weir_kit::net::bind("127.0.0.1:0".parse().expect("an address"), 128)?;
+    let listener = weir_kit::net::bind("127.0.0.1:0".parse().expect("an address"), 128, false)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let service = Arc::new(Greeter(HttpConfig::default()));

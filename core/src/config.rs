@@ -146,6 +146,9 @@ pub struct Config {
     pub job_cost: u64,
     /// `BACKLOG`: the listen backlog.
     pub backlog: u32,
+    /// `REDIS_URL` and the other cluster settings: the global and per-IP limits are shared
+    /// by every instance of `CLUSTER_NAME` (see `crate::fleet`); `None` without `REDIS_URL`.
+    pub fleet: Option<FleetConfig>,
     /// `REUSE_PORT`: bind with `SO_REUSEPORT`, so several processes share the port and the
     /// kernel spreads new connections over them (one can drain while the others serve).
     pub reuse_port: bool,
@@ -157,6 +160,20 @@ pub struct Config {
     pub layout: Layout,
     /// `URING_BUFFERS`: receive buffers (4 KiB each) per io_uring ring (weir-uring).
     pub uring_buffers: u16,
+}
+
+/// Where and how the fleet's limit is shared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FleetConfig {
+    /// `REDIS_URL` (it may hold a password: `Debug` never shows it).
+    pub redis_url: Token,
+    /// `CLUSTER_NAME`: the Redis keys' prefix.
+    pub cluster: String,
+    /// `CLUSTER_SIZE`: instances expected before Redis has answered.
+    pub expected: u64,
+    /// `LEASE_PERIOD`: the renewal period.
+    pub lease_period: Duration,
 }
 
 /// The PEM files TLS is served with.
@@ -257,6 +274,10 @@ pub const SETTINGS: &[Setting] = &[
     Setting::new("WORKER_COUNT", "workers", "", "worker threads (default: 2 x cores)").within(1, 4096),
     Setting::new("JOB_COST", "job-cost", "50000", "rounds of CPU work per intensive job"),
     Setting::new("BACKLOG", "backlog", "4096", "listen backlog").within(1, 1 << 20),
+    Setting::new("REDIS_URL", "redis-url", "", "redis:// or rediss:// URL (password and database in it): share RATE_LIMIT and RATE_LIMIT_PER_IP with every instance of CLUSTER_NAME"),
+    Setting::new("CLUSTER_NAME", "cluster-name", "weir", "instances with the same name (and REDIS_URL) share one limit"),
+    Setting::new("CLUSTER_SIZE", "cluster-size", "1", "instances expected before Redis has answered: the fallback share is the limit divided by it").within(1, 4096),
+    Setting::new("LEASE_PERIOD", "lease-period", "100ms", "how often an instance renews its lease of the shared limit (one Redis round trip)"),
     Setting::new("REUSE_PORT", "reuse-port", "false", "SO_REUSEPORT: several weir processes share the port (restarts without refusing connections)").switch(),
     Setting::new("IO_THREADS", "io-threads", "", "threads serving connections in tokio, smol and uring (default: cores; std uses one per connection)").within(1, 1024),
     Setting::new("RUNTIME_LAYOUT", "runtime-layout", "per-core", "per-core (one single-threaded executor per I/O thread) or shared (one work-stealing pool)"),
@@ -383,6 +404,7 @@ impl Config {
             job_cost: src.u64("JOB_COST")?,
             backlog: src.size("BACKLOG")? as u32,
             reuse_port: src.bool("REUSE_PORT")?,
+            fleet: None,
             log_buffer_lines: src.size("LOG_BUFFER_LINES")?,
             io_threads: match src.raw("IO_THREADS") {
                 None => cores.max(1),
@@ -424,6 +446,48 @@ impl Config {
                 });
             }
         };
+        // Checked whether or not REDIS_URL is set: a typo is an error either way.
+        let lease_period = src.duration("LEASE_PERIOD")?;
+        if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&lease_period) {
+            return Err(ConfigError {
+                name: "LEASE_PERIOD",
+                value: src.text("LEASE_PERIOD").to_owned(),
+                expected: "a duration from 10ms to 10s".into(),
+            });
+        }
+        let cluster = src.parse("CLUSTER_NAME", "a name of letters, digits, - _ . :", |v| {
+            let v = v.trim();
+            (!v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+            .then(|| v.to_owned())
+        })?;
+        let expected = src.size("CLUSTER_SIZE")? as u64;
+        if let Some(url) = src.raw("REDIS_URL").filter(|v| !v.trim().is_empty()) {
+            let url = url.trim().to_owned();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError {
+                    name: "REDIS_URL",
+                    value: "<redacted>".into(),
+                    expected: "a redis:// or rediss:// URL".into(),
+                });
+            }
+            if cfg.rate_limit == 0 {
+                return Err(ConfigError {
+                    name: "REDIS_URL",
+                    value: "<redacted>".into(),
+                    expected: "RATE_LIMIT above 0 to share (REDIS_URL shares the global limit)"
+                        .into(),
+                });
+            }
+            cfg.fleet = Some(FleetConfig {
+                redis_url: Token(url),
+                cluster,
+                expected,
+                lease_period,
+            });
+        }
         if cfg.trust_proxy && cfg.trusted_proxies.is_empty() {
             // Believing every peer's X-Forwarded-For lets any client choose its own rate-limit
             // key (and crowd real clients out of the per-IP table).
@@ -452,7 +516,7 @@ impl Config {
              rate_limit_per_ip={} rate_limit_max_keys={} trust_proxy={} max_connections={} \
              max_header_bytes={} max_headers={} max_uri_bytes={} max_body_bytes={} header_timeout={:?} \
              idle_timeout={:?} write_timeout={:?} request_timeout={:?} shutdown_timeout={:?} shutdown_delay={:?} \
-             access_log={} api_token={} tls={} backlog={} reuse_port={} io_threads={} layout={:?} uring_buffers={}",
+             access_log={} api_token={} tls={} fleet={} backlog={} reuse_port={} io_threads={} layout={:?} uring_buffers={}",
             self.listen,
             self.environment,
             self.worker_count,
@@ -482,6 +546,16 @@ impl Config {
             },
             match &self.tls {
                 Some(t) => format!("cert:{},key:{}", t.cert, t.key),
+                None => "off".to_owned(),
+            },
+            match &self.fleet {
+                Some(f) => format!(
+                    "redis:{}:cluster={}:size={}:lease={:?}",
+                    redis_host(f.redis_url.expose()),
+                    f.cluster,
+                    f.expected,
+                    f.lease_period
+                ),
                 None => "off".to_owned(),
             },
             self.backlog,
@@ -559,6 +633,13 @@ impl Source {
     fn duration(&mut self, name: &'static str) -> Result<Duration, ConfigError> {
         self.parse(name, "a duration like 500ms, 30s or 2m", parse_duration)
     }
+}
+
+/// The host and port of a Redis URL, without user, password or database (for logs).
+pub fn redis_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or(rest)
 }
 
 fn parse_listen(v: &str) -> Option<SocketAddr> {
@@ -643,6 +724,51 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_fleet_settings_are_checked_and_the_password_never_shown() {
+        assert!(cfg(&[]).unwrap().fleet.is_none());
+        let c = cfg(&[
+            ("REDIS_URL", "redis://:s3cret@10.0.0.5:6380/2"),
+            ("CLUSTER_NAME", "api-eu"),
+            ("CLUSTER_SIZE", "3"),
+        ])
+        .unwrap();
+        let f = c.fleet.as_ref().unwrap();
+        assert_eq!((f.cluster.as_str(), f.expected), ("api-eu", 3));
+        assert_eq!(f.lease_period, Duration::from_millis(100));
+        assert!(!format!("{c:?}").contains("s3cret") && !c.summary().contains("s3cret"));
+        assert!(
+            c.summary().contains("redis:10.0.0.5:6380:cluster=api-eu"),
+            "{}",
+            c.summary()
+        );
+        for (env, name) in [
+            (&[("REDIS_URL", "http://x")][..], "REDIS_URL"),
+            (
+                &[("REDIS_URL", "redis://x"), ("RATE_LIMIT", "0")][..],
+                "REDIS_URL",
+            ),
+            (
+                &[("REDIS_URL", "redis://x"), ("LEASE_PERIOD", "1ms")][..],
+                "LEASE_PERIOD",
+            ),
+            (
+                &[("REDIS_URL", "redis://x"), ("CLUSTER_NAME", "a b")][..],
+                "CLUSTER_NAME",
+            ),
+            (&[("CLUSTER_NAME", "")][..], "CLUSTER_NAME"),
+        ] {
+            assert_eq!(cfg(env).unwrap_err().name, name, "{env:?}");
+        }
+        assert!(
+            !cfg(&[("REDIS_URL", "http://:pw@x")])
+                .unwrap_err()
+                .to_string()
+                .contains("pw"),
+            "an invalid URL is not echoed either"
+        );
     }
 
     #[test]

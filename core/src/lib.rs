@@ -84,6 +84,7 @@
 
 pub mod app;
 pub mod config;
+pub mod fleet;
 pub mod http;
 pub mod jobs;
 pub mod limit;

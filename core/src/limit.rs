@@ -116,10 +116,16 @@ impl Gcra {
 
     /// Admits or refuses one request at `now`.
     pub fn check(&self, now: Instant) -> Verdict {
+        self.check_with(self.quota, now)
+    }
+
+    /// Admits or refuses one request at `now` under `quota` instead of the bucket's own (a
+    /// quota that changes over time, as the fleet's fallback share does).
+    pub fn check_with(&self, quota: Quota, now: Instant) -> Verdict {
         let now = now.as_nanos();
         let mut tat = self.tat.load(Ordering::Relaxed);
         loop {
-            let (next, verdict) = self.quota.step(tat, now);
+            let (next, verdict) = quota.step(tat, now);
             let Some(next) = next else { return verdict };
             match self
                 .tat
@@ -186,17 +192,23 @@ impl KeyedGcra {
 
     /// Admits or refuses one request of `key` at `now`.
     pub fn check(&self, key: u128, now: Instant) -> Verdict {
+        self.check_with(key, now, self.quota)
+    }
+
+    /// Admits or refuses one request of `key` at `now` under `quota` (the fleet's per-IP
+    /// share, which follows the number of live instances).
+    pub fn check_with(&self, key: u128, now: Instant, quota: Quota) -> Verdict {
         let now = now.as_nanos();
         let shard = &self.shards[self.shard_of(key)];
         let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tat) = s.tats.get_mut(&key) {
-            let (next, verdict) = self.quota.step(*tat, now);
+            let (next, verdict) = quota.step(*tat, now);
             if let Some(next) = next {
                 *tat = next;
             }
             return verdict;
         }
-        let (next, verdict) = self.quota.step(0, now);
+        let (next, verdict) = quota.step(0, now);
         let Some(next) = next else { return verdict };
         // Idle keys at the hand are free to drop: their state equals a fresh key's.
         while let Some(&front) = s.order.front() {

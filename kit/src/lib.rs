@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod fleet;
 pub mod logging;
 pub mod net;
 pub mod process;
@@ -60,6 +61,12 @@ impl Server {
                 std::process::exit(2);
             })
         });
+        let redis = config.fleet.as_ref().map(|f| {
+            fleet::check(f).unwrap_or_else(|e| {
+                eprintln!("{bin}: {e}");
+                std::process::exit(2);
+            })
+        });
         let log = logging::init(&config);
         let fd_limit = process::raise_fd_limit();
         let usable = fd_limit
@@ -97,6 +104,9 @@ impl Server {
             .process_figures(figures)
             .build(clock::now());
         app.set_tls(tls);
+        if let (Some(f), Some(client)) = (&config.fleet, redis) {
+            fleet::spawn(app.clone(), f.clone(), client);
+        }
         tracing::info!(
             runtime,
             version = env!("CARGO_PKG_VERSION"),

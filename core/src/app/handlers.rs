@@ -133,6 +133,14 @@ impl App {
                 b.extend_from_slice(if ready { b"true" } else { b"false" });
                 b.extend_from_slice(b",\"status\":");
                 write_str(b, why);
+                if let Some(f) = &self.fleet {
+                    // Ready either way: the fallback share still serves; say which it is.
+                    b.extend_from_slice(if f.is_shared(now.mono) {
+                        b",\"rate_limit\":\"shared\""
+                    } else {
+                        b",\"rate_limit\":\"local-fallback\""
+                    });
+                }
                 b.push(b'}');
             }
             Endpoint::Metrics | Endpoint::Stats => match negotiate(head) {
@@ -436,6 +444,18 @@ impl App {
             "memory_rss_bytes": p.rss_bytes,
             "runtime": self.runtime,
             "timestamp": now.unix_secs(),
+            "fleet": self.fleet.as_ref().map(|f| {
+                let g = f.figures(now.mono);
+                serde_json::json!({
+                    "shared": g.shared,
+                    "instances": g.instances,
+                    "leases": g.leases,
+                    "tokens_granted": g.tokens_granted,
+                    "redis_errors": g.redis_errors,
+                    "redis_rtt_us": g.rtt_us,
+                    "fallback_seconds": g.fallback_ns as f64 / 1e9,
+                })
+            }),
         });
         v.to_string()
     }
@@ -593,6 +613,55 @@ impl App {
             "1 while a graceful shutdown is under way.",
             &[("", num(u64::from(self.is_draining())))],
         );
+        if let Some(f) = &self.fleet {
+            let g = f.figures(now.mono);
+            for (name, kind, help, value) in [
+                (
+                    "weir_fleet_shared",
+                    "gauge",
+                    "1 while the limit is shared through Redis, 0 on the local fallback share.",
+                    num(u64::from(g.shared)),
+                ),
+                (
+                    "weir_fleet_instances",
+                    "gauge",
+                    "Live instances of the cluster last seen in Redis.",
+                    num(g.instances),
+                ),
+                (
+                    "weir_fleet_leases_total",
+                    "counter",
+                    "Leases of the shared limit granted by Redis.",
+                    num(g.leases),
+                ),
+                (
+                    "weir_fleet_tokens_granted_total",
+                    "counter",
+                    "Requests' worth of the shared limit granted in leases.",
+                    num(g.tokens_granted),
+                ),
+                (
+                    "weir_fleet_redis_errors_total",
+                    "counter",
+                    "Failed Redis round trips.",
+                    num(g.redis_errors),
+                ),
+                (
+                    "weir_fleet_redis_rtt_seconds",
+                    "gauge",
+                    "The last Redis round trip.",
+                    (g.rtt_us as f64 / 1e6).to_string(),
+                ),
+                (
+                    "weir_fleet_fallback_seconds_total",
+                    "counter",
+                    "Time spent on the local fallback share.",
+                    (g.fallback_ns as f64 / 1e9).to_string(),
+                ),
+            ] {
+                family(&mut s, name, kind, help, &[("", value)]);
+            }
+        }
         family(
             &mut s,
             "weir_build_info",

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::fleet::FleetShare;
 use crate::http::response::{put_block, put_u64};
 use crate::http::session::drain_grace;
 use crate::http::{Head, HttpConfig, Limits, Method, Response, Session, Status};
@@ -303,6 +304,17 @@ impl AppBuilder {
             metrics: Metrics::new(labels),
             unmatched_route: router.patterns().len() as u8,
             router,
+            // The configuration guarantees RATE_LIMIT > 0 with REDIS_URL.
+            fleet: c.fleet.as_ref().map(|f| {
+                FleetShare::new(
+                    now.mono,
+                    c.rate_limit,
+                    c.rate_burst,
+                    c.rate_limit_per_ip,
+                    f.lease_period,
+                    f.expected,
+                )
+            }),
             global,
             per_ip,
             rate_lines: (!policy.is_empty()).then(|| {
@@ -345,6 +357,9 @@ pub struct App {
     metrics: Metrics,
     queue: JobQueue,
     global: Option<Gcra>,
+    /// With `REDIS_URL`: the fleet's share of the global and per-IP limits (instead of
+    /// `global`, and dividing `per_ip`).
+    fleet: Option<FleetShare>,
     per_ip: Option<KeyedGcra>,
     /// Per [`RatePolicy`]: the `RateLimit-Policy` line and the start of the `RateLimit` line
     /// up to its remaining count, written as one block per response.
@@ -565,6 +580,11 @@ impl App {
         }
     }
 
+    /// The fleet's share of the limits, with `REDIS_URL` (the runtime kit renews its lease).
+    pub fn fleet(&self) -> Option<&FleetShare> {
+        self.fleet.as_ref()
+    }
+
     /// 429s so far: (global limit, per-IP limit).
     pub fn rate_limited(&self) -> (u64, u64) {
         (
@@ -688,11 +708,16 @@ impl App {
 
     fn check_rate(&self, now: Now, ctx: &mut RequestCtx, res: &mut Response) -> bool {
         let mut verdict: Option<(Verdict, RatePolicy)> = None;
-        if let Some(g) = &self.global {
+        if let Some(f) = &self.fleet {
+            verdict = Some((f.check(now.mono), RatePolicy::Global));
+        } else if let Some(g) = &self.global {
             verdict = Some((g.check(now.mono), RatePolicy::Global));
         }
         if let (Some(k), Some(ip)) = (&self.per_ip, ctx.client_ip) {
-            let v = k.check(client_key(ip), now.mono);
+            let v = match self.fleet.as_ref().and_then(FleetShare::per_ip_quota) {
+                Some(share) => k.check_with(client_key(ip), now.mono, share),
+                None => k.check(client_key(ip), now.mono),
+            };
             // Report the tighter of the two: a refusal, else the lower remaining.
             let tighter = match verdict {
                 None => true,

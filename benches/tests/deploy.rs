@@ -77,3 +77,45 @@ fn the_manifests_probe_paths_and_ports_answer() {
             .contains("# TYPE http_server_request_duration_seconds histogram")
     );
 }
+
+#[test]
+fn the_compose_fleets_settings_are_a_valid_configuration() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/compose/docker-compose.yml"
+    );
+    let text = std::fs::read_to_string(path).expect("deploy/compose/docker-compose.yml");
+    let block: Vec<(String, String)> = text
+        .lines()
+        .skip_while(|l| l.trim() != "environment:")
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .filter_map(|l| l.trim().split_once(": "))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+        .collect();
+    let names: Vec<&str> = block.iter().map(|(k, _)| k.as_str()).collect();
+    for needed in [
+        "REDIS_URL",
+        "CLUSTER_NAME",
+        "CLUSTER_SIZE",
+        "RATE_LIMIT",
+        "SHUTDOWN_DELAY",
+    ] {
+        assert!(
+            names.contains(&needed),
+            "{needed} in the compose file: {names:?}"
+        );
+    }
+    // Every setting is accepted as written (Redis itself is not reachable here: the fallback
+    // share serves, which is what an instance does before Redis is up).
+    let env: Vec<(&str, &str)> = block
+        .iter()
+        .filter(|(k, _)| k != "REDIS_URL")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain([("REDIS_URL", "redis://127.0.0.1:1/0")])
+        .collect();
+    let srv = Server::start("tokio", &env);
+    let ready = srv.get("/readyz");
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["rate_limit"], "local-fallback");
+}

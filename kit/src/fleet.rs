@@ -19,9 +19,10 @@ use weir_core::config::{FleetConfig, redis_host};
 use crate::clock;
 
 /// The script: KEYS = bucket, instances (heartbeats), demands; ARGV = rate/s, burst, tokens
-/// wanted, instance id, heartbeat TTL (ms). Returns {tokens granted, live instances}. When
-/// the live instances together want more than the bucket holds, each gets the part of it
-/// its own demand is of theirs, so shares follow demand whatever order the calls come in.
+/// wanted, instance id, heartbeat TTL (ms), lease period (ms). Returns {tokens granted, live
+/// instances}. When the live instances together want more than the bucket holds, each is
+/// entitled to the part of one period's refill (or of the bucket, when it holds more) that
+/// its own demand is of theirs: shares follow demand, whatever order the calls come in.
 const LEASE_SCRIPT: &str = r"
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -51,7 +52,10 @@ local ts = tonumber(b[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
 local avail = math.max(0, math.floor(tokens))
 local grant = want
-if total > avail then grant = math.floor(avail * want / total) end
+if total > avail then
+  local pool = math.max(avail, rate * tonumber(ARGV[6]) / 1000)
+  grant = math.floor(pool * want / total)
+end
 grant = math.max(0, math.min(grant, avail))
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - grant), 'ts', now)
 redis.call('PEXPIRE', KEYS[1], idle)
@@ -117,6 +121,7 @@ fn renew_forever(app: &App, config: &FleetConfig, client: &redis::Client) {
                 .arg(share.want(clock::now().mono))
                 .arg(&id)
                 .arg(ttl_ms)
+                .arg(period.as_millis() as u64)
                 .invoke::<(u64, u64)>(c)
         });
         let now = clock::now().mono;

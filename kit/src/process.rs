@@ -51,11 +51,15 @@ fn fd_limit() -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// Reads the current process figures.
-pub fn stats() -> ProcessStats {
+/// (user + system CPU seconds, resident bytes, start time in seconds since the epoch) of
+/// process `pid` (`None`: this process), from `/proc` with the system's own clock tick and
+/// page size; zeros where `/proc` cannot be read. Shared with the benchmark tools, so a
+/// server's figures and a comparison's are computed alike.
+pub fn cpu_rss_start(pid: Option<u32>) -> (f64, u64, f64) {
+    let dir = pid.map_or_else(|| "/proc/self".to_owned(), |p| format!("/proc/{p}"));
     let page = rustix::param::page_size() as u64;
     let ticks = rustix::param::clock_ticks_per_second().max(1) as f64;
-    let rss = std::fs::read_to_string("/proc/self/statm")
+    let rss = std::fs::read_to_string(format!("{dir}/statm"))
         .ok()
         .and_then(|s| {
             s.split_whitespace()
@@ -64,7 +68,7 @@ pub fn stats() -> ProcessStats {
         })
         .map_or(0, |pages| pages * page);
     let (mut cpu, mut start) = (0.0, 0.0);
-    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+    if let Ok(stat) = std::fs::read_to_string(format!("{dir}/stat")) {
         // Fields after the parenthesised command name; utime is field 14, starttime 22.
         if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
             let f: Vec<&str> = rest.split_whitespace().collect();
@@ -82,6 +86,12 @@ pub fn stats() -> ProcessStats {
             start = boot + num(19) / ticks;
         }
     }
+    (cpu, rss, start)
+}
+
+/// Reads the current process figures.
+pub fn stats() -> ProcessStats {
+    let (cpu, rss, start) = cpu_rss_start(None);
     let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
     ProcessStats::new(rss, fds, fd_limit(), cpu, start, super::logging::dropped())
 }

@@ -76,6 +76,8 @@ impl ErrorKind {
 pub struct Tally {
     /// Latency of responses, µs.
     pub latency: Histogram<u64>,
+    /// Latency of responses below 400, µs.
+    pub latency_ok: Histogram<u64>,
     /// Responses per status code.
     pub statuses: BTreeMap<u16, u64>,
     /// Failures without a response, by kind and reason (the OS's words).
@@ -86,6 +88,9 @@ pub struct Tally {
     pub bytes: u64,
     /// TLS handshakes (connect to the end of the handshake), µs.
     pub handshakes: Histogram<u64>,
+    /// With `--rate`: how late each request left against its intended time, µs: the pacing's
+    /// own error while the connection is free, or the wait for a slow answer before it.
+    pub pacing_late: Histogram<u64>,
 }
 
 impl Tally {
@@ -93,11 +98,15 @@ impl Tally {
         Tally {
             latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
                 .expect("valid histogram bounds"),
+            latency_ok: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("valid histogram bounds"),
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
             in_flight_at_end: 0,
             bytes: 0,
             handshakes: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("valid histogram bounds"),
+            pacing_late: Histogram::new_with_bounds(1, 3_600_000_000, 3)
                 .expect("valid histogram bounds"),
         }
     }
@@ -107,6 +116,9 @@ impl Tally {
         self.latency
             .add(&other.latency)
             .expect("same histogram bounds");
+        self.latency_ok
+            .add(&other.latency_ok)
+            .expect("same histogram bounds");
         for (k, v) in &other.statuses {
             *self.statuses.entry(*k).or_default() += v;
         }
@@ -115,6 +127,9 @@ impl Tally {
         }
         self.in_flight_at_end += other.in_flight_at_end;
         self.bytes += other.bytes;
+        self.pacing_late
+            .add(&other.pacing_late)
+            .expect("same histogram bounds");
         self.handshakes
             .add(&other.handshakes)
             .expect("same histogram bounds");
@@ -216,12 +231,26 @@ fn thread_main(shared: &Arc<Shared>, t: usize, threads: usize) -> Tally {
     let tally = Rc::new(RefCell::new(Tally::new()));
     let plan = &shared.plan;
     let conns: Vec<usize> = (0..plan.connections).filter(|c| c % threads == t).collect();
+    let running = Rc::new(std::cell::Cell::new(conns.len()));
     for &c in &conns {
         let quota = plan.total.map(|n| {
             n / plan.connections as u64 + u64::from((c as u64) < n % plan.connections as u64)
         });
-        let (shared, tally) = (shared.clone(), tally.clone());
-        local.spawn_local(async move { connection(&shared, t, c, quota, &tally).await });
+        let (shared, tally, running) = (shared.clone(), tally.clone(), running.clone());
+        local.spawn_local(async move {
+            connection(&shared, t, c, quota, &tally).await;
+            running.set(running.get() - 1);
+        });
+    }
+    if plan.rate.is_some() {
+        // At a constant rate the thread never sleeps: a sleeping thread wakes tens of
+        // microseconds late for a response (more in a VM), which would be counted as the
+        // server's latency. It busy-polls its I/O instead (its own core: pin it apart).
+        local.spawn_local(async move {
+            while running.get() > 0 {
+                tokio::task::yield_now().await;
+            }
+        });
     }
     rt.block_on(local);
     Rc::try_unwrap(tally)
@@ -422,6 +451,24 @@ fn io_failure(e: &std::io::Error) -> Failure {
 }
 
 /// Opens a connection: TCP, and the TLS handshake for `https://`.
+/// How long before a paced send the wait stops trusting tokio's timer (a millisecond wheel,
+/// which fires up to a millisecond late) and polls the clock instead.
+const PACING_SPIN: Duration = Duration::from_micros(1500);
+
+/// Waits until `at` to within a few microseconds: the timer for all but the last
+/// [`PACING_SPIN`], then yields to this thread's other connections (and its I/O driver)
+/// until the clock says so. A late timer would otherwise count as the server's latency.
+async fn pace_until(at: Instant) {
+    if let Some(coarse) = at.checked_sub(PACING_SPIN) {
+        if coarse > Instant::now() {
+            tokio::time::sleep_until(coarse.into()).await;
+        }
+    }
+    while Instant::now() < at {
+        tokio::task::yield_now().await;
+    }
+}
+
 async fn open(plan: &Plan) -> std::io::Result<Stream> {
     let tcp = TcpStream::connect(plan.addr).await?;
     let _ = tcp.set_nodelay(true);
@@ -468,8 +515,13 @@ async fn connection(
             Some(iv) => {
                 let at = intended;
                 intended += iv;
-                if at > Instant::now() {
-                    tokio::time::sleep_until(at.into()).await;
+                pace_until(at).await;
+                if at >= shared.measure_from {
+                    let late = at.elapsed().as_micros().max(1) as u64;
+                    let _ = tally
+                        .borrow_mut()
+                        .pacing_late
+                        .record(late.min(3_600_000_000));
                 }
                 at
             }
@@ -534,6 +586,9 @@ async fn connection(
                     let us = send_at.elapsed().as_micros().max(1) as u64;
                     let mut t = tally.borrow_mut();
                     let _ = t.latency.record(us.min(3_600_000_000));
+                    if resp.status < 400 {
+                        let _ = t.latency_ok.record(us.min(3_600_000_000));
+                    }
                     *t.statuses.entry(resp.status).or_default() += 1;
                     t.bytes += resp.bytes as u64;
                     live.done.fetch_add(1, Ordering::Relaxed);

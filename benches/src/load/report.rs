@@ -29,6 +29,8 @@ pub struct Report {
     pub requests_per_sec: f64,
     /// Latency of answered requests, microseconds.
     pub latency_us: Latency,
+    /// Latency of the answers below 400 only (what a client that succeeded waited).
+    pub success_latency_us: Latency,
     /// Responses per status code.
     pub status_counts: std::collections::BTreeMap<String, u64>,
     /// 429 responses.
@@ -46,6 +48,10 @@ pub struct Report {
     pub handshakes: u64,
     /// Handshake time; all zero without TLS.
     pub handshake_us: Latency,
+    /// With `--rate`: how late requests left against their intended send time — the pacing's
+    /// own error, or a connection still waiting for a slow answer — included in the latency
+    /// above; all zero in a closed loop.
+    pub pacing_late_us: Latency,
     /// The latency distribution of answered requests as at most 12 buckets (as hey and oha
     /// print it): ten equal steps from the fastest to the 99.9th percentile, then the rest up
     /// to the slowest; empty when nothing was answered.
@@ -194,8 +200,10 @@ impl Report {
             duration_s: secs,
             requests_per_sec: (answered + no_response) as f64 / secs,
             latency_us: Latency::of(h),
+            success_latency_us: Latency::of(&t.latency_ok),
             handshakes: t.handshakes.len(),
             handshake_us: Latency::of(&t.handshakes),
+            pacing_late_us: Latency::of(&t.pacing_late),
             status_counts: t
                 .statuses
                 .iter()
@@ -279,6 +287,14 @@ impl Report {
             ms(l.p99),
             ms(l.p999)
         );
+        if self.pacing_late_us.max > 0 {
+            let p = &self.pacing_late_us;
+            let _ = writeln!(
+                s,
+                "Pacing (µs late): p50 {}  p99 {}  max {}  (the load generator's own error, in the latency above)",
+                p.p50, p.p99, p.max
+            );
+        }
         if self.handshakes > 0 {
             let hs = &self.handshake_us;
             let _ = writeln!(

@@ -16,6 +16,8 @@ fn measured(p50_us: u64, p99_us: u64, goodput: f64) -> Measured {
         p999_us: p99_us * 2,
         ok_p99_us: p99_us,
         requests: 1000,
+        late_p50_us: 1,
+        late_p99_us: 5,
         errors: 0,
         status_503: 100,
         cpu_us_per_req: 10.0,
@@ -197,7 +199,10 @@ fn weir_compare_has_a_real_command_line_and_refuses_one_core() {
     ] {
         assert!(text.contains(flag), "--help shows {flag}: {text}");
     }
-    let bad = Command::new(bin).args(["--servers", "nginx-9"]).output().unwrap();
+    let bad = Command::new(bin)
+        .args(["--servers", "nginx-9"])
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values"));
     let same = Command::new(bin)
@@ -206,7 +211,10 @@ fn weir_compare_has_a_real_command_line_and_refuses_one_core() {
         .unwrap();
     assert_eq!(same.status.code(), Some(2));
     // One core available (the affinity says so): no numbers that would mean nothing.
-    let one = Command::new("taskset").args(["-c", "0", bin]).output().unwrap();
+    let one = Command::new("taskset")
+        .args(["-c", "0", bin])
+        .output()
+        .unwrap();
     assert_eq!(one.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&one.stderr).contains("refusing"),

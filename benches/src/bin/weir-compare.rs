@@ -28,7 +28,7 @@ struct Cli {
         long,
         global = true,
         value_delimiter = ',',
-        default_value = "weir-tokio,weir-smol,weir-std,weir-uring,hyper-ref"
+        default_value = "weir-tokio,weir-smol,weir-std,weir-uring,hyper-ref,nginx"
     )]
     servers: Vec<Server>,
     /// Measured seconds per run, after one second of warm-up [default: 5 for points, 2 per
@@ -48,7 +48,12 @@ struct Cli {
     #[arg(long, global = true)]
     out: Option<PathBuf>,
     /// Points: the scenarios, comma-separated.
-    #[arg(long, global = true, value_delimiter = ',', default_value = "ping,fast,intensive,sleep")]
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "ping,fast,intensive,sleep"
+    )]
     scenarios: Vec<Scenario>,
     /// Points: idle keep-alive connections for the RSS figure (0: skip it).
     #[arg(long, global = true, default_value_t = 5000)]
@@ -83,6 +88,9 @@ enum Server {
     WeirUring,
     #[value(name = "hyper-ref")]
     HyperRef,
+    /// The system's nginx (`/ping` only; left out when not installed).
+    #[value(name = "nginx")]
+    Nginx,
 }
 
 impl Server {
@@ -93,6 +101,7 @@ impl Server {
             Server::WeirStd => "weir-std",
             Server::WeirUring => "weir-uring",
             Server::HyperRef => "hyper-ref",
+            Server::Nginx => "nginx",
         }
     }
 }

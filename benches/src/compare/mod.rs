@@ -16,14 +16,25 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-/// The servers that can be compared, by binary name.
-pub const SERVERS: [&str; 5] = [
+/// The servers that can be compared, by binary name (`nginx`: the system's, on `/ping` only).
+pub const SERVERS: [&str; 6] = [
     "weir-tokio",
     "weir-smol",
     "weir-std",
     "weir-uring",
     "hyper-ref",
+    "nginx",
 ];
+
+/// Whether `server` serves the endpoint at `path`: the reference servers answer `/ping`,
+/// hyper-ref `compute/fast` too; weir serves everything.
+pub fn serves(server: &str, path: &str) -> bool {
+    match server {
+        "hyper-ref" => path == "/ping" || path == "/api/v1/compute/fast",
+        "nginx" => path == "/ping",
+        _ => true,
+    }
+}
 
 /// Where the binaries are and which cores to use.
 #[derive(Debug, Clone)]
@@ -42,6 +53,8 @@ pub struct Running {
     child: Child,
     /// Its listening address.
     pub addr: SocketAddr,
+    /// A scratch folder of the server's own (nginx's configuration), removed on drop.
+    scratch: Option<PathBuf>,
 }
 
 impl Running {
@@ -61,6 +74,9 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = &self.scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -97,6 +113,12 @@ pub struct Measured {
     pub ok_p99_us: u64,
     /// Requests measured.
     pub requests: u64,
+    /// How late weir-load sent at the median and the 99th percentile, µs (at a constant
+    /// rate): small when the load generator kept its schedule; large when it (or the
+    /// server, holding its connections) fell behind.
+    pub late_p50_us: u64,
+    /// 99th percentile of the same.
+    pub late_p99_us: u64,
     /// Transport errors and answers of 400 and above.
     pub errors: u64,
     /// 503 answers.
@@ -128,6 +150,14 @@ impl Bench {
     /// Starts `server` pinned to the server core; `None` (with the reason on stderr) when it
     /// does not start, as weir-uring where io_uring is unavailable.
     pub fn start(&self, server: &str) -> Option<Running> {
+        self.start_with(server, &[])
+    }
+
+    /// [`Bench::start`] with settings of its own (weir's environment variables).
+    pub fn start_with(&self, server: &str, env: &[(&str, &str)]) -> Option<Running> {
+        if server == "nginx" {
+            return self.start_nginx();
+        }
         let bin = self.bin(server);
         let mut child = Command::new("taskset")
             .args(["-c", &self.server_cpu.to_string()])
@@ -139,6 +169,7 @@ impl Bench {
             .env("IO_THREADS", "1")
             .env("WORKER_COUNT", "1")
             .env("HYPER_FLAVOR", "current")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -160,7 +191,57 @@ impl Bench {
             eprintln!("weir-compare: {server} did not start: {}", why.trim());
             return None;
         };
-        Some(Running { child, addr })
+        Some(Running {
+            child,
+            addr,
+            scratch: None,
+        })
+    }
+
+    /// nginx with one worker process (no master) answering `GET /ping` with `pong`, pinned
+    /// like the others; `None` when nginx is not installed.
+    fn start_nginx(&self) -> Option<Running> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .ok()?
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("weir-compare-nginx-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let d = dir.display();
+        let conf = format!(
+            "daemon off; master_process off; worker_processes 1; worker_rlimit_nofile 20000;\n\
+             pid {d}/nginx.pid; error_log {d}/error.log crit;\n\
+             events {{ worker_connections 20000; }}\n\
+             http {{ access_log off; keepalive_requests 100000000; keepalive_timeout 60s;\n\
+             client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
+             server {{ listen 127.0.0.1:{port} backlog=4096; location = /ping {{ default_type text/plain; return 200 \"pong\"; }} }} }}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).ok()?;
+        let child = Command::new("taskset")
+            .args(["-c", &self.server_cpu.to_string()])
+            .args(["nginx", "-p"])
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let running = Running {
+            child,
+            addr,
+            scratch: Some(dir),
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return Some(running);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        eprintln!("weir-compare: nginx did not start (is it installed?); left out");
+        None
     }
 
     /// Runs weir-load against `server` and measures it.
@@ -198,6 +279,8 @@ impl Bench {
             p99_us: r["latency_us"]["p99"].as_u64().unwrap_or(0),
             p999_us: r["latency_us"]["p999"].as_u64().unwrap_or(0),
             ok_p99_us: r["success_latency_us"]["p99"].as_u64().unwrap_or(0),
+            late_p50_us: r["pacing_late_us"]["p50"].as_u64().unwrap_or(0),
+            late_p99_us: r["pacing_late_us"]["p99"].as_u64().unwrap_or(0),
             requests,
             errors: r["failures"].as_u64().unwrap_or(0),
             status_503: r["status_counts"]["503"].as_u64().unwrap_or(0),

@@ -55,8 +55,8 @@ pub fn run(
         eprintln!("measuring {server}…");
         let mut cells = Vec::new();
         for &i in scenarios {
-            let (name, path, body, conns) = SCENARIOS[i];
-            let supported = server != "hyper-ref" || matches!(name, "ping" | "compute/fast");
+            let (_, path, body, conns) = SCENARIOS[i];
+            let supported = super::serves(server, path);
             let cell = supported
                 .then(|| bench.start(server))
                 .flatten()

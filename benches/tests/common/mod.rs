@@ -312,10 +312,17 @@ impl Conn {
         self.s.write_all(bytes)
     }
 
-    /// Reads more bytes into the buffer; 0 at EOF.
+    /// Reads more bytes into the buffer; 0 at EOF. A read interrupted by a signal is retried
+    /// (as `read_exact` does): with a receive timeout set, Linux never restarts it, and it was
+    /// seen to fail with `EINTR` on a busy CI machine.
     fn fill(&mut self) -> usize {
         let mut tmp = [0u8; 8192];
-        let n = self.s.read(&mut tmp).expect("read (hang guard)");
+        let n = loop {
+            match self.s.read(&mut tmp) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other.expect("read (hang guard)"),
+            }
+        };
         self.buf.extend_from_slice(&tmp[..n]);
         n
     }

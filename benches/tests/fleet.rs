@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Server, free_port};
 
 /// A `redis-server` of this test alone, killed when dropped.
 struct Redis {
@@ -86,12 +86,14 @@ impl Drop for Redis {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// An instance of a fleet sharing 1,000 req/s through `url`, renewing every 50 ms.
+fn fleet_env(url: &str) -> [(&'static str, &str); 4] {
+    [
+        ("REDIS_URL", url),
+        ("RATE_LIMIT", "1000"),
+        ("LEASE_PERIOD", "50ms"),
+        ("IO_THREADS", "1"),
+    ]
 }
 
 /// `/readyz`'s `rate_limit` field.
@@ -140,13 +142,8 @@ fn instances_share_one_limit_through_redis() {
         return;
     };
     let url = redis.url();
-    let env = [
-        ("REDIS_URL", url.as_str()),
-        ("RATE_LIMIT", "1000"),
-        ("RATE_BURST", "100"),
-        ("LEASE_PERIOD", "50ms"),
-        ("IO_THREADS", "1"),
-    ];
+    let mut env = fleet_env(&url).to_vec();
+    env.push(("RATE_BURST", "100"));
     let a = Server::start("tokio", &env);
     let b = Server::start("tokio", &env);
     for s in [&a, &b] {
@@ -260,12 +257,7 @@ fn a_dead_instance_leaves_the_fleet_within_its_heartbeat() {
         return;
     };
     let url = redis.url();
-    let env = [
-        ("REDIS_URL", url.as_str()),
-        ("RATE_LIMIT", "1000"),
-        ("LEASE_PERIOD", "50ms"),
-        ("IO_THREADS", "1"),
-    ];
+    let env = fleet_env(&url);
     let mut a = Server::start("tokio", &env);
     let b = Server::start("tokio", &env);
     b.wait_metrics("two instances", |m| m["fleet"]["instances"] == 2);

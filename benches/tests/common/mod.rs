@@ -8,6 +8,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A port free on 127.0.0.1 right now (for a process that must be told its port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Hang guard for every read: a test fails instead of waiting forever.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 

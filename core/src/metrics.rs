@@ -114,7 +114,12 @@ impl Histogram {
 
     /// Records `v` microseconds.
     pub fn record(&self, v: u64) {
-        let s = &self.shards[shard_index()];
+        self.record_in(shard_index(), v);
+    }
+
+    /// [`Histogram::record`] into shard `shard` (a caller that already knows its thread's).
+    fn record_in(&self, shard: usize, v: u64) {
+        let s = &self.shards[shard];
         s.counts[bucket_of(v)].fetch_add(1, Ordering::Relaxed);
         s.sum.fetch_add(v, Ordering::Relaxed);
         if v > s.max.load(Ordering::Relaxed) {
@@ -202,11 +207,13 @@ impl HistogramSnapshot {
 /// Counters of one shard.
 #[derive(Debug, Default)]
 struct CounterShard {
-    total: AtomicU64,
+    /// Heads completed; requests in progress are these less the answered and abandoned, so
+    /// an answer costs no decrement.
+    started: AtomicU64,
+    abandoned: AtomicU64,
     success: AtomicU64,
     errors: AtomicU64,
     rejected: AtomicU64,
-    active_requests: AtomicI64,
     active_connections: AtomicI64,
     connections_total: AtomicU64,
     connections_refused: AtomicU64,
@@ -217,8 +224,8 @@ struct CounterShard {
 #[derive(Debug)]
 struct Series {
     key: AtomicU32,
-    buckets: [AtomicU64; DURATION_BOUNDS.len()],
-    count: AtomicU64,
+    /// One per bound, then `+Inf`: the count is their sum.
+    buckets: [AtomicU64; DURATION_BOUNDS.len() + 1],
     sum_us: AtomicU64,
 }
 
@@ -270,7 +277,6 @@ impl Metrics {
                     .map(|_| Series {
                         key: AtomicU32::new(0),
                         buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-                        count: AtomicU64::new(0),
                         sum_us: AtomicU64::new(0),
                     })
                     .collect(),
@@ -291,7 +297,7 @@ impl Metrics {
     pub fn request_started(&self) {
         self.shard()
             .counters
-            .active_requests
+            .started
             .fetch_add(1, Ordering::Relaxed);
     }
 
@@ -299,16 +305,17 @@ impl Metrics {
     pub fn request_abandoned(&self) {
         self.shard()
             .counters
-            .active_requests
-            .fetch_sub(1, Ordering::Relaxed);
+            .abandoned
+            .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A request ended with a response.
+    /// A request ended with a response: one shard lookup, and six relaxed additions for a
+    /// success (the answered count, the latency histogram's bucket and sum, the series'
+    /// bucket and sum).
     pub fn request_finished(&self, r: RequestRecord) {
-        let s = self.shard();
+        let shard = shard_index();
+        let s = &self.shards[shard];
         let c = &s.counters;
-        c.active_requests.fetch_sub(1, Ordering::Relaxed);
-        c.total.fetch_add(1, Ordering::Relaxed);
         if r.status < 400 {
             c.success.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -318,13 +325,13 @@ impl Metrics {
             }
         }
         let us = u64::try_from(r.latency.as_micros()).unwrap_or(u64::MAX);
-        self.latency.record(us);
+        self.latency.record_in(shard, us);
         let series = Self::series(&s.series, series_key(r.method, r.route, r.status));
-        let b = DURATION_BOUNDS_US.iter().position(|&bound| us <= bound);
-        if let Some(b) = b {
-            series.buckets[b].fetch_add(1, Ordering::Relaxed);
-        }
-        series.count.fetch_add(1, Ordering::Relaxed);
+        let b = DURATION_BOUNDS_US
+            .iter()
+            .position(|&bound| us <= bound)
+            .unwrap_or(DURATION_BOUNDS_US.len());
+        series.buckets[b].fetch_add(1, Ordering::Relaxed);
         series.sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
@@ -377,15 +384,21 @@ impl Metrics {
         let mut t = Totals::default();
         for s in self.shards.iter() {
             let c = &s.counters;
-            t.total += c.total.load(Ordering::Relaxed);
-            t.success += c.success.load(Ordering::Relaxed);
-            t.errors += c.errors.load(Ordering::Relaxed);
+            // The answered before the started: a request is counted started before it is
+            // answered, so this order never reads more answered than started.
+            let success = c.success.load(Ordering::Relaxed);
+            let errors = c.errors.load(Ordering::Relaxed);
+            let abandoned = c.abandoned.load(Ordering::Relaxed);
+            let started = c.started.load(Ordering::Relaxed);
+            t.active_requests += started as i64 - (success + errors + abandoned) as i64;
+            t.success += success;
+            t.errors += errors;
             t.rejected += c.rejected.load(Ordering::Relaxed);
-            t.active_requests += c.active_requests.load(Ordering::Relaxed);
             t.active_connections += c.active_connections.load(Ordering::Relaxed);
             t.connections_total += c.connections_total.load(Ordering::Relaxed);
             t.connections_refused += c.connections_refused.load(Ordering::Relaxed);
         }
+        t.total = t.success + t.errors;
         t.consistent()
     }
 
@@ -398,7 +411,8 @@ impl Metrics {
     /// OpenMetrics: the same sample lines; only the comment block differs in neither here).
     pub fn write_duration_histogram(&self, out: &mut String, method_names: &[&str]) {
         use std::collections::BTreeMap;
-        let mut merged: BTreeMap<u32, ([u64; DURATION_BOUNDS.len()], u64, u64)> = BTreeMap::new();
+        let mut merged: BTreeMap<u32, ([u64; DURATION_BOUNDS.len() + 1], u64, u64)> =
+            BTreeMap::new();
         for s in self.shards.iter() {
             for series in s.series.iter() {
                 let key = series.key.load(Ordering::Acquire);
@@ -407,11 +421,12 @@ impl Metrics {
                 }
                 let e = merged
                     .entry(key)
-                    .or_insert(([0; DURATION_BOUNDS.len()], 0, 0));
+                    .or_insert(([0; DURATION_BOUNDS.len() + 1], 0, 0));
                 for (m, b) in e.0.iter_mut().zip(series.buckets.iter()) {
-                    *m += b.load(Ordering::Relaxed);
+                    let n = b.load(Ordering::Relaxed);
+                    *m += n;
+                    e.1 += n;
                 }
-                e.1 += series.count.load(Ordering::Relaxed);
                 e.2 += series.sum_us.load(Ordering::Relaxed);
             }
         }

@@ -14,6 +14,7 @@ use rand_chacha::ChaCha12Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
 use super::Secret;
+use crate::http::scan::hex16;
 
 /// Longest ID kept from a client.
 pub const MAX_REQUEST_ID: usize = 128;
@@ -49,18 +50,6 @@ impl Default for RequestId {
         }
     }
 }
-
-/// Two lowercase hex digits for each byte value.
-static HEX_PAIRS: [[u8; 2]; 256] = {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut t = [[0; 2]; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = [HEX[i >> 4], HEX[i & 15]];
-        i += 1;
-    }
-    t
-};
 
 impl RequestId {
     /// The ID bytes (visible ASCII).
@@ -124,7 +113,7 @@ impl RequestId {
     }
 
     /// Overwrites this ID with a fresh UUID v4 (see [`RequestId::generate`]), rendered in
-    /// place with a byte-pair table: no zeroing, no copy of the whole ID.
+    /// place (SSE2 hex, [`hex16`]): no zeroing, no copy of the whole ID.
     pub fn set_generated(&mut self, secret: &Secret) {
         let (hi, lo) = RNG.with(|cell| {
             let mut rng = cell.borrow_mut();
@@ -140,17 +129,18 @@ impl RequestId {
         raw[8..].copy_from_slice(&lo.to_le_bytes());
         raw[6] = raw[6] & 0x0f | 0x40; // version 4
         raw[8] = raw[8] & 0x3f | 0x80; // RFC 9562 variant
-        // Byte i of the UUID goes to text position POS[i] (dashes at 8, 13, 18, 23).
-        const POS: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+        // 32 hex digits in one step, then placed around the dashes (8-4-4-4-12).
+        let hex = hex16(&raw);
         let text = &mut self.bytes[..36];
-        for i in 0..16 {
-            let p = POS[i];
-            text[p..p + 2].copy_from_slice(&HEX_PAIRS[raw[i] as usize]);
-        }
+        text[..8].copy_from_slice(&hex[..8]);
         text[8] = b'-';
+        text[9..13].copy_from_slice(&hex[8..12]);
         text[13] = b'-';
+        text[14..18].copy_from_slice(&hex[12..16]);
         text[18] = b'-';
+        text[19..23].copy_from_slice(&hex[16..20]);
         text[23] = b'-';
+        text[24..36].copy_from_slice(&hex[20..32]);
         self.len = 36;
         self.generated = true;
     }

@@ -13,6 +13,7 @@ use std::ops::Range;
 
 use super::grammar::{self, Field};
 use super::response::Status;
+use super::scan::eq_ignore_case;
 use super::target::{split_absolute, valid_host};
 
 /// Hard cap on `MAX_HEADERS`.
@@ -279,7 +280,7 @@ impl<'a> Head<'a> {
         let bytes = self.bytes;
         self.parsed.fields.iter().find_map(|f| {
             let n = &bytes[range(f.name)];
-            (n.len() == name.len() && n.eq_ignore_ascii_case(name)).then(|| &bytes[range(f.value)])
+            eq_ignore_case(n, name).then(|| &bytes[range(f.value)])
         })
     }
 
@@ -289,7 +290,7 @@ impl<'a> Head<'a> {
         self.parsed
             .fields
             .iter()
-            .filter(move |f| bytes[range(f.name)].eq_ignore_ascii_case(name.as_bytes()))
+            .filter(move |f| eq_ignore_case(&bytes[range(f.name)], name.as_bytes()))
             .map(move |f| &bytes[range(f.value)])
     }
 
@@ -447,7 +448,7 @@ impl ParsedHead {
             let value = &head[range(f.value)];
             // The grammar rejects CTLs except HTAB; it allows obs-text, fine in values.
             match name.len() {
-                4 if name[0] | 0x20 == b'h' && name.eq_ignore_ascii_case(b"host") => {
+                4 if name[0] | 0x20 == b'h' && eq_ignore_case(name, b"host") => {
                     if !valid_host(value) {
                         return Err(HeadError::Malformed(
                             "invalid Host header (expected host[:port])",
@@ -455,7 +456,7 @@ impl ParsedHead {
                     }
                     hosts += 1;
                 }
-                6 if name[0] | 0x20 == b'e' && name.eq_ignore_ascii_case(b"expect") => {
+                6 if name[0] | 0x20 == b'e' && eq_ignore_case(name, b"expect") => {
                     if trim(value).eq_ignore_ascii_case(b"100-continue") {
                         // An HTTP/1.0 client cannot know 100 Continue: ignore it there
                         // (RFC 9110 §10.1.1).
@@ -464,7 +465,7 @@ impl ParsedHead {
                         return Err(HeadError::Expectation);
                     }
                 }
-                10 if name[0] | 0x20 == b'c' && name.eq_ignore_ascii_case(b"connection") => {
+                10 if name[0] | 0x20 == b'c' && eq_ignore_case(name, b"connection") => {
                     for token in value.split(|&b| b == b',').map(trim) {
                         if token.eq_ignore_ascii_case(b"close") {
                             conn_close = true;
@@ -473,14 +474,14 @@ impl ParsedHead {
                         }
                     }
                 }
-                14 if name[0] | 0x20 == b'c' && name.eq_ignore_ascii_case(b"content-length") => {
+                14 if name[0] | 0x20 == b'c' && eq_ignore_case(name, b"content-length") => {
                     let n = parse_content_length(value)?;
                     if content_length.is_some_and(|prev| prev != n) {
                         return Err(HeadError::Malformed("conflicting Content-Length headers"));
                     }
                     content_length = Some(n);
                 }
-                17 if name[0] | 0x20 == b't' && name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                17 if name[0] | 0x20 == b't' && eq_ignore_case(name, b"transfer-encoding") => {
                     has_te = true;
                     for coding in value.split(|&b| b == b',').map(trim) {
                         if coding.is_empty() || !coding.iter().all(|&b| is_token(b)) {

@@ -1,16 +1,17 @@
-//! Byte-class scans for the head grammar: how many leading bytes of a slice belong to a
-//! class (token, request-target, field value). On x86_64 they look at 16 bytes per step with
-//! SSE2, which every x86_64 CPU has (no run-time detection); elsewhere, a byte at a time
-//! through the same tables.
+//! Byte-level work of the hot path: how many leading bytes of a slice belong to a class
+//! (token, request-target, field value), case-insensitive name equality, and hex digits. On
+//! x86_64 the scans look at 16 bytes per step with SSE2, which every x86_64 CPU has (no
+//! run-time detection); elsewhere, a byte at a time through the same tables.
 //!
-//! This is the core's only `unsafe`: the three calls into the `#[target_feature(enable =
+//! This is the core's only `unsafe`: the four calls into the `#[target_feature(enable =
 //! "sse2")]` functions below, sound because SSE2 is part of the x86_64 baseline (the
 //! compiler itself assumes it for every x86_64 target). The intrinsics take no pointers: a
-//! block is loaded from two `u64`s read safely from a `&[u8; 16]`.
+//! block is loaded from two `u64`s read safely from a `&[u8; 16]` and stored the same way.
 //!
-//! Invariant: every function returns exactly the length of the longest prefix whose bytes
-//! are all in the class (the tests compare each against its table on every byte value at
-//! every position).
+//! Invariants: every scan returns exactly the length of the longest prefix whose bytes are
+//! all in the class (the tests compare each against its table on every byte value at every
+//! position); [`eq_ignore_case`] is `<[u8]>::eq_ignore_ascii_case` on every byte pair;
+//! [`hex16`] is two lowercase digits per byte.
 
 /// A byte class as a table: ASCII letters and digits plus the bytes of `extra`.
 pub(crate) const fn alnum_and(extra: &[u8]) -> [bool; 256] {
@@ -42,6 +43,8 @@ pub(crate) fn is_field_byte(b: u8) -> bool {
     b >= 0x20 && b != 0x7f || b == b'\t'
 }
 
+pub(crate) use simd::hex16;
+
 /// Leading `tchar` bytes.
 pub(crate) fn token_len(bytes: &[u8]) -> usize {
     scan(bytes, simd::not_tchar, |b| TCHAR[b as usize])
@@ -55,6 +58,47 @@ pub(crate) fn vchar_len(bytes: &[u8]) -> usize {
 /// Leading field-value bytes (tabs included).
 pub(crate) fn field_len(bytes: &[u8]) -> usize {
     scan(bytes, simd::not_field_byte, is_field_byte)
+}
+
+/// ASCII case-insensitive equality (what `<[u8]>::eq_ignore_ascii_case` computes), eight
+/// bytes at a time: field names are compared on every request, and the standard one goes a
+/// byte at a time (about ten instructions a byte).
+#[inline]
+pub(crate) fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    if n < 8 {
+        return a
+            .iter()
+            .zip(b)
+            .all(|(x, y)| x.to_ascii_lowercase() == y.to_ascii_lowercase());
+    }
+    let word =
+        |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("eight bytes"));
+    let mut at = 0;
+    while at + 8 <= n {
+        if lower8(word(a, at)) != lower8(word(b, at)) {
+            return false;
+        }
+        at += 8;
+    }
+    // The tail as the last eight bytes (overlapping what was compared already).
+    at == n || lower8(word(a, n - 8)) == lower8(word(b, n - 8))
+}
+
+/// Eight bytes with `A`–`Z` made lowercase and every other byte unchanged.
+#[inline]
+fn lower8(x: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let low7 = x & !HIGH;
+    // The high bit of each byte: its low seven bits are >= 'A', then > 'Z'.
+    let from_a = low7 + ONES * u64::from(0x80 - b'A');
+    let past_z = low7 + ONES * u64::from(0x80 - b'Z' - 1);
+    let upper = from_a & !past_z & !x & HIGH;
+    x | (upper >> 2)
 }
 
 /// Sixteen bytes at a time while `flags` (a bit per byte that may be outside the class) is
@@ -86,8 +130,9 @@ fn scan(bytes: &[u8], flags: fn(&[u8; 16]) -> u32, keep: impl Fn(u8) -> bool) ->
 #[allow(unsafe_code)]
 mod simd {
     use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_max_epu8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set_epi64x, _mm_set1_epi8, _mm_sub_epi8,
+        __m128i, _mm_add_epi8, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cvtsi128_si64,
+        _mm_max_epu8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x, _mm_set1_epi8,
+        _mm_srli_epi16, _mm_sub_epi8, _mm_unpackhi_epi8, _mm_unpackhi_epi64, _mm_unpacklo_epi8,
     };
 
     #[target_feature(enable = "sse2")]
@@ -129,6 +174,40 @@ mod simd {
     #[target_feature(enable = "sse2")]
     fn bits(m: __m128i) -> u32 {
         _mm_movemask_epi8(m) as u32
+    }
+
+    /// The 32 lowercase hex digits of 16 bytes, in order (request IDs).
+    pub(crate) fn hex16(bytes: &[u8; 16]) -> [u8; 32] {
+        // SAFETY: SSE2 is in the x86_64 baseline (see the module docs).
+        unsafe { hex16_sse2(bytes) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn hex16_sse2(bytes: &[u8; 16]) -> [u8; 32] {
+        let x = load(bytes);
+        let low = splat(0x0f);
+        let hi = _mm_and_si128(_mm_srli_epi16::<4>(x), low);
+        let lo = _mm_and_si128(x, low);
+        // Each byte's high nibble, then its low one: '0' + n, and 39 more for a–f.
+        let ascii = |n: __m128i| {
+            let letters = _mm_and_si128(_mm_cmpgt_epi8(n, splat(9)), splat(39));
+            _mm_add_epi8(_mm_add_epi8(n, splat(b'0')), letters)
+        };
+        let first = ascii(_mm_unpacklo_epi8(hi, lo));
+        let second = ascii(_mm_unpackhi_epi8(hi, lo));
+        let mut out = [0u8; 32];
+        let (a, b) = out.split_at_mut(16);
+        store(first, a.try_into().expect("16 bytes"));
+        store(second, b.try_into().expect("16 bytes"));
+        out
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn store(x: __m128i, out: &mut [u8; 16]) {
+        let lo = _mm_cvtsi128_si64(x);
+        let hi = _mm_cvtsi128_si64(_mm_unpackhi_epi64(x, x));
+        out[..8].copy_from_slice(&lo.to_le_bytes());
+        out[8..].copy_from_slice(&hi.to_le_bytes());
     }
 
     /// Controls, SP, DEL and above: not in a target taken as it is.
@@ -187,6 +266,16 @@ mod simd {
         flags(block, super::is_vchar)
     }
 
+    pub(crate) fn hex16(bytes: &[u8; 16]) -> [u8; 32] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (i, &b) in bytes.iter().enumerate() {
+            out[2 * i] = HEX[usize::from(b >> 4)];
+            out[2 * i + 1] = HEX[usize::from(b & 15)];
+        }
+        out
+    }
+
     pub(super) fn not_field_byte(block: &[u8; 16]) -> u32 {
         flags(block, |b| b >= 0x20 && b != 0x7f)
     }
@@ -199,6 +288,51 @@ mod simd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_two_lowercase_digits_a_byte() {
+        let mut bytes = [0u8; 16];
+        for start in (0..=255u8).step_by(16) {
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = start.wrapping_add(i as u8 * 17);
+            }
+            let want: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(hex16(&bytes), want.as_bytes());
+        }
+    }
+
+    #[test]
+    fn case_insensitive_equality_is_the_standard_ones() {
+        let names: [&[u8]; 6] = [
+            b"Content-Length",
+            b"host",
+            b"X-Request-ID",
+            b"a",
+            b"",
+            b"@[`{",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(eq_ignore_case(a, b), a.eq_ignore_ascii_case(b));
+            }
+        }
+        // Every byte pair at every position of a 17-byte name (two words and a tail).
+        for x in 0..=255u8 {
+            for y in 0..=255u8 {
+                for at in [0, 7, 8, 16] {
+                    let mut a = *b"content-length-xy";
+                    let mut b = *b"CONTENT-LENGTH-XY";
+                    a[at] = x;
+                    b[at] = y;
+                    assert_eq!(
+                        eq_ignore_case(&a, &b),
+                        a.eq_ignore_ascii_case(&b),
+                        "{x} {y} at {at}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn every_byte_at_every_position_matches_its_table() {

@@ -70,10 +70,7 @@ pub(crate) fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
     }
     let n = a.len();
     if n < 8 {
-        return a
-            .iter()
-            .zip(b)
-            .all(|(x, y)| x.to_ascii_lowercase() == y.to_ascii_lowercase());
+        return a.iter().zip(b).all(|(x, y)| x.eq_ignore_ascii_case(y));
     }
     let word =
         |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("eight bytes"));

@@ -324,7 +324,8 @@ impl Metrics {
                 c.rejected.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let us = u64::try_from(r.latency.as_micros()).unwrap_or(u64::MAX);
+        // In u64 (a request is shorter than 584,000 years), without `as_micros`'s u128.
+        let us = r.latency.as_secs() * 1_000_000 + u64::from(r.latency.subsec_micros());
         self.latency.record_in(shard, us);
         let series = Self::series(&s.series, series_key(r.method, r.route, r.status));
         let b = DURATION_BOUNDS_US

@@ -68,7 +68,16 @@ pub(crate) const BARE_LF: &str = "bare LF in request head";
 
 /// What follows a line's content at `rest`: `Ok(Some(()))` for CRLF, `Ok(None)` if the input
 /// ends first, else the error (`what` when the byte is neither CR nor LF).
+#[inline(always)]
 fn crlf(rest: &[u8], what: &'static str) -> Result<Option<()>, GrammarError> {
+    if rest.first_chunk::<2>() == Some(b"\r\n") {
+        return Ok(Some(()));
+    }
+    crlf_slow(rest, what)
+}
+
+#[cold]
+fn crlf_slow(rest: &[u8], what: &'static str) -> Result<Option<()>, GrammarError> {
     match rest {
         [b'\r', b'\n', ..] => Ok(Some(())),
         [] | [b'\r'] => Ok(None),

@@ -67,6 +67,12 @@ pub enum Method {
 
 impl Method {
     fn from_bytes(m: &[u8]) -> Method {
+        // The two a server mostly sees, as one comparison each.
+        match m.len() {
+            3 if m == b"GET" => return Method::Get,
+            4 if m == b"POST" => return Method::Post,
+            _ => {}
+        }
         match m {
             b"GET" => Method::Get,
             b"HEAD" => Method::Head,
@@ -169,6 +175,10 @@ pub struct ParsedHead {
     /// The head's length in bytes, up to and including its empty line.
     len: u32,
     fields: Vec<Field>,
+    /// Bit `min(n, 63)` is set when a field name of `n` bytes is present: a lookup of a name
+    /// no field has the length of (most lookups: `X-Request-ID`, `Authorization`, …) ends
+    /// without looking at a field.
+    name_lengths: u64,
     /// The request-target as sent.
     target: (u32, u32),
     /// The path in origin form (for an absolute-form target, the part after the authority).
@@ -207,6 +217,7 @@ impl Default for ParsedHead {
         ParsedHead {
             len: 0,
             fields: Vec::new(),
+            name_lengths: 0,
             target: (0, 0),
             path: (0, 0),
             root_path: false,
@@ -221,6 +232,11 @@ impl Default for ParsedHead {
             expect_continue: false,
         }
     }
+}
+
+/// A name length's bit in [`ParsedHead::name_lengths`].
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 fn range(r: (u32, u32)) -> Range<usize> {
@@ -277,6 +293,9 @@ impl<'a> Head<'a> {
     /// The first value of header `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
         let name = name.as_bytes();
+        if self.parsed.name_lengths & length_bit(name.len()) == 0 {
+            return None;
+        }
         let bytes = self.bytes;
         self.parsed.fields.iter().find_map(|f| {
             let n = &bytes[range(f.name)];
@@ -364,6 +383,7 @@ impl ParsedHead {
         self.fields = Vec::new();
         self.home = Home::Buffer(0);
         self.len = 0;
+        self.name_lengths = 0;
     }
 }
 
@@ -443,8 +463,10 @@ impl ParsedHead {
         let mut conn_close = false;
         let mut conn_keep_alive = false;
         self.expect_continue = false;
+        let mut name_lengths = 0;
         for f in &self.fields {
             let name = &head[range(f.name)];
+            name_lengths |= length_bit(name.len());
             let value = &head[range(f.value)];
             // The grammar rejects CTLs except HTAB; it allows obs-text, fine in values.
             match name.len() {
@@ -538,6 +560,7 @@ impl ParsedHead {
         if self.framing == Framing::None {
             self.expect_continue = false;
         }
+        self.name_lengths = name_lengths;
         Ok(())
     }
 

@@ -228,6 +228,7 @@ impl Response {
     /// handler's header lines and the body. `connection` is a whole `Connection` line, if any;
     /// `with_body` is false for `HEAD`; `framing` says how the body is delimited (a streamed
     /// body follows later, chunk by chunk).
+    #[inline(always)]
     pub fn encode(
         &self,
         out: &mut Vec<u8>,

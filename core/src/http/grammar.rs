@@ -24,7 +24,7 @@
 //! says so.
 
 use super::request::HeadError;
-use super::scan::{field_len, is_vchar, token_len, vchar_len};
+use super::scan::{field_len, is_vchar, target_len, token_len};
 
 /// A field's name and value as offsets into the head.
 #[derive(Clone, Copy, Debug, Default)]
@@ -38,6 +38,8 @@ pub(crate) struct Field {
 pub(crate) struct RequestLine {
     pub(crate) method: (u32, u32),
     pub(crate) target: (u32, u32),
+    /// Where the target's first `?` is, if it has one.
+    pub(crate) question: Option<u32>,
     /// `HTTP/1.<minor>`.
     pub(crate) minor: u8,
 }
@@ -147,13 +149,14 @@ fn request_line(input: &[u8], at: usize) -> Result<Option<(RequestLine, usize)>,
         Some(_) => return Err(GrammarError::Malformed("invalid method or token")),
     }
     let rest = &line[m + 1..];
-    let mut t = vchar_len(rest);
+    let (mut t, mut question) = target_len(rest);
     if rest.get(t).is_some_and(|&b| b >= 0x80) {
         // Bytes above 0x7F: taken when the whole target is UTF-8 (checked once it ends).
         t += rest[t..]
             .iter()
             .position(|&b| b < 0x80 && !is_vchar(b))
             .unwrap_or(rest.len() - t);
+        question = question.or_else(|| rest[..t].iter().position(|&b| b == b'?'));
         if t < rest.len() && std::str::from_utf8(&rest[..t]).is_err() {
             return Err(GrammarError::Malformed("request-target is not UTF-8"));
         }
@@ -179,6 +182,7 @@ fn request_line(input: &[u8], at: usize) -> Result<Option<(RequestLine, usize)>,
         RequestLine {
             method: (off(at), off(at + m)),
             target: (off(t_at), off(t_at + t)),
+            question: question.map(|q| off(t_at + q)),
             minor,
         },
         m + 1 + t + 1 + 8 + 2,

@@ -431,10 +431,14 @@ impl ParsedHead {
                 }
             }
         };
-        // Targets are short: a plain loop beats a SIMD search's set-up here.
-        match head[range(origin)].iter().position(|&b| b == b'?') {
+        // The request line found the first `?` of an origin-form target.
+        let question = if origin == line.target {
+            line.question
+        } else {
+            memchr::memchr(b'?', &head[range(origin)]).map(|q| origin.0 + q as u32)
+        };
+        match question {
             Some(q) => {
-                let q = origin.0 + q as u32;
                 self.path = (origin.0, q);
                 self.query = Some((q + 1, origin.1));
             }

@@ -50,9 +50,30 @@ pub(crate) fn token_len(bytes: &[u8]) -> usize {
     scan(bytes, simd::not_tchar, |b| TCHAR[b as usize])
 }
 
-/// Leading visible-ASCII bytes.
-pub(crate) fn vchar_len(bytes: &[u8]) -> usize {
-    scan(bytes, simd::not_vchar, is_vchar)
+/// Leading visible-ASCII bytes, and where the first `?` among them is (a request-target's
+/// query), in the same pass.
+pub(crate) fn target_len(bytes: &[u8]) -> (usize, Option<usize>) {
+    let mut question = None;
+    let mut at = 0;
+    while let Some(block) = bytes.get(at..at + 16) {
+        let mut f = simd::not_vchar_or_question(block.try_into().expect("16 bytes"));
+        while f != 0 {
+            let i = at + f.trailing_zeros() as usize;
+            if bytes[i] != b'?' {
+                return (i, question);
+            }
+            question = question.or(Some(i));
+            f &= f - 1;
+        }
+        at += 16;
+    }
+    while at < bytes.len() && is_vchar(bytes[at]) {
+        if bytes[at] == b'?' && question.is_none() {
+            question = Some(at);
+        }
+        at += 1;
+    }
+    (at, question)
 }
 
 /// Leading field-value bytes (tabs included).
@@ -207,16 +228,17 @@ mod simd {
         out[8..].copy_from_slice(&hi.to_le_bytes());
     }
 
-    /// Controls, SP, DEL and above: not in a target taken as it is.
-    pub(super) fn not_vchar(block: &[u8; 16]) -> u32 {
+    /// Controls, SP, DEL and above (not in a target taken as it is), and `?`.
+    pub(super) fn not_vchar_or_question(block: &[u8; 16]) -> u32 {
         // SAFETY: SSE2 is in the x86_64 baseline (see the module docs).
-        unsafe { not_vchar_sse2(block) }
+        unsafe { not_vchar_or_question_sse2(block) }
     }
 
     #[target_feature(enable = "sse2")]
-    fn not_vchar_sse2(block: &[u8; 16]) -> u32 {
+    fn not_vchar_or_question_sse2(block: &[u8; 16]) -> u32 {
         let x = load(block);
-        bits(_mm_or_si128(at_most(x, 0x20), at_least(x, 0x7f)))
+        let outside = _mm_or_si128(at_most(x, 0x20), at_least(x, 0x7f));
+        bits(_mm_or_si128(outside, eq(x, b'?')))
     }
 
     /// Controls (HTAB included: the caller keeps it) and DEL.
@@ -259,8 +281,8 @@ mod simd {
             .fold(0, |f, (i, &b)| if keep(b) { f } else { f | 1 << i })
     }
 
-    pub(super) fn not_vchar(block: &[u8; 16]) -> u32 {
-        flags(block, super::is_vchar)
+    pub(super) fn not_vchar_or_question(block: &[u8; 16]) -> u32 {
+        flags(block, |b| super::is_vchar(b) && b != b'?')
     }
 
     pub(crate) fn hex16(bytes: &[u8; 16]) -> [u8; 32] {
@@ -285,6 +307,24 @@ mod simd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_scan_finds_its_first_question_mark() {
+        for len in 0..40 {
+            for q in [None, Some(0), Some(3), Some(15), Some(16), Some(31)] {
+                let mut t = vec![b'a'; len];
+                if let Some(q) = q.filter(|&q| q < len) {
+                    t[q] = b'?';
+                    t[len - 1] = b'?';
+                }
+                t.extend_from_slice(b" HTTP/1.1");
+                let want_q = t[..len].iter().position(|&b| b == b'?');
+                assert_eq!(target_len(&t), (len, want_q), "{len} {q:?}");
+            }
+        }
+        assert_eq!(target_len(b"/a\x01b?"), (2, None));
+        assert_eq!(target_len(b"/a?b\x7f"), (4, Some(2)));
+    }
 
     #[test]
     fn hex_is_two_lowercase_digits_a_byte() {
@@ -336,7 +376,7 @@ mod tests {
         type Class = (fn(&[u8]) -> usize, fn(u8) -> bool);
         let classes: [Class; 3] = [
             (token_len, |b| TCHAR[b as usize]),
-            (vchar_len, is_vchar),
+            (|b| target_len(b).0, is_vchar),
             (field_len, is_field_byte),
         ];
         let filler = b'a';

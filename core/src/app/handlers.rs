@@ -44,33 +44,42 @@ pub(crate) fn plain_number_body(body: &[u8]) -> Option<i64> {
         }
         at
     }
-    let mut at = skip_ws(body, 0);
-    if body.get(at) != Some(&b'{') {
-        return None;
-    }
-    at = skip_ws(body, at + 1);
-    if !body[at..].starts_with(b"\"number\"") {
-        return None;
-    }
-    at = skip_ws(body, at + 8);
-    if body.get(at) != Some(&b':') {
-        return None;
-    }
-    at = skip_ws(body, at + 1);
+    // `{"number":` as nearly every client starts is one comparison; other spacing is skipped.
+    let mut at = if body.starts_with(b"{\"number\":") {
+        10
+    } else {
+        let mut at = skip_ws(body, 0);
+        if body.get(at) != Some(&b'{') {
+            return None;
+        }
+        at = skip_ws(body, at + 1);
+        if !body[at..].starts_with(b"\"number\"") {
+            return None;
+        }
+        at = skip_ws(body, at + 8);
+        if body.get(at) != Some(&b':') {
+            return None;
+        }
+        at + 1
+    };
+    at = skip_ws(body, at);
     let negative = body.get(at) == Some(&b'-');
     at += usize::from(negative);
-    let digits = body[at.min(body.len())..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    // No leading zero (JSON), and few enough digits that the value cannot overflow.
-    if digits == 0 || digits > 10 || (digits > 1 && body[at] == b'0') {
+    let first = at;
+    let mut n = 0i64;
+    while let Some(&d) = body.get(at).filter(|d| d.is_ascii_digit()) {
+        // Few enough digits that the value cannot overflow.
+        if at - first == 10 {
+            return None;
+        }
+        n = n * 10 + i64::from(d - b'0');
+        at += 1;
+    }
+    // At least one digit, and no leading zero (JSON).
+    if at == first || (at - first > 1 && body[first] == b'0') {
         return None;
     }
-    let n = body[at..at + digits]
-        .iter()
-        .fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
-    at = skip_ws(body, at + digits);
+    at = skip_ws(body, at);
     if body.get(at) != Some(&b'}') || skip_ws(body, at + 1) != body.len() || n > MAX_NUMBER {
         return None;
     }

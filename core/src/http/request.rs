@@ -175,10 +175,10 @@ pub struct ParsedHead {
     /// The head's length in bytes, up to and including its empty line.
     len: u32,
     fields: Vec<Field>,
-    /// Bit `min(n, 63)` is set when a field name of `n` bytes is present: a lookup of a name
-    /// no field has the length of (most lookups: `X-Request-ID`, `Authorization`, …) ends
-    /// without looking at a field.
-    name_lengths: u64,
+    /// One bit per field name, from its length and first letter ([`name_bit`]): a lookup
+    /// of a name whose bit is clear (most lookups: `X-Request-ID`, `Authorization`, … are
+    /// seldom sent) ends without looking at a field.
+    name_bits: u64,
     /// The request-target as sent.
     target: (u32, u32),
     /// The path in origin form (for an absolute-form target, the part after the authority).
@@ -217,7 +217,7 @@ impl Default for ParsedHead {
         ParsedHead {
             len: 0,
             fields: Vec::new(),
-            name_lengths: 0,
+            name_bits: 0,
             target: (0, 0),
             path: (0, 0),
             root_path: false,
@@ -234,9 +234,12 @@ impl Default for ParsedHead {
     }
 }
 
-/// A name length's bit in [`ParsedHead::name_lengths`].
-fn length_bit(len: usize) -> u64 {
-    1 << len.min(63)
+/// A field name's bit in [`ParsedHead::name_bits`]: its length and its first letter in
+/// either case, mixed (names that differ in either mostly get different bits).
+#[inline]
+fn name_bit(name: &[u8]) -> u64 {
+    let first = name.first().map_or(0, |&b| b | 0x20) as usize;
+    1 << ((name.len() * 7 + first) & 63)
 }
 
 fn range(r: (u32, u32)) -> Range<usize> {
@@ -293,7 +296,7 @@ impl<'a> Head<'a> {
     /// The first value of header `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
         let name = name.as_bytes();
-        if self.parsed.name_lengths & length_bit(name.len()) == 0 {
+        if self.parsed.name_bits & name_bit(name) == 0 {
             return None;
         }
         let bytes = self.bytes;
@@ -383,7 +386,7 @@ impl ParsedHead {
         self.fields = Vec::new();
         self.home = Home::Buffer(0);
         self.len = 0;
-        self.name_lengths = 0;
+        self.name_bits = 0;
     }
 }
 
@@ -467,10 +470,10 @@ impl ParsedHead {
         let mut conn_close = false;
         let mut conn_keep_alive = false;
         self.expect_continue = false;
-        let mut name_lengths = 0;
+        let mut name_bits = 0;
         for f in &self.fields {
             let name = &head[range(f.name)];
-            name_lengths |= length_bit(name.len());
+            name_bits |= name_bit(name);
             let value = &head[range(f.value)];
             // The grammar rejects CTLs except HTAB; it allows obs-text, fine in values.
             match name.len() {
@@ -564,7 +567,7 @@ impl ParsedHead {
         if self.framing == Framing::None {
             self.expect_continue = false;
         }
-        self.name_lengths = name_lengths;
+        self.name_bits = name_bits;
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::json::{write_f64, write_int, write_str, write_utf8};
 use super::{App, Deferred, Endpoint, ErrorCode, METHOD_NAMES, RequestCtx};
+use crate::http::response::put_u64;
 use crate::http::{Head, Reply, Response, Status};
 use crate::jobs::{JobDone, JobWatch};
 use crate::metrics::{DURATION_BOUNDS, DURATION_BOUNDS_US};
@@ -315,14 +316,19 @@ impl App {
         let b = res.body_mut();
         b.extend_from_slice(b"{\"request_id\":");
         ctx.id.write_json(b);
+        // Numbers through `put_u64`: the job ID and latency are mostly one digit.
         b.extend_from_slice(b",\"job_id\":");
-        write_int(b, job_id);
+        put_u64(b, job_id);
         b.extend_from_slice(b",\"result\":");
-        write_int(b, result);
+        if result < 0 {
+            b.push(b'-');
+        }
+        put_u64(b, result.unsigned_abs());
         b.extend_from_slice(b",\"latency_us\":");
-        write_int(b, now.mono.since(ctx.started).as_micros() as u64);
+        let latency = now.mono.since(ctx.started);
+        put_u64(b, latency.as_secs() * 1_000_000 + u64::from(latency.subsec_micros()));
         b.extend_from_slice(b",\"timestamp\":");
-        write_int(b, now.unix_secs());
+        put_u64(b, now.unix_secs());
         b.push(b'}');
     }
 

@@ -673,6 +673,17 @@ fn is_token(b: u8) -> bool {
 
 /// `Content-Length` = 1*DIGIT; a list of identical values is tolerated (RFC 9110 §8.6).
 fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
+    // One plain number (nearly always): digits only, read in one pass.
+    if (1..=19).contains(&value.len()) {
+        let mut digits = true;
+        let n = value.iter().fold(0u64, |n, &d| {
+            digits &= d.is_ascii_digit();
+            n.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0')))
+        });
+        if digits {
+            return Ok(n);
+        }
+    }
     let mut found: Option<u64> = None;
     for part in value.split(|&b| b == b',') {
         let part = trim(part);

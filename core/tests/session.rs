@@ -97,6 +97,29 @@ fn a_request_without_a_body_never_sees_the_previous_one() {
 }
 
 #[test]
+fn bodies_are_the_same_whether_they_come_whole_or_in_pieces() {
+    // A body all in the buffer with its head is read where it lies; one that arrives later
+    // is decoded into the session's body buffer. Every split point of a pipelined stream
+    // takes one path or the other, and each request sees exactly its own body.
+    let raw = format!(
+        "{}{}{}{}",
+        post("/echo", "first"),
+        post("/echo", "second body"),
+        get("/ping"),
+        post("/api/v1/compute/fast", "{\"number\": -12}")
+    );
+    for split in 0..raw.len() {
+        let mut d = Driver::with(&[]);
+        d.send(&raw.as_bytes()[..split]);
+        d.send(&raw.as_bytes()[split..]);
+        let rs = d.responses();
+        let bodies: Vec<String> = rs.iter().take(3).map(|r| r.text()).collect();
+        assert_eq!(bodies, ["first", "second body", "pong"], "split at {split}");
+        assert_eq!(rs[3].json()["result"], 144, "split at {split}");
+    }
+}
+
+#[test]
 fn pipelining_behind_a_job_waits_for_it() {
     let mut d = Driver::with(&[("JOB_COST", "10")]);
     let raw = format!(

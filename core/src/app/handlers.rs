@@ -326,7 +326,10 @@ impl App {
         put_u64(b, result.unsigned_abs());
         b.extend_from_slice(b",\"latency_us\":");
         let latency = now.mono.since(ctx.started);
-        put_u64(b, latency.as_secs() * 1_000_000 + u64::from(latency.subsec_micros()));
+        put_u64(
+            b,
+            latency.as_secs() * 1_000_000 + u64::from(latency.subsec_micros()),
+        );
         b.extend_from_slice(b",\"timestamp\":");
         put_u64(b, now.unix_secs());
         b.push(b'}');

@@ -370,6 +370,14 @@ impl ParsedHead {
         }
     }
 
+    /// The body's length under `Content-Length` framing (0 otherwise).
+    pub fn body_len(&self) -> usize {
+        match self.framing {
+            Framing::Length(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            Framing::None | Framing::Chunked => 0,
+        }
+    }
+
     /// Whether the head's bytes are still in the receive buffer.
     pub fn in_buffer(&self) -> bool {
         matches!(self.home, Home::Buffer(_))
@@ -678,7 +686,8 @@ fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
         let mut digits = true;
         let n = value.iter().fold(0u64, |n, &d| {
             digits &= d.is_ascii_digit();
-            n.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0')))
+            n.wrapping_mul(10)
+                .wrapping_add(u64::from(d.wrapping_sub(b'0')))
         });
         if digits {
             return Ok(n);

@@ -612,6 +612,12 @@ impl<S: Service> Session<S> {
         };
         match (decoder, admitted) {
             (None, true) => self.dispatch(now),
+            (Some(_), true) if self.body_is_buffered() => {
+                // The whole body came with its head: the service reads it where it is.
+                let at = self.rpos;
+                self.rpos = self.rend.min(at + self.head.body_len());
+                self.dispatch_with(now, Some(at..self.rpos));
+            }
             (None, false) => self.send_response(now),
             (Some(_), false) if self.head.expect_continue => {
                 // The client waits for our word before sending the body: refuse and close
@@ -633,11 +639,27 @@ impl<S: Service> Session<S> {
         }
     }
 
+    /// Whether the request's body has `Content-Length` framing and is all in the receive
+    /// buffer already.
+    fn body_is_buffered(&self) -> bool {
+        matches!(self.head.framing, Framing::Length(n) if (self.rend - self.rpos) as u64 >= n)
+    }
+
     fn dispatch(&mut self, now: Now) {
+        self.dispatch_with(now, None);
+    }
+
+    /// Calls the service with the body read into `self.body`, or with the one at `buffered`
+    /// in the receive buffer (not copied).
+    fn dispatch_with(&mut self, now: Now, buffered: Option<std::ops::Range<usize>>) {
+        let body = match buffered {
+            Some(r) => &self.recv[r],
+            None => &self.body[..],
+        };
         match self.service.call(
             now,
             &self.head.view_in(&self.recv),
-            &self.body,
+            body,
             &mut self.ex,
             &mut self.res,
         ) {

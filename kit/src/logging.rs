@@ -230,6 +230,31 @@ where
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
+        // The line is built in this thread's own string with direct pushes, then handed over
+        // in one write: `Writer` is a `dyn fmt::Write`, a virtual call per piece otherwise.
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                self.format_line(&mut line, event)?;
+                w.write_str(&line)
+            }
+            // Formatting an event logged while formatting one (not done by weir).
+            Err(_) => {
+                let mut line = String::new();
+                self.format_line(&mut line, event)?;
+                w.write_str(&line)
+            }
+        })
+    }
+}
+
+thread_local! {
+    /// The line being formatted on this thread (its capacity is reused).
+    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+impl LogLines {
+    fn format_line(&self, w: &mut String, event: &Event<'_>) -> fmt::Result {
         let meta = event.metadata();
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -238,65 +263,67 @@ where
         let stamp = std::str::from_utf8(&stamp).map_err(|_| fmt::Error)?;
         let level = meta.level().as_str();
         if self.text {
-            w.write_str(stamp)?;
-            w.write_str(&"      "[..6 - level.len()])?;
-            w.write_str(level)?;
-            w.write_str(" ")?;
-            w.write_str(meta.target())?;
-            w.write_str(":")?;
+            w.push_str(stamp);
+            w.push_str(&"      "[..6 - level.len()]);
+            w.push_str(level);
+            w.push(' ');
+            w.push_str(meta.target());
+            w.push(':');
         } else {
-            w.write_str("{\"timestamp\":\"")?;
-            w.write_str(stamp)?;
-            w.write_str("\",\"level\":\"")?;
-            w.write_str(level)?;
-            w.write_str("\",\"target\":")?;
-            json_string(&mut w, meta.target())?;
+            w.push_str("{\"timestamp\":\"");
+            w.push_str(stamp);
+            w.push_str("\",\"level\":\"");
+            w.push_str(level);
+            w.push_str("\",\"target\":");
+            json_string(w, meta.target())?;
         }
         let mut fields = LineFields {
-            w: &mut w,
+            w,
             text: self.text,
             result: Ok(()),
         };
         event.record(&mut fields);
         fields.result?;
-        w.write_str(if self.text { "\n" } else { "}\n" })
+        w.push_str(if self.text { "\n" } else { "}\n" });
+        Ok(())
     }
 }
 
 /// Writes an event's fields as JSON members (`,"key":value`) or as text (` key=value`, the
 /// message bare).
-struct LineFields<'a, 'w> {
-    w: &'a mut Writer<'w>,
+struct LineFields<'a> {
+    w: &'a mut String,
     text: bool,
     result: fmt::Result,
 }
 
-impl LineFields<'_, '_> {
+impl LineFields<'_> {
     fn key(&mut self, field: &Field) -> fmt::Result {
         // Field names are Rust identifiers: nothing to escape.
         match (self.text, field.name()) {
-            (true, "message") => self.w.write_str(" "),
+            (true, "message") => self.w.push(' '),
             (true, name) => {
-                self.w.write_str(" ")?;
-                self.w.write_str(name)?;
-                self.w.write_str("=")
+                self.w.push(' ');
+                self.w.push_str(name);
+                self.w.push('=');
             }
             (false, name) => {
-                self.w.write_str(",\"")?;
-                self.w.write_str(name)?;
-                self.w.write_str("\":")
+                self.w.push_str(",\"");
+                self.w.push_str(name);
+                self.w.push_str("\":");
             }
         }
+        Ok(())
     }
 
-    fn put(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+    fn put(&mut self, field: &Field, value: impl FnOnce(&mut String) -> fmt::Result) {
         if self.result.is_ok() {
             self.result = self.key(field).and_then(|()| value(self.w));
         }
     }
 }
 
-impl Visit for LineFields<'_, '_> {
+impl Visit for LineFields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if self.text && field.name() == "message" {
             self.put(field, |w| w.write_str(value));
@@ -330,14 +357,12 @@ impl Visit for LineFields<'_, '_> {
                     w.write_str("-")?;
                 }
                 w.write_str(itoa::Buffer::new().format(thousandths / 1000))?;
-                let frac = thousandths % 1000;
-                let digits = [
-                    b'.',
-                    b'0' + (frac / 100) as u8,
-                    b'0' + (frac / 10 % 10) as u8,
-                    b'0' + (frac % 10) as u8,
-                ];
-                w.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
+                let frac = (thousandths % 1000) as u32;
+                w.push('.');
+                for digit in [frac / 100, frac / 10 % 10, frac % 10] {
+                    w.push(char::from_digit(digit, 10).unwrap_or('0'));
+                }
+                Ok(())
             } else {
                 write!(w, "{value}")
             }
@@ -359,18 +384,40 @@ impl Visit for LineFields<'_, '_> {
     }
 }
 
-fn json_string(w: &mut Writer<'_>, s: &str) -> fmt::Result {
+fn json_string(w: &mut String, s: &str) -> fmt::Result {
     w.write_str("\"")?;
     Escaped(w).write_str(s)?;
     w.write_str("\"")
 }
 
-/// Escapes what JSON requires inside a string (RFC 8259 §7) on its way to the writer.
-struct Escaped<'a, 'w>(&'a mut Writer<'w>);
+/// Whether `bytes` hold a control character, `"` or `\\` (what a JSON string escapes),
+/// eight bytes at a time.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte of `x` is zero, or below `n`: the classic bit tricks (exact for ASCII bytes,
+    // and a byte >= 0x80 never sets them).
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+    let has = |x: u64, b: u8| below(x ^ (ONES * u64::from(b)), 1);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        if below(x, 0x20) | has(x, b'"') | has(x, b'\\') != 0 {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
 
-impl fmt::Write for Escaped<'_, '_> {
+/// Escapes what JSON requires inside a string (RFC 8259 §7) on its way to the writer.
+struct Escaped<'a>(&'a mut String);
+
+impl fmt::Write for Escaped<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        if !needs_escape(s.as_bytes()) {
             return self.0.write_str(s); // nothing to escape: the usual case
         }
         let mut start = 0;
@@ -400,7 +447,7 @@ impl fmt::Write for Escaped<'_, '_> {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use super::LogLines;
+    use super::{LogLines, needs_escape};
 
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -413,6 +460,18 @@ mod tests {
 
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
+        }
+    }
+
+    #[test]
+    fn the_escape_check_finds_every_byte_json_escapes() {
+        for b in 0..=255u8 {
+            for at in [0, 5, 7, 8, 13, 15, 16] {
+                let mut bytes = vec![b'a'; 17];
+                bytes[at] = b;
+                let want = b < 0x20 || b == b'"' || b == b'\\';
+                assert_eq!(needs_escape(&bytes), want, "{b:#x} at {at}");
+            }
         }
     }
 

@@ -860,7 +860,7 @@ impl App {
                 path,
                 status = status.code(),
                 latency_ms = latency.as_secs_f64() * 1e3,
-                client_ip = %ClientIp(ctx.client_ip),
+                client_ip = ClientIp::new(ctx.client_ip).as_str(),
             );
         }
     }
@@ -891,36 +891,54 @@ impl RatePolicy {
     }
 }
 
-/// The client address in the access log, `-` when unknown; formatted in place (no `String`
-/// per request).
-struct ClientIp(Option<IpAddr>);
+/// The client address in the access log as text, `-` when unknown: rendered on the stack
+/// (no `String` per request) and logged as a string field, which skips the formatting
+/// machinery a `Display` value goes through.
+struct ClientIp {
+    text: [u8; 45],
+    len: usize,
+}
 
-impl std::fmt::Display for ClientIp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            // IPv4 rendered here in one write (the standard `Display` costs about ten times
-            // as much through the formatting machinery); IPv6 is rarer and left to it.
+impl ClientIp {
+    fn new(ip: Option<IpAddr>) -> ClientIp {
+        let mut c = ClientIp {
+            text: [0; 45],
+            len: 0,
+        };
+        match ip {
+            // IPv4 digit by digit (the standard `Display` costs about ten times as much).
             Some(IpAddr::V4(ip)) => {
-                let mut text = [0u8; 15];
-                let mut len = 0;
                 for (i, octet) in ip.octets().into_iter().enumerate() {
                     if i > 0 {
-                        text[len] = b'.';
-                        len += 1;
+                        c.push(b'.');
                     }
-                    let digits = itoa::Buffer::new().format(octet).len();
-                    let mut v = octet;
-                    for k in (0..digits).rev() {
-                        text[len + k] = b'0' + v % 10;
-                        v /= 10;
+                    if octet >= 100 {
+                        c.push(b'0' + octet / 100);
                     }
-                    len += digits;
+                    if octet >= 10 {
+                        c.push(b'0' + octet / 10 % 10);
+                    }
+                    c.push(b'0' + octet % 10);
                 }
-                f.write_str(std::str::from_utf8(&text[..len]).map_err(|_| std::fmt::Error)?)
             }
-            Some(ip) => ip.fmt(f),
-            None => f.write_str("-"),
+            // IPv6 is rarer: the standard formatting (at most 45 bytes), into the buffer.
+            Some(ip) => {
+                let mut rest = &mut c.text[..];
+                let _ = std::io::Write::write_fmt(&mut rest, format_args!("{ip}"));
+                c.len = 45 - rest.len();
+            }
+            None => c.push(b'-'),
         }
+        c
+    }
+
+    fn push(&mut self, b: u8) {
+        self.text[self.len] = b;
+        self.len += 1;
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.text[..self.len]).unwrap_or("-")
     }
 }
 
@@ -1002,9 +1020,13 @@ mod tests {
             "::1",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(ClientIp(Some(ip)).to_string(), ip.to_string());
+            assert_eq!(ClientIp::new(Some(ip)).as_str(), ip.to_string());
         }
-        assert_eq!(ClientIp(None).to_string(), "-");
+        let longest: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .unwrap();
+        assert_eq!(ClientIp::new(Some(longest)).as_str(), longest.to_string());
+        assert_eq!(ClientIp::new(None).as_str(), "-");
     }
 
     #[test]

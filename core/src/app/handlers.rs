@@ -32,6 +32,30 @@ struct ComputeRequest {
     number: serde_json::Number,
 }
 
+thread_local! {
+    /// The last Unix second this thread wrote, and its ten digits.
+    static SECONDS: std::cell::Cell<(u64, [u8; 10])> = const { std::cell::Cell::new((0, [0; 10])) };
+}
+
+/// Appends `secs` in decimal; a ten-digit second (2001 to 2286) is formatted once a second
+/// per thread and then copied, like the `Date` header.
+fn write_unix_secs(out: &mut Vec<u8>, secs: u64) {
+    if !(1_000_000_000..10_000_000_000).contains(&secs) {
+        put_u64(out, secs);
+        return;
+    }
+    let (cached, mut digits) = SECONDS.get();
+    if cached != secs {
+        let mut n = secs;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        SECONDS.set((secs, digits));
+    }
+    out.extend_from_slice(&digits);
+}
+
 /// The body as nearly every client sends it — `{"number": <integer>}` with JSON whitespace
 /// anywhere between the tokens, an optional `-` and 1–10 digits without a leading zero, within
 /// [`MAX_NUMBER`] — read without a parser; `None` for anything else, which serde_json then
@@ -336,7 +360,7 @@ impl App {
             latency.as_secs() * 1_000_000 + u64::from(latency.subsec_micros()),
         );
         b.extend_from_slice(b",\"timestamp\":");
-        put_u64(b, now.unix_secs());
+        write_unix_secs(b, now.unix_secs());
         b.push(b'}');
     }
 
@@ -881,6 +905,25 @@ mod tests {
     use super::*;
     use crate::http::{Limits, ParsedHead};
     use proptest::prelude::*;
+
+    #[test]
+    fn unix_seconds_are_written_in_decimal_whether_cached_or_not() {
+        for secs in [
+            0,
+            999_999_999,
+            1_000_000_000,
+            1_796_247_838,
+            1_796_247_838,
+            1_796_247_839,
+            9_999_999_999,
+            10_000_000_000,
+            u64::MAX,
+        ] {
+            let mut out = b"t:".to_vec();
+            write_unix_secs(&mut out, secs);
+            assert_eq!(out, format!("t:{secs}").as_bytes());
+        }
+    }
 
     #[test]
     fn the_plain_number_body_is_read_without_serde() {

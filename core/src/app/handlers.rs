@@ -56,6 +56,36 @@ fn write_unix_secs(out: &mut Vec<u8>, secs: u64) {
     out.extend_from_slice(&digits);
 }
 
+/// Two ASCII digits for each number below 100.
+static DIGIT_PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
+/// Appends a computed result in decimal: below 10,000 with at most two table lookups and one
+/// fixed-size copy (itoa plus a length-dependent copy cost about fifty instructions), larger
+/// ones through `put_u64`.
+#[inline]
+fn write_result(out: &mut Vec<u8>, n: u64) {
+    if n >= 10_000 || n < 10 {
+        return put_u64(out, n);
+    }
+    let (hi, lo) = (
+        DIGIT_PAIRS[(n / 100) as usize],
+        DIGIT_PAIRS[(n % 100) as usize],
+    );
+    match n {
+        ..100 => out.extend_from_slice(&lo),
+        ..1000 => out.extend_from_slice(&[hi[1], lo[0], lo[1]]),
+        _ => out.extend_from_slice(&[hi[0], hi[1], lo[0], lo[1]]),
+    }
+}
+
 /// The body as nearly every client sends it — `{"number": <integer>}` with JSON whitespace
 /// anywhere between the tokens, an optional `-` and 1–10 digits without a leading zero, within
 /// [`MAX_NUMBER`] — read without a parser; `None` for anything else, which serde_json then
@@ -352,7 +382,7 @@ impl App {
         if result < 0 {
             b.push(b'-');
         }
-        put_u64(b, result.unsigned_abs());
+        write_result(b, result.unsigned_abs());
         b.extend_from_slice(b",\"latency_us\":");
         let latency = now.mono.since(ctx.started);
         put_u64(
@@ -905,6 +935,15 @@ mod tests {
     use super::*;
     use crate::http::{Limits, ParsedHead};
     use proptest::prelude::*;
+
+    #[test]
+    fn results_are_written_in_decimal() {
+        for n in (0..12_000).chain([99_999, 100_000, u64::MAX]) {
+            let mut out = b"r:".to_vec();
+            write_result(&mut out, n);
+            assert_eq!(out, format!("r:{n}").as_bytes());
+        }
+    }
 
     #[test]
     fn unix_seconds_are_written_in_decimal_whether_cached_or_not() {

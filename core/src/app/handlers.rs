@@ -72,7 +72,7 @@ static DIGIT_PAIRS: [[u8; 2]; 100] = {
 /// ones through `put_u64`.
 #[inline]
 fn write_result(out: &mut Vec<u8>, n: u64) {
-    if n >= 10_000 || n < 10 {
+    if !(10..10_000).contains(&n) {
         return put_u64(out, n);
     }
     let (hi, lo) = (

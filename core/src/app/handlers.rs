@@ -80,8 +80,8 @@ fn write_result(out: &mut Vec<u8>, n: u64) {
         DIGIT_PAIRS[(n % 100) as usize],
     );
     match n {
-        ..100 => out.extend_from_slice(&lo),
-        ..1000 => out.extend_from_slice(&[hi[1], lo[0], lo[1]]),
+        10..100 => out.extend_from_slice(&lo),
+        100..1000 => out.extend_from_slice(&[hi[1], lo[0], lo[1]]),
         _ => out.extend_from_slice(&[hi[0], hi[1], lo[0], lo[1]]),
     }
 }

@@ -139,7 +139,7 @@ pub(crate) fn parse_head(
 }
 
 /// The request line at `input[at..]` and its length with its CRLF.
-#[inline(never)]
+#[inline(always)]
 fn request_line(input: &[u8], at: usize) -> Result<Option<(RequestLine, usize)>, GrammarError> {
     let line = &input[at..];
     let m = token_len(line);
@@ -210,7 +210,7 @@ fn version_error(v: &[u8]) -> Result<Option<(RequestLine, usize)>, GrammarError>
 }
 
 /// The field line at `input[at..]` and its length with its CRLF.
-#[inline(never)]
+#[inline(always)]
 fn field_line(input: &[u8], at: usize) -> Result<Option<(Field, usize)>, GrammarError> {
     let line = &input[at..];
     let n = token_len(line);

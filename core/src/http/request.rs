@@ -13,7 +13,7 @@ use std::ops::Range;
 
 use super::grammar::{self, Field};
 use super::response::Status;
-use super::scan::eq_ignore_case;
+use super::scan::{eq_ignore_case, token_is};
 use super::target::{split_absolute, valid_host};
 
 /// Hard cap on `MAX_HEADERS`.
@@ -293,12 +293,20 @@ impl<'a> Head<'a> {
         }
     }
 
-    /// The first value of header `name` (ASCII case-insensitive).
+    /// The first value of header `name` (ASCII case-insensitive). Inlined, so that the
+    /// name's filter bit is computed at compile time and an absent name costs a test.
+    #[inline(always)]
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
         let name = name.as_bytes();
         if self.parsed.name_bits & name_bit(name) == 0 {
             return None;
         }
+        self.find_header(name)
+    }
+
+    /// The search behind [`Head::header`], once the filter could not rule the name out.
+    #[inline(never)]
+    fn find_header(&self, name: &[u8]) -> Option<&'a [u8]> {
         let bytes = self.bytes;
         self.parsed.fields.iter().find_map(|f| {
             let n = &bytes[range(f.name)];
@@ -485,7 +493,7 @@ impl ParsedHead {
             let value = &head[range(f.value)];
             // The grammar rejects CTLs except HTAB; it allows obs-text, fine in values.
             match name.len() {
-                4 if name[0] | 0x20 == b'h' && eq_ignore_case(name, b"host") => {
+                4 if token_is(name, b"host") => {
                     if !valid_host(value) {
                         return Err(HeadError::Malformed(
                             "invalid Host header (expected host[:port])",
@@ -493,7 +501,7 @@ impl ParsedHead {
                     }
                     hosts += 1;
                 }
-                6 if name[0] | 0x20 == b'e' && eq_ignore_case(name, b"expect") => {
+                6 if token_is(name, b"expect") => {
                     if trim(value).eq_ignore_ascii_case(b"100-continue") {
                         // An HTTP/1.0 client cannot know 100 Continue: ignore it there
                         // (RFC 9110 §10.1.1).
@@ -502,7 +510,7 @@ impl ParsedHead {
                         return Err(HeadError::Expectation);
                     }
                 }
-                10 if name[0] | 0x20 == b'c' && eq_ignore_case(name, b"connection") => {
+                10 if token_is(name, b"connection") => {
                     for token in value.split(|&b| b == b',').map(trim) {
                         if token.eq_ignore_ascii_case(b"close") {
                             conn_close = true;
@@ -511,14 +519,14 @@ impl ParsedHead {
                         }
                     }
                 }
-                14 if name[0] | 0x20 == b'c' && eq_ignore_case(name, b"content-length") => {
+                14 if token_is(name, b"content-length") => {
                     let n = parse_content_length(value)?;
                     if content_length.is_some_and(|prev| prev != n) {
                         return Err(HeadError::Malformed("conflicting Content-Length headers"));
                     }
                     content_length = Some(n);
                 }
-                17 if name[0] | 0x20 == b't' && eq_ignore_case(name, b"transfer-encoding") => {
+                17 if token_is(name, b"transfer-encoding") => {
                     has_te = true;
                     for coding in value.split(|&b| b == b',').map(trim) {
                         if coding.is_empty() || !coding.iter().all(|&b| is_token(b)) {

@@ -106,6 +106,41 @@ pub(crate) fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
     at == n || lower8(word(a, n - 8)) == lower8(word(b, n - 8))
 }
 
+/// Whether `token` (a method or field name: `tchar`s only, as the grammar admits them) is
+/// `lower` in any case, where `lower` is lowercase letters, digits and `-`. Setting bit 5
+/// of a byte maps an uppercase letter to its lowercase and leaves a lowercase letter, a digit
+/// or `-` as it is; the only other bytes it maps onto them are control characters, which no
+/// token has. So a token is compared a word at a time with one OR per word, the words of
+/// `lower` being constants once this is inlined.
+#[inline(always)]
+pub(crate) fn token_is(token: &[u8], lower: &[u8]) -> bool {
+    debug_assert!(lower.iter().all(|&b| b | 0x20 == b && b != b' '));
+    debug_assert!(token.iter().all(|&b| TCHAR[b as usize]));
+    let n = lower.len();
+    if token.len() != n {
+        return false;
+    }
+    let w4 = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
+    let w8 = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+    const SET4: u32 = 0x2020_2020;
+    const SET8: u64 = 0x2020_2020_2020_2020;
+    match n {
+        0..4 => token.iter().zip(lower).all(|(&t, &l)| t | 0x20 == l),
+        4..8 => w4(token, 0) | SET4 == w4(lower, 0) && w4(token, n - 4) | SET4 == w4(lower, n - 4),
+        _ => {
+            let mut at = 0;
+            while at + 8 < n {
+                if w8(token, at) | SET8 != w8(lower, at) {
+                    return false;
+                }
+                at += 8;
+            }
+            // The last eight bytes (overlapping what was compared already).
+            w8(token, n - 8) | SET8 == w8(lower, n - 8)
+        }
+    }
+}
+
 /// Eight bytes with `A`–`Z` made lowercase and every other byte unchanged.
 #[inline]
 fn lower8(x: u64) -> u64 {
@@ -335,6 +370,43 @@ mod tests {
             }
             let want: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
             assert_eq!(hex16(&bytes), want.as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_token_is_its_lowercase_name_in_any_case_and_nothing_else() {
+        let names: [&[u8]; 7] = [
+            b"te",
+            b"host",
+            b"expect",
+            b"x-request-id",
+            b"content-length",
+            b"transfer-encoding",
+            b"a0-b1-c2-d3-e4-f5-g6-h7",
+        ];
+        for lower in names {
+            for at in 0..lower.len() {
+                for b in 0..=255u8 {
+                    if !TCHAR[b as usize] {
+                        continue;
+                    }
+                    let mut token = lower.to_vec();
+                    token[at] = b;
+                    assert_eq!(
+                        token_is(&token, lower),
+                        token.eq_ignore_ascii_case(lower),
+                        "{:?} against {:?}",
+                        String::from_utf8_lossy(&token),
+                        String::from_utf8_lossy(lower)
+                    );
+                }
+            }
+            let upper = lower.to_ascii_uppercase();
+            assert!(token_is(&upper, lower));
+            assert!(!token_is(&lower[1..], lower));
+            let mut longer = lower.to_vec();
+            longer.push(b'a');
+            assert!(!token_is(&longer, lower));
         }
     }
 

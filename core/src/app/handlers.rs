@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::json::{write_f64, write_int, write_str, write_utf8};
 use super::{App, Deferred, Endpoint, ErrorCode, METHOD_NAMES, RequestCtx};
-use crate::http::response::put_u64;
+use crate::http::response::{DIGIT_PAIRS, put_u64};
 use crate::http::{Head, Reply, Response, Status};
 use crate::jobs::{JobDone, JobWatch};
 use crate::metrics::{DURATION_BOUNDS, DURATION_BOUNDS_US};
@@ -55,17 +55,6 @@ fn write_unix_secs(out: &mut Vec<u8>, secs: u64) {
     }
     out.extend_from_slice(&digits);
 }
-
-/// Two ASCII digits for each number below 100.
-static DIGIT_PAIRS: [[u8; 2]; 100] = {
-    let mut t = [[0; 2]; 100];
-    let mut i = 0;
-    while i < 100 {
-        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
-        i += 1;
-    }
-    t
-};
 
 /// Appends a computed result in decimal: below 10,000 with at most two table lookups and one
 /// fixed-size copy (itoa plus a length-dependent copy cost about fifty instructions), larger

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::fleet::FleetShare;
-use crate::http::response::{put_block, put_u64};
+use crate::http::response::{put_block, put_decimal};
 use crate::http::session::drain_grace;
 use crate::http::{Head, HttpConfig, Limits, Method, Response, Session, Status};
 use crate::jobs::{JobQueue, JobWait};
@@ -820,9 +820,9 @@ impl App {
             h.extend_from_slice(b"\r\n");
             if let (Some(lines), Some((v, policy))) = (&self.rate_lines, ctx.verdict) {
                 put_block(h, &lines[policy as usize]);
-                put_u64(h, v.remaining);
+                put_decimal(h, v.remaining);
                 h.extend_from_slice(b";t=");
-                put_u64(h, v.reset_secs);
+                put_decimal(h, v.reset_secs);
                 h.extend_from_slice(b"\r\n");
             }
         });
@@ -866,8 +866,10 @@ impl App {
     }
 }
 
-/// Room for a precomputed `RateLimit-Policy` line and the start of `RateLimit`.
-const RATE_BLOCK: usize = 192;
+/// Room for a precomputed `RateLimit-Policy` line and the start of `RateLimit`: two policies
+/// with 20-digit quotas take 114 bytes, and 128 bytes are copied inline (a larger constant
+/// copy becomes a `memcpy` call: 21 instructions more a request, measured).
+const RATE_BLOCK: usize = 128;
 
 /// A precomputed header block: the bytes (in a fixed array, copied whole) and their length.
 type RateBlock = ([u8; RATE_BLOCK], usize);

@@ -466,7 +466,10 @@ impl ParsedHead {
                 self.query = None;
             }
         }
-        self.method = Method::from_bytes(&head[range(line.method)]);
+        self.method = match line.known {
+            Some(m) => m,
+            None => Method::from_bytes(&head[range(line.method)]),
+        };
         self.version = if line.minor == 0 {
             Version::Http10
         } else {

@@ -1,7 +1,11 @@
 //! weir on smol's parts: `async-io` for sockets and timers, `async-executor` to run
 //! connections — one executor per I/O thread (default, `RUNTIME_LAYOUT=per-core`) or one
 //! shared by all (`RUNTIME_LAYOUT=shared`). Only moves bytes and waits; decisions are in
-//! the core, everything else in the runtime kit.
+//! the core, everything else in the runtime kit. On a per-core executor, connection deadlines
+//! live on the thread's timerfd ([`deadlines`]) rather than in async-io's timer map, which
+//! allocates at every reactor turn while any timer is set.
+
+mod deadlines;
 
 use std::future::Future;
 use std::io::Write;
@@ -34,21 +38,32 @@ fn main() {
             Layout::Shared => {
                 let ex = shared.clone();
                 let spawn: Spawn = Box::new(move |f| ex.spawn(f).detach());
-                async_io::block_on(shared.run(serve(app, listener, drain, acceptor, spawn)))
+                let serving = serve(app, listener, drain, acceptor, spawn, false);
+                async_io::block_on(shared.run(serving))
             }
             Layout::PerCore => {
                 let ex = std::rc::Rc::new(LocalExecutor::new());
+                ex.spawn(deadlines::drive()).detach();
                 let spawner = ex.clone();
                 let spawn: Spawn = Box::new(move |f| spawner.spawn(f).detach());
-                async_io::block_on(ex.run(serve(app, listener, drain, acceptor, spawn)))
+                let serving = serve(app, listener, drain, acceptor, spawn, true);
+                async_io::block_on(ex.run(serving))
             }
         },
     )
 }
 
 /// Accepts until the drain, then what the kernel queued, then keeps this executor running
-/// for its connections (the process exits from `main`).
-async fn serve(app: Arc<App>, l: TcpListener, drain: Arc<Drain>, a: Acceptor, spawn: Spawn) {
+/// for its connections (the process exits from `main`). `local`: the executor is this
+/// thread's alone, so connections keep their deadlines on its timerfd.
+async fn serve(
+    app: Arc<App>,
+    l: TcpListener,
+    drain: Arc<Drain>,
+    a: Acceptor,
+    spawn: Spawn,
+    local: bool,
+) {
     let listener = Async::new(l).expect("invariant: the listener registers with async-io");
     let start = |stream, peer| {
         spawn(Box::pin(connection(
@@ -56,6 +71,7 @@ async fn serve(app: Arc<App>, l: TcpListener, drain: Arc<Drain>, a: Acceptor, sp
             stream,
             peer,
             drain.clone(),
+            local,
         )))
     };
     while let Some(drained) = drain.listen() {
@@ -83,7 +99,13 @@ async fn serve(app: Arc<App>, l: TcpListener, drain: Arc<Drain>, a: Acceptor, sp
     std::future::pending().await
 }
 
-async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, drain: Arc<Drain>) {
+async fn connection(
+    app: Arc<App>,
+    stream: Async<TcpStream>,
+    peer: SocketAddr,
+    drain: Arc<Drain>,
+    local: bool,
+) {
     let _ = stream.get_ref().set_nodelay(true);
     let mut s = app.connection(peer, clock::now());
     let mut job = None;
@@ -91,7 +113,7 @@ async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, d
     if drained.is_none() {
         s.handle_drain(clock::now());
     }
-    let (mut timer, mut alarm) = (Timer::never(), Alarm::default());
+    let (mut timer, mut alarm) = (ConnTimer::new(local), Alarm::default());
     let (mut maybe_readable, mut rounds_without_waiting) = (true, 0);
     loop {
         // A fast pipelining peer keeps its socket readable, so this loop could go on without
@@ -131,9 +153,7 @@ async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, d
                 (false, false) => std::future::pending().await,
             }
         };
-        let fired = async {
-            (&mut timer).await;
-        };
+        let fired = timer.wait();
         let woken = when_some(&mut job).or(async { when_some(&mut drained).await });
         let ((), waited) = kit::awaited(io.or(fired).or(woken)).await;
         if waited {
@@ -153,6 +173,39 @@ async fn connection(app: Arc<App>, stream: Async<TcpStream>, peer: SocketAddr, d
         if drained.is_some() && drain.is_set() {
             drained = None;
             s.handle_drain(now);
+        }
+    }
+}
+
+/// A connection's timer: on the thread's timerfd when the executor is the thread's own,
+/// else async-io's (a shared executor may move the task between threads).
+enum ConnTimer {
+    Local(deadlines::Deadline),
+    Shared(Timer),
+}
+
+impl ConnTimer {
+    fn new(local: bool) -> ConnTimer {
+        if local {
+            ConnTimer::Local(deadlines::Deadline::never())
+        } else {
+            ConnTimer::Shared(Timer::never())
+        }
+    }
+
+    fn set_at(&mut self, at: std::time::Instant) {
+        match self {
+            ConnTimer::Local(d) => d.set_at(at),
+            ConnTimer::Shared(t) => t.set_at(at),
+        }
+    }
+
+    async fn wait(&mut self) {
+        match self {
+            ConnTimer::Local(d) => d.wait().await,
+            ConnTimer::Shared(t) => {
+                t.await;
+            }
         }
     }
 }

@@ -479,16 +479,19 @@ impl ParsedHead {
         Ok(Some(len))
     }
 
-    /// The framing rules over the parsed fields (RFC 9112 §6.3 and §3.2).
+    /// The framing rules over the parsed fields (RFC 9112 §6.3 and §3.2). What the fields
+    /// said is kept in a few bits, so the common head (one `Host`, perhaps a
+    /// `Content-Length`, nothing else that matters) is judged by one test.
     fn check_fields(&mut self, head: &[u8], limits: &Limits) -> Result<(), HeadError> {
+        const CHUNKED: u8 = 1;
+        const TE: u8 = 2;
+        const UNKNOWN_CODING: u8 = 4;
+        const CLOSE: u8 = 8;
+        const KEEP_ALIVE: u8 = 16;
+        const EXPECT: u8 = 32;
+        let mut said = 0u8;
         let mut content_length: Option<u64> = None;
-        let mut chunked = false;
-        let mut has_te = false;
-        let mut unknown_coding = false;
-        let mut hosts = 0;
-        let mut conn_close = false;
-        let mut conn_keep_alive = false;
-        self.expect_continue = false;
+        let mut hosts = 0u32;
         let mut name_bits = 0;
         for f in &self.fields {
             let name = &head[range(f.name)];
@@ -505,20 +508,17 @@ impl ParsedHead {
                     hosts += 1;
                 }
                 6 if token_is(name, b"expect") => {
-                    if trim(value).eq_ignore_ascii_case(b"100-continue") {
-                        // An HTTP/1.0 client cannot know 100 Continue: ignore it there
-                        // (RFC 9110 §10.1.1).
-                        self.expect_continue = self.version == Version::Http11;
-                    } else {
+                    if !trim(value).eq_ignore_ascii_case(b"100-continue") {
                         return Err(HeadError::Expectation);
                     }
+                    said |= EXPECT;
                 }
                 10 if token_is(name, b"connection") => {
                     for token in value.split(|&b| b == b',').map(trim) {
                         if token.eq_ignore_ascii_case(b"close") {
-                            conn_close = true;
+                            said |= CLOSE;
                         } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                            conn_keep_alive = true;
+                            said |= KEEP_ALIVE;
                         }
                     }
                 }
@@ -530,12 +530,12 @@ impl ParsedHead {
                     content_length = Some(n);
                 }
                 17 if token_is(name, b"transfer-encoding") => {
-                    has_te = true;
+                    said |= TE;
                     for coding in value.split(|&b| b == b',').map(trim) {
                         if coding.is_empty() || !coding.iter().all(|&b| is_token(b)) {
                             return Err(HeadError::Malformed("malformed Transfer-Encoding"));
                         }
-                        if chunked {
+                        if said & CHUNKED != 0 {
                             // A coding after `chunked` (even a second `chunked`): the final
                             // coding is not a single chunked (RFC 9112 §6.3).
                             return Err(HeadError::Malformed(
@@ -543,50 +543,51 @@ impl ParsedHead {
                             ));
                         }
                         if coding.eq_ignore_ascii_case(b"chunked") {
-                            chunked = true;
+                            said |= CHUNKED;
                         } else {
-                            unknown_coding = true;
+                            said |= UNKNOWN_CODING;
                         }
                     }
                 }
                 _ => {}
             }
         }
-        if has_te && !chunked {
-            return Err(HeadError::Malformed("final transfer coding is not chunked"));
-        }
-        if unknown_coding {
-            return Err(HeadError::UnsupportedCoding);
-        }
-        if has_te && self.version == Version::Http10 {
-            return Err(HeadError::Malformed(
-                "Transfer-Encoding in an HTTP/1.0 request",
-            ));
-        }
-        if has_te && content_length.is_some() {
-            return Err(HeadError::Malformed(
-                "both Content-Length and Transfer-Encoding",
-            ));
+        self.name_bits = name_bits;
+        if said & TE != 0 {
+            if said & CHUNKED == 0 {
+                return Err(HeadError::Malformed("final transfer coding is not chunked"));
+            }
+            if said & UNKNOWN_CODING != 0 {
+                return Err(HeadError::UnsupportedCoding);
+            }
+            if self.version == Version::Http10 {
+                return Err(HeadError::Malformed(
+                    "Transfer-Encoding in an HTTP/1.0 request",
+                ));
+            }
+            if content_length.is_some() {
+                return Err(HeadError::Malformed(
+                    "both Content-Length and Transfer-Encoding",
+                ));
+            }
         }
         match (self.version, hosts) {
+            (_, 1) => {}
             (Version::Http11, 0) => return Err(HeadError::Malformed("missing Host header")),
-            (_, 2..) => return Err(HeadError::Malformed("more than one Host header")),
-            _ => {}
+            (Version::Http10, 0) => {}
+            _ => return Err(HeadError::Malformed("more than one Host header")),
         }
         self.framing = match content_length {
-            _ if chunked => Framing::Chunked,
+            _ if said & CHUNKED != 0 => Framing::Chunked,
             Some(n) if n > limits.max_body_bytes as u64 => return Err(HeadError::BodyTooLarge),
             Some(0) | None => Framing::None,
             Some(n) => Framing::Length(n),
         };
-        self.keep_alive = match self.version {
-            Version::Http11 => !conn_close,
-            Version::Http10 => conn_keep_alive && !conn_close,
-        };
-        if self.framing == Framing::None {
-            self.expect_continue = false;
-        }
-        self.name_bits = name_bits;
+        let http11 = self.version == Version::Http11;
+        self.keep_alive = said & CLOSE == 0 && (http11 || said & KEEP_ALIVE != 0);
+        // An HTTP/1.0 client cannot know 100 Continue: ignore it there (RFC 9110 §10.1.1),
+        // and where no body follows.
+        self.expect_continue = said & EXPECT != 0 && http11 && self.framing != Framing::None;
         Ok(())
     }
 

@@ -41,14 +41,20 @@ pub struct Verdict {
 pub struct Quota {
     interval_ns: u64,
     burst: u64,
+    /// `burst × interval_ns` (saturating), the most TAT may run ahead of now.
+    limit_ns: u64,
 }
 
 impl Quota {
     /// `rate` per second with `burst`; `None` when `rate` is 0 (limiting off).
     pub fn new(rate: u64, burst: u64) -> Option<Quota> {
-        (rate > 0).then(|| Quota {
-            interval_ns: NANOS.div_ceil(rate).max(1),
-            burst: burst.max(1),
+        (rate > 0).then(|| {
+            let (interval_ns, burst) = (NANOS.div_ceil(rate).max(1), burst.max(1));
+            Quota {
+                interval_ns,
+                burst,
+                limit_ns: burst.saturating_mul(interval_ns),
+            }
         })
     }
 
@@ -65,7 +71,7 @@ impl Quota {
     }
 
     fn limit_ns(&self) -> u64 {
-        self.burst.saturating_mul(self.interval_ns)
+        self.limit_ns
     }
 
     /// The GCRA step: from the stored TAT, the new TAT if admitted, and the verdict.

@@ -27,10 +27,12 @@ impl Instant {
 
     /// `self + d`, saturating at the end of time.
     pub fn saturating_add(self, d: Duration) -> Instant {
-        Instant(
-            self.0
-                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-        )
+        // In u64, without `as_nanos`'s u128 (a deadline is set on every request).
+        let nanos = d
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(d.subsec_nanos()));
+        Instant(self.0.saturating_add(nanos))
     }
 
     /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.

@@ -649,7 +649,6 @@ impl App {
             ctx.id.set_generated(&self.secret);
         }
         self.metrics.request_started();
-        res.clear();
         let path = head.path();
         let (endpoint, route, param) = match self.router.lookup(head.method, path) {
             Match::Found {

@@ -122,7 +122,8 @@ pub trait Service {
     }
 
     /// A complete head: route, authorize, limit. True: read the body and `call`; false: `res`
-    /// holds the refusal. Default: admit everything.
+    /// holds the refusal. `res` comes empty (the session clears it for every request).
+    /// Default: admit everything.
     fn admit(
         &self,
         now: Now,

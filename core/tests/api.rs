@@ -494,3 +494,62 @@ fn openapi_json_describes_every_route() {
         assert_ne!(r.status, 404, "{path} is served");
     }
 }
+
+/// The request ID and the rate-limit state are written as each response is encoded: every
+/// kind of response carries them, each once.
+#[test]
+fn every_response_carries_the_common_lines_once() {
+    let common = |r: &Resp, limited: bool| {
+        let count = |name: &str| {
+            r.headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .count()
+        };
+        assert_eq!(count("x-request-id"), 1, "{} {:?}", r.status, r.headers);
+        let rate = usize::from(limited);
+        assert_eq!(
+            count("ratelimit-policy"),
+            rate,
+            "{} {:?}",
+            r.status,
+            r.headers
+        );
+        assert_eq!(count("ratelimit"), rate, "{} {:?}", r.status, r.headers);
+    };
+    let env = [("RATE_LIMIT", "1"), ("RATE_BURST", "2")];
+    let mut d = Driver::with(&env);
+    common(&d.request(&get("/ping")), true); // 200
+    // Refused by the router, before the limiter: no rate verdict.
+    common(&d.request(&get("/nope")), false); // 404
+    common(&d.request(&post("/ping", "")), false); // 405
+    common(&d.request(&post("/api/v1/compute/fast", "{")), true); // 400 from a handler
+    let r = d.request(&get("/ping"));
+    assert_eq!(r.status, 429);
+    common(&r, true);
+    common(&d.request(&get("/health")), false); // monitoring: not limited
+    // A protocol error (no rate verdict: the head never parsed).
+    let mut d = Driver::with(&env);
+    let r = d.request("GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    assert_eq!(r.status, 400);
+    common(&r, false);
+    // A head that never completes: 408.
+    let mut d = Driver::with(&env);
+    d.send(b"GET /ping HTTP/1.1\r\n");
+    d.advance(Duration::from_secs(11));
+    let r = d.one();
+    assert_eq!(r.status, 408);
+    common(&r, false);
+    // HEAD: the lines of its GET, no body.
+    let mut d = Driver::with(&env);
+    d.send(b"HEAD /ping HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = parse_responses(&std::mem::take(&mut d.out), true).remove(0);
+    common(&r, true);
+    // A refused connection (the connection limit): 503.
+    let app = app(&[("MAX_CONNECTIONS", "1")]);
+    let _first = Driver::new(app.clone());
+    let mut refused = Driver::new(app);
+    let r = refused.one();
+    assert_eq!(r.status, 503);
+    common(&r, false);
+}

@@ -182,8 +182,6 @@ impl App {
         ctx: &mut RequestCtx,
         res: &mut Response,
     ) -> Reply<JobWatch> {
-        res.clear();
-        self.common_headers(ctx, res);
         let endpoint = ctx
             .endpoint
             .expect("invariant: dispatch follows a successful admit");
@@ -197,7 +195,7 @@ impl App {
                 Some(n) => self.compute_response(now, ctx, res, 0, n.wrapping_mul(n)),
                 None => match self.parse_number(body) {
                     Ok(n) => self.compute_response(now, ctx, res, 0, n.wrapping_mul(n)),
-                    Err(msg) => self.fail(now, ctx, res, ErrorCode::InvalidRequest, &msg),
+                    Err(msg) => self.error(now, ctx, res, ErrorCode::InvalidRequest, &msg),
                 },
             },
             Endpoint::ComputeIntensive => match self.parse_number(body) {
@@ -214,7 +212,7 @@ impl App {
                         }
                         Err(_) => {
                             res.header("Retry-After", b"1");
-                            self.fail(
+                            self.error(
                                 now,
                                 ctx,
                                 res,
@@ -224,7 +222,7 @@ impl App {
                         }
                     }
                 }
-                Err(msg) => self.fail(now, ctx, res, ErrorCode::InvalidRequest, &msg),
+                Err(msg) => self.error(now, ctx, res, ErrorCode::InvalidRequest, &msg),
             },
             Endpoint::Echo => {
                 let ct = head
@@ -282,7 +280,7 @@ impl App {
             }
             Endpoint::Metrics | Endpoint::Stats => match negotiate(head) {
                 Some(format) => self.metrics_response(now, format, res),
-                None => self.fail(
+                None => self.error(
                     now,
                     ctx,
                     res,
@@ -299,14 +297,14 @@ impl App {
                         wait: None,
                     };
                 }
-                Ok(None) => self.fail(
+                Ok(None) => self.error(
                     now,
                     ctx,
                     res,
                     ErrorCode::InvalidRequest,
                     "query parameter ms is required",
                 ),
-                _ => self.fail(
+                _ => self.error(
                     now,
                     ctx,
                     res,
@@ -334,7 +332,7 @@ impl App {
                             first: (count > 0).then(|| now.mono.saturating_add(interval)),
                         };
                     }
-                    _ => self.fail(
+                    _ => self.error(
                         now,
                         ctx,
                         res,
@@ -392,26 +390,24 @@ impl App {
         res: &mut Response,
     ) {
         res.clear();
-        self.common_headers(ctx, res);
         match done {
             JobDone::Completed { id, result, .. } => {
                 self.compute_response(now, ctx, res, id, result)
             }
-            JobDone::TimedOut => self.fail(
+            JobDone::TimedOut => self.error(
                 now,
                 ctx,
                 res,
                 ErrorCode::Timeout,
                 "job did not finish within REQUEST_TIMEOUT",
             ),
-            JobDone::Failed => self.fail(now, ctx, res, ErrorCode::ProcessingError, "job failed"),
+            JobDone::Failed => self.error(now, ctx, res, ErrorCode::ProcessingError, "job failed"),
         }
     }
 
     /// The response to `/api/v1/sleep` once its time has come.
-    pub(crate) fn sleep_response(&self, ctx: &RequestCtx, ms: u64, res: &mut Response) {
+    pub(crate) fn sleep_response(&self, ms: u64, res: &mut Response) {
         res.clear();
-        self.common_headers(ctx, res);
         res.header_line(b"Content-Type: application/json\r\n");
         let b = res.body_mut();
         b.extend_from_slice(b"{\"slept_ms\":");

@@ -782,22 +782,9 @@ impl App {
         }
     }
 
-    /// Fills `res` with an error envelope for this request.
+    /// Fills `res` with an error envelope for this request (its common headers are added
+    /// when it is encoded, like every response's).
     pub(crate) fn error(
-        &self,
-        now: Now,
-        ctx: &RequestCtx,
-        res: &mut Response,
-        code: ErrorCode,
-        message: &str,
-    ) {
-        self.common_headers(ctx, res);
-        self.fail(now, ctx, res, code, message);
-    }
-
-    /// Writes the error envelope into a response that already carries the common headers
-    /// (a handler's error after `dispatch` set them): every header name appears once.
-    pub(crate) fn fail(
         &self,
         now: Now,
         ctx: &RequestCtx,
@@ -808,23 +795,20 @@ impl App {
         write_error(res, code, message, ctx.id.as_str(), now.unix_secs());
     }
 
-    /// Headers every response of a request carries: `X-Request-ID`, and under a limit
-    /// `RateLimit-Policy` and `RateLimit`.
-    fn common_headers(&self, ctx: &RequestCtx, res: &mut Response) {
-        // Precomputed blocks and numbers written straight into the header buffer (hot path).
-        res.header_lines(|h| {
-            h.reserve(128);
-            h.extend_from_slice(b"X-Request-ID: ");
-            ctx.id.write_to(h);
-            h.extend_from_slice(b"\r\n");
-            if let (Some(lines), Some((v, policy))) = (&self.rate_lines, ctx.verdict) {
-                put_block(h, &lines[policy as usize]);
-                put_decimal(h, v.remaining);
-                h.extend_from_slice(b";t=");
-                put_decimal(h, v.reset_secs);
-                h.extend_from_slice(b"\r\n");
-            }
-        });
+    /// The header lines every response of a request carries, written into the output as
+    /// the response is encoded: `X-Request-ID`, and under a limit `RateLimit-Policy` and
+    /// `RateLimit` (precomputed blocks and numbers, no per-header work).
+    pub(crate) fn write_common_lines(&self, ctx: &RequestCtx, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"X-Request-ID: ");
+        ctx.id.write_to(out);
+        out.extend_from_slice(b"\r\n");
+        if let (Some(lines), Some((v, policy))) = (&self.rate_lines, ctx.verdict) {
+            put_block(out, &lines[policy as usize]);
+            put_decimal(out, v.remaining);
+            out.extend_from_slice(b";t=");
+            put_decimal(out, v.reset_secs);
+            out.extend_from_slice(b"\r\n");
+        }
     }
 
     /// Records a finished request: metrics and the access log line.

@@ -53,6 +53,10 @@ impl Service for App {
         App::admit(self, now, head, peer, ctx, res)
     }
 
+    fn write_common_lines(&self, ctx: &RequestCtx, out: &mut Vec<u8>) {
+        App::write_common_lines(self, ctx, out)
+    }
+
     fn call(
         &self,
         now: Now,
@@ -96,7 +100,7 @@ impl Service for App {
                 // At a drain, answer at once with the time actually slept.
                 let slept = (now.mono.since(ctx.started).as_millis() as u64).min(ms);
                 ctx.deferred = Deferred::None;
-                self.sleep_response(ctx, slept, res);
+                self.sleep_response(slept, res);
             }
             Deferred::None | Deferred::Stream { .. } => {
                 res.clear();

@@ -225,9 +225,10 @@ impl Response {
 
     /// Encodes the response into `out`: one size check, then the cached [`Preamble`] (the
     /// status line of a `200`, `Server` and `Date` in one fixed-size copy), the framing, the
-    /// handler's header lines and the body. `connection` is a whole `Connection` line, if any;
-    /// `with_body` is false for `HEAD`; `framing` says how the body is delimited (a streamed
-    /// body follows later, chunk by chunk).
+    /// lines `common` writes (the service's, for every response), the handler's header lines
+    /// and the body. `connection` is a whole `Connection` line, if any; `with_body` is false
+    /// for `HEAD`; `framing` says how the body is delimited (a streamed body follows later,
+    /// chunk by chunk).
     #[inline(always)]
     pub fn encode(
         &self,
@@ -236,13 +237,16 @@ impl Response {
         connection: Option<&'static [u8]>,
         with_body: bool,
         framing: BodyFraming,
+        common: impl FnOnce(&mut Vec<u8>),
     ) {
         let body = if with_body && framing == BodyFraming::Length {
             &self.body[..]
         } else {
             &[]
         };
-        out.reserve(PREAMBLE_LEN + 64 + self.headers.len() + body.len());
+        #[cfg(debug_assertions)]
+        let start = out.len();
+        out.reserve(PREAMBLE_LEN + COMMON_ROOM + self.headers.len() + body.len());
         if self.status == Status::OK {
             out.extend_from_slice(&preamble.bytes[..CONTENT_LENGTH_AT]);
         } else {
@@ -261,11 +265,23 @@ impl Response {
         if let Some(line) = connection {
             out.extend_from_slice(line);
         }
+        #[cfg(debug_assertions)]
+        let lines = out.len();
+        common(out);
         out.extend_from_slice(&self.headers);
+        #[cfg(debug_assertions)]
+        {
+            check_header_lines(&out[lines..]);
+            debug_assert!(out[start..].starts_with(b"HTTP/1.1 "));
+        }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(body);
     }
 }
+
+/// Room reserved for a service's common lines (a request ID and two rate-limit lines take
+/// about 200 bytes; more only costs a second size check).
+const COMMON_ROOM: usize = 256;
 
 /// Debug check of a header block: `Name: value` lines ending with CRLF, no CR or LF inside
 /// a line, and every name once (ASCII case-insensitive).
@@ -441,9 +457,16 @@ mod tests {
         r.header("Content-Type", b"text/plain");
         r.body_mut().extend_from_slice(b"pong");
         let mut out = Vec::new();
-        r.encode(&mut out, &rfc_date(), None, true, BodyFraming::Length);
+        r.encode(
+            &mut out,
+            &rfc_date(),
+            None,
+            true,
+            BodyFraming::Length,
+            |o| o.extend_from_slice(b"X-Common: 1\r\n"),
+        );
         let want = format!(
-            "HTTP/1.1 200 OK\r\nServer: {SERVER}\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 4\r\nContent-Type: text/plain\r\n\r\npong"
+            "HTTP/1.1 200 OK\r\nServer: {SERVER}\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 4\r\nX-Common: 1\r\nContent-Type: text/plain\r\n\r\npong"
         );
         assert_eq!(String::from_utf8(out).unwrap(), want);
     }
@@ -459,6 +482,7 @@ mod tests {
             Some(b"Connection: close\r\n"),
             false,
             BodyFraming::Length,
+            |_| {},
         );
         let s = String::from_utf8(out).unwrap();
         assert!(s.contains("Content-Length: 4\r\n") && s.contains("Connection: close\r\n"));

@@ -136,7 +136,16 @@ pub trait Service {
         true
     }
 
-    /// The body is complete: answer now, later, or with a stream.
+    /// Header lines every response of this exchange carries (`Name: value\r\n` each, the
+    /// rules of [`Response::header`]), written straight into the output after the framing
+    /// headers and before the response's own: request IDs, rate-limit state. Called once per
+    /// encoded response, refusals and errors included. Default: none.
+    fn write_common_lines(&self, ex: &Self::Exchange, out: &mut Vec<u8>) {
+        let _ = (ex, out);
+    }
+
+    /// The body is complete: answer now, later, or with a stream. `res` comes empty, as in
+    /// [`Service::admit`].
     fn call(
         &self,
         now: Now,

@@ -685,12 +685,14 @@ impl<S: Service> Session<S> {
                 } else {
                     BodyFraming::UntilClose
                 };
+                let (service, ex) = (&self.service, &self.ex);
                 self.res.encode(
                     &mut self.out,
                     &self.preamble,
                     connection,
                     with_body,
                     framing,
+                    |out| service.write_common_lines(ex, out),
                 );
                 self.arm_write(now);
                 if !with_body {
@@ -851,12 +853,14 @@ impl<S: Service> Session<S> {
         let connection = self.connection_header();
         self.preamble.refresh(now.unix_secs());
         let with_body = !(self.head_valid && self.head.method == Method::Head);
+        let (service, ex) = (&self.service, &self.ex);
         self.res.encode(
             &mut self.out,
             &self.preamble,
             connection,
             with_body,
             BodyFraming::Length,
+            |out| service.write_common_lines(ex, out),
         );
         let head = self.head_valid.then(|| self.head.view_in(&self.recv));
         self.service

@@ -35,9 +35,11 @@ pub const DURATION_BOUNDS_US: [u64; 17] = [
     1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
 
-/// Series slots per shard for (method, route, status); a further series lands in an overflow
-/// series labelled `status="other"`, so the table never grows.
+/// Series slots per shard for (method, route, status), a power of two (a probe wraps with a
+/// mask); a further series lands in one more slot, the overflow series labelled
+/// `status="other"`, so the table never grows.
 const SERIES_CAP: usize = 256;
+const _: () = assert!(SERIES_CAP.is_power_of_two());
 
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
@@ -273,7 +275,7 @@ impl Metrics {
         let shards = (0..SHARDS)
             .map(|_| Shard {
                 counters: CounterShard::default(),
-                series: (0..SERIES_CAP)
+                series: (0..=SERIES_CAP)
                     .map(|_| Series {
                         key: AtomicU32::new(0),
                         buckets: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -338,9 +340,9 @@ impl Metrics {
 
     /// Finds or claims the slot of `key` (open addressing; lock-free claim by CAS).
     fn series(table: &[Series], key: u32) -> &Series {
-        let start = (key.wrapping_mul(0x9E37_79B1) >> 24) as usize % (SERIES_CAP - 1);
-        for i in 0..SERIES_CAP - 1 {
-            let slot = &table[(start + i) % (SERIES_CAP - 1)];
+        let start = (key.wrapping_mul(0x9E37_79B1) >> 24) as usize;
+        for i in 0..SERIES_CAP {
+            let slot = &table[(start + i) & (SERIES_CAP - 1)];
             let k = slot.key.load(Ordering::Acquire);
             if k == key {
                 return slot;
@@ -356,7 +358,7 @@ impl Metrics {
                 }
             }
         }
-        let overflow = &table[SERIES_CAP - 1];
+        let overflow = &table[SERIES_CAP];
         overflow.key.store(OVERFLOW_KEY, Ordering::Relaxed);
         overflow
     }

@@ -341,7 +341,7 @@ fn metrics(c: &mut Criterion) {
                 method: 0,
                 route: 0,
                 status: 200,
-                latency: Duration::from_micros(37),
+                latency_us: 37,
             })
         })
     });

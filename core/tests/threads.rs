@@ -4,7 +4,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rand_chacha::ChaCha12Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -90,7 +89,7 @@ fn metric_counters_sum_across_threads() {
                         method: 0,
                         route: 0,
                         status,
-                        latency: Duration::from_micros(50),
+                        latency_us: 50,
                     });
                 }
             })

@@ -826,12 +826,12 @@ impl App {
             return;
         }
         ctx.open = false;
-        let latency = now.mono.since(ctx.started);
+        let latency_ns = now.mono.as_nanos().saturating_sub(ctx.started.as_nanos());
         self.metrics.request_finished(RequestRecord {
             method: method_index(ctx.method),
             route: ctx.route,
             status: status.code(),
-            latency,
+            latency_us: latency_ns / 1_000,
         });
         if self.config.access_log {
             // The path is UTF-8 (the grammar checked the target).
@@ -842,7 +842,7 @@ impl App {
                 method = ctx.method.as_str(),
                 path,
                 status = status.code(),
-                latency_ms = latency.as_secs_f64() * 1e3,
+                latency_ms = latency_ns as f64 / 1e6,
                 client_ip = ClientIp::new(ctx.client_ip).as_str(),
             );
         }

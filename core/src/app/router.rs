@@ -14,8 +14,14 @@ struct Route<E> {
     prefix: &'static str,
     suffix: Option<&'static str>,
     methods: Vec<(Method, E)>,
+    /// The endpoint of each method (indexed by `Method as usize`), `HEAD` falling back to
+    /// `GET`: a lookup is one load.
+    by_method: [Option<E>; METHODS],
     allow: String,
 }
+
+/// How many [`Method`]s there are (`Other` is the last).
+const METHODS: usize = Method::Other as usize + 1;
 
 /// The result of a lookup.
 #[derive(Debug, PartialEq, Eq)]
@@ -86,6 +92,7 @@ impl<E: Copy> RouterBuilder<E> {
                     prefix,
                     suffix,
                     methods: vec![(method, endpoint)],
+                    by_method: [None; METHODS],
                     allow: String::new(),
                 })
             }
@@ -106,6 +113,12 @@ impl<E: Copy> RouterBuilder<E> {
             names.sort_unstable();
             names.dedup();
             r.allow = names.join(", ");
+            for &(m, e) in &r.methods {
+                // The first registration of a method wins, as it always has.
+                r.by_method[m as usize].get_or_insert(e);
+            }
+            let get = r.by_method[Method::Get as usize];
+            r.by_method[Method::Head as usize] = r.by_method[Method::Head as usize].or(get);
         }
         Router {
             routes: self.routes,
@@ -131,14 +144,8 @@ impl<E: Copy> Router<E> {
             let Some(param) = match_route(r.prefix, r.suffix, path) else {
                 continue;
             };
-            let want = if method == Method::Head {
-                Method::Get
-            } else {
-                method
-            };
-            let exact = r.methods.iter().find(|(m, _)| *m == method);
-            return match exact.or_else(|| r.methods.iter().find(|(m, _)| *m == want)) {
-                Some(&(_, endpoint)) => Match::Found {
+            return match r.by_method[method as usize] {
+                Some(endpoint) => Match::Found {
                     route: i as u8,
                     endpoint,
                     param,

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use rand_chacha::ChaCha12Rng;
+use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use weir_core::app::{RequestId, Secret};
 use weir_core::limit::{Gcra, Quota};
@@ -13,8 +13,8 @@ use weir_core::metrics::{Metrics, RequestRecord};
 use weir_core::time::Instant;
 
 #[test]
-fn request_ids_are_a_chacha12_keystream_under_the_secret() {
-    // Generated on a fresh thread: its keystream is ChaCha12(secret, stream n) for the stream
+fn request_ids_are_a_chacha8_keystream_under_the_secret() {
+    // Generated on a fresh thread: its keystream is ChaCha8(secret, stream n) for the stream
     // number it drew; the ID is that keystream's first 16 bytes with the version and variant
     // bits set. A CSPRNG: IDs seen reveal neither the key nor later IDs.
     let id = std::thread::spawn(|| {
@@ -25,7 +25,7 @@ fn request_ids_are_a_chacha12_keystream_under_the_secret() {
     .join()
     .unwrap();
     let found = (0..10_000u64).any(|stream| {
-        let mut r = ChaCha12Rng::from_seed([0xA5; 32]);
+        let mut r = ChaCha8Rng::from_seed([0xA5; 32]);
         r.set_stream(stream);
         let mut raw = [0u8; 16];
         r.fill_bytes(&mut raw);
@@ -34,7 +34,7 @@ fn request_ids_are_a_chacha12_keystream_under_the_secret() {
         let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         id.replace('-', "") == hex
     });
-    assert!(found, "{id} is not from the keyed ChaCha12 stream");
+    assert!(found, "{id} is not from the keyed ChaCha8 stream");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::json::{write_f64, write_int, write_str, write_utf8};
 use super::{App, Deferred, Endpoint, ErrorCode, METHOD_NAMES, RequestCtx};
-use crate::http::response::{DIGIT_PAIRS, put_u64};
+use crate::http::response::{put_decimal, put_u64};
 use crate::http::{Head, Reply, Response, Status};
 use crate::jobs::{JobDone, JobWatch};
 use crate::metrics::{DURATION_BOUNDS, DURATION_BOUNDS_US};
@@ -54,25 +54,6 @@ fn write_unix_secs(out: &mut Vec<u8>, secs: u64) {
         SECONDS.set((secs, digits));
     }
     out.extend_from_slice(&digits);
-}
-
-/// Appends a computed result in decimal: below 10,000 with at most two table lookups and one
-/// fixed-size copy (itoa plus a length-dependent copy cost about fifty instructions), larger
-/// ones through `put_u64`.
-#[inline]
-fn write_result(out: &mut Vec<u8>, n: u64) {
-    if !(10..10_000).contains(&n) {
-        return put_u64(out, n);
-    }
-    let (hi, lo) = (
-        DIGIT_PAIRS[(n / 100) as usize],
-        DIGIT_PAIRS[(n % 100) as usize],
-    );
-    match n {
-        10..100 => out.extend_from_slice(&lo),
-        100..1000 => out.extend_from_slice(&[hi[1], lo[0], lo[1]]),
-        _ => out.extend_from_slice(&[hi[0], hi[1], lo[0], lo[1]]),
-    }
 }
 
 /// The body as nearly every client sends it — `{"number": <integer>}` with JSON whitespace
@@ -369,7 +350,7 @@ impl App {
         if result < 0 {
             b.push(b'-');
         }
-        write_result(b, result.unsigned_abs());
+        put_decimal(b, result.unsigned_abs());
         b.extend_from_slice(b",\"latency_us\":");
         let latency = now.mono.since(ctx.started);
         put_u64(
@@ -920,15 +901,6 @@ mod tests {
     use super::*;
     use crate::http::{Limits, ParsedHead};
     use proptest::prelude::*;
-
-    #[test]
-    fn results_are_written_in_decimal() {
-        for n in (0..12_000).chain([99_999, 100_000, u64::MAX]) {
-            let mut out = b"r:".to_vec();
-            write_result(&mut out, n);
-            assert_eq!(out, format!("r:{n}").as_bytes());
-        }
-    }
 
     #[test]
     fn unix_seconds_are_written_in_decimal_whether_cached_or_not() {

@@ -372,7 +372,7 @@ pub fn put_u64(out: &mut Vec<u8>, n: u64) {
 }
 
 /// The two decimal digits of every number below 100.
-pub(crate) static DIGIT_PAIRS: [[u8; 2]; 100] = {
+static DIGIT_PAIRS: [[u8; 2]; 100] = {
     let mut t = [[0; 2]; 100];
     let mut i = 0;
     while i < 100 {
@@ -383,36 +383,40 @@ pub(crate) static DIGIT_PAIRS: [[u8; 2]; 100] = {
 };
 
 /// Appends the decimal digits of `n`. Below 10^8 (counts and limits, nearly always) the
-/// digits are assembled from four digit pairs in one word, shifted past its leading zeros and
-/// stored whole, then cut to length: no library call and no copy of variable length (itoa
-/// plus that copy cost about twice as much); larger numbers through [`put_u64`].
+/// digits are assembled from two, four or six digits' worth of pairs (by the number's
+/// range) in one word, shifted past a leading zero and stored whole, then cut to length: no
+/// library call and no copy of variable length (itoa plus that copy cost about twice as
+/// much); larger numbers through [`put_u64`].
 #[inline(always)]
 pub fn put_decimal(out: &mut Vec<u8>, n: u64) {
-    if n < 10 {
-        return out.push(b'0' + n as u8);
-    }
-    if n >= 100_000_000 {
-        return put_u64(out, n);
-    }
-    let n = n as u32;
-    let (hi, lo) = (n / 10_000, n % 10_000);
-    let pairs = [hi / 100, hi % 100, lo / 100, lo % 100].map(|p| DIGIT_PAIRS[p as usize]);
-    let word = u64::from_le_bytes([
-        pairs[0][0],
-        pairs[0][1],
-        pairs[1][0],
-        pairs[1][1],
-        pairs[2][0],
-        pairs[2][1],
-        pairs[3][0],
-        pairs[3][1],
-    ]);
-    let digits = 8 - [10_000_000, 1_000_000, 100_000, 10_000, 1_000, 100, 10]
-        .iter()
-        .filter(|&&p| n < p)
-        .count();
+    let pair = |p: u32| u64::from(u16::from_le_bytes(DIGIT_PAIRS[p as usize]));
+    let (word, digits) = match n {
+        0..10 => return out.push(b'0' + n as u8),
+        10..100 => (pair(n as u32), 2),
+        100..10_000 => {
+            let n = n as u32;
+            let word = pair(n / 100) | pair(n % 100) << 16;
+            (word, 4 - usize::from(n < 1_000))
+        }
+        10_000..1_000_000 => {
+            let n = n as u32;
+            let (hi, lo) = (n / 10_000, n % 10_000);
+            let word = pair(hi) | pair(lo / 100) << 16 | pair(lo % 100) << 32;
+            (word, 6 - usize::from(n < 100_000))
+        }
+        1_000_000..100_000_000 => {
+            let n = n as u32;
+            let (hi, lo) = (n / 10_000, n % 10_000);
+            let word =
+                pair(hi / 100) | pair(hi % 100) << 16 | pair(lo / 100) << 32 | pair(lo % 100) << 48;
+            (word, 8 - usize::from(n < 10_000_000))
+        }
+        _ => return put_u64(out, n),
+    };
+    // An odd count has one leading zero digit in the word: shift it out.
+    let word = word >> (8 * (digits & 1));
     let at = out.len();
-    out.extend_from_slice(&(word >> (8 * (8 - digits))).to_le_bytes());
+    out.extend_from_slice(&word.to_le_bytes());
     out.truncate(at + digits);
 }
 

@@ -812,6 +812,8 @@ impl App {
     }
 
     /// Records a finished request: metrics and the access log line.
+    /// Inlined into the session's response path; the access log line is written out of line.
+    #[inline(always)]
     pub(crate) fn finish(
         &self,
         now: Now,
@@ -834,19 +836,25 @@ impl App {
             latency_us: latency_ns / 1_000,
         });
         if self.config.access_log {
-            // The path is UTF-8 (the grammar checked the target).
-            let path = head.map_or("-", |h| std::str::from_utf8(h.path()).unwrap_or("-"));
-            tracing::info!(
-                target: "weir::access",
-                request_id = ctx.id.as_str(),
-                method = ctx.method.as_str(),
-                path,
-                status = status.code(),
-                latency_ms = latency_ns as f64 / 1e6,
-                client_ip = ClientIp::new(ctx.client_ip).as_str(),
-            );
+            log_access(ctx, head, status, latency_ns);
         }
     }
+}
+
+/// The access log line of a finished request.
+#[inline(never)]
+fn log_access(ctx: &RequestCtx, head: Option<&Head<'_>>, status: Status, latency_ns: u64) {
+    // The path is UTF-8 (the grammar checked the target).
+    let path = head.map_or("-", |h| std::str::from_utf8(h.path()).unwrap_or("-"));
+    tracing::info!(
+        target: "weir::access",
+        request_id = ctx.id.as_str(),
+        method = ctx.method.as_str(),
+        path,
+        status = status.code(),
+        latency_ms = latency_ns as f64 / 1e6,
+        client_ip = ClientIp::new(ctx.client_ip).as_str(),
+    );
 }
 
 /// Room for a precomputed `RateLimit-Policy` line and the start of `RateLimit`: two policies

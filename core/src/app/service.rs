@@ -162,6 +162,7 @@ impl Service for App {
         App::error(self, now, ctx, res, ErrorCode::for_status(status), message);
     }
 
+    #[inline(always)]
     fn finish(&self, now: Now, ctx: &mut RequestCtx, head: Option<&Head<'_>>, status: Status) {
         App::finish(self, now, ctx, head, status)
     }

@@ -118,12 +118,11 @@ impl RequestId {
     /// place (SSE2 hex, [`hex16`]): no zeroing, no copy of the whole ID.
     pub fn set_generated(&mut self, secret: &Secret) {
         let (hi, lo) = RNG.with(|cell| {
-            let mut rng = cell.borrow_mut();
-            let rng = rng.get_or_insert_with(|| {
-                let mut r = ChaCha8Rng::from_seed(secret.0);
-                r.set_stream(NEXT_STREAM.fetch_add(1, Ordering::Relaxed));
-                r
-            });
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                seed(&mut slot, secret);
+            }
+            let rng = slot.as_mut().expect("invariant: seeded just above");
             (rng.next_u64(), rng.next_u64())
         });
         let mut raw = [0u8; 16];
@@ -146,6 +145,15 @@ impl RequestId {
         self.len = 36;
         self.generated = true;
     }
+}
+
+/// This thread's generator, made on its first ID (out of line: the hot path keeps a small
+/// stack frame).
+#[cold]
+#[inline(never)]
+fn seed(slot: &mut Option<ChaCha8Rng>, secret: &Secret) {
+    let rng = slot.insert(ChaCha8Rng::from_seed(secret.0));
+    rng.set_stream(NEXT_STREAM.fetch_add(1, Ordering::Relaxed));
 }
 
 #[cfg(test)]

@@ -247,18 +247,29 @@ impl Response {
         #[cfg(debug_assertions)]
         let start = out.len();
         out.reserve(PREAMBLE_LEN + COMMON_ROOM + self.headers.len() + body.len());
-        if self.status == Status::OK {
-            out.extend_from_slice(&preamble.bytes[..CONTENT_LENGTH_AT]);
-        } else {
-            out.extend_from_slice(self.status.status_line());
-            out.extend_from_slice(&preamble.bytes[OK_LINE.len()..CONTENT_LENGTH_AT]);
+        match (self.status == Status::OK, framing) {
+            // The common case: the whole preamble, `Content-Length: ` included, in one copy.
+            (true, BodyFraming::Length) => out.extend_from_slice(&preamble.bytes),
+            (true, _) => out.extend_from_slice(&preamble.bytes[..CONTENT_LENGTH_AT]),
+            (false, _) => {
+                out.extend_from_slice(self.status.status_line());
+                let end = if framing == BodyFraming::Length {
+                    PREAMBLE_LEN
+                } else {
+                    CONTENT_LENGTH_AT
+                };
+                out.extend_from_slice(&preamble.bytes[OK_LINE.len()..end]);
+            }
         }
         match framing {
-            BodyFraming::Length => {
-                out.extend_from_slice(&preamble.bytes[CONTENT_LENGTH_AT..]);
-                put_u64(out, self.body.len() as u64);
-                out.extend_from_slice(b"\r\n");
-            }
+            BodyFraming::Length => match self.body.len() {
+                // The length and its CRLF in one store.
+                n @ 0..10 => out.extend_from_slice(&[b'0' + n as u8, b'\r', b'\n']),
+                n => {
+                    put_decimal(out, n as u64);
+                    out.extend_from_slice(b"\r\n");
+                }
+            },
             BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
             BodyFraming::UntilClose => {}
         }

@@ -343,20 +343,16 @@ impl App {
         let b = res.body_mut();
         b.extend_from_slice(b"{\"request_id\":");
         ctx.id.write_json(b);
-        // Numbers through `put_u64`: the job ID and latency are mostly one digit.
         b.extend_from_slice(b",\"job_id\":");
-        put_u64(b, job_id);
+        put_decimal(b, job_id);
         b.extend_from_slice(b",\"result\":");
         if result < 0 {
             b.push(b'-');
         }
         put_decimal(b, result.unsigned_abs());
         b.extend_from_slice(b",\"latency_us\":");
-        let latency = now.mono.since(ctx.started);
-        put_u64(
-            b,
-            latency.as_secs() * 1_000_000 + u64::from(latency.subsec_micros()),
-        );
+        let latency_ns = now.mono.as_nanos().saturating_sub(ctx.started.as_nanos());
+        put_decimal(b, latency_ns / 1_000);
         b.extend_from_slice(b",\"timestamp\":");
         write_unix_secs(b, now.unix_secs());
         b.push(b'}');

@@ -799,15 +799,21 @@ impl App {
     /// the response is encoded: `X-Request-ID`, and under a limit `RateLimit-Policy` and
     /// `RateLimit` (precomputed blocks and numbers, no per-header work).
     pub(crate) fn write_common_lines(&self, ctx: &RequestCtx, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"X-Request-ID: ");
-        ctx.id.write_to(out);
-        out.extend_from_slice(b"\r\n");
+        ctx.id.write_header_line(out);
         if let (Some(lines), Some((v, policy))) = (&self.rate_lines, ctx.verdict) {
             put_block(out, &lines[policy as usize]);
             put_decimal(out, v.remaining);
-            out.extend_from_slice(b";t=");
-            put_decimal(out, v.reset_secs);
-            out.extend_from_slice(b"\r\n");
+            match v.reset_secs {
+                // The reset and the line's end in one store (a window of seconds, mostly).
+                n @ 0..10 => {
+                    out.extend_from_slice(&[b';', b't', b'=', b'0' + n as u8, b'\r', b'\n'])
+                }
+                n => {
+                    out.extend_from_slice(b";t=");
+                    put_decimal(out, n);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
         }
     }
 

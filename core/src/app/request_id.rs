@@ -28,13 +28,21 @@ thread_local! {
     static RNG: RefCell<Option<ChaCha8Rng>> = const { RefCell::new(None) };
 }
 
-/// A request ID stored inline (no allocation).
+/// The header line an ID is kept in.
+const PREFIX: &[u8; 14] = b"X-Request-ID: ";
+const AT: usize = PREFIX.len();
+/// A generated ID's whole header line.
+const GENERATED_LINE: usize = AT + 36 + 2;
+
+/// A request ID stored inline (no allocation), inside its own header line
+/// (`X-Request-ID: <id>\r\n`), so a response gets it in one copy.
 #[derive(Clone, Copy)]
 pub struct RequestId {
     len: u8,
     /// Made here (a UUID: hex and dashes, nothing to escape in JSON).
     generated: bool,
-    bytes: [u8; MAX_REQUEST_ID],
+    /// The prefix, the ID at `AT..AT + len`, then CRLF.
+    line: [u8; AT + MAX_REQUEST_ID + 2],
 }
 
 impl std::fmt::Debug for RequestId {
@@ -45,10 +53,12 @@ impl std::fmt::Debug for RequestId {
 
 impl Default for RequestId {
     fn default() -> Self {
+        let mut line = [0; AT + MAX_REQUEST_ID + 2];
+        line[..AT].copy_from_slice(PREFIX);
         RequestId {
             len: 0,
             generated: false,
-            bytes: [0; MAX_REQUEST_ID],
+            line,
         }
     }
 }
@@ -56,7 +66,7 @@ impl Default for RequestId {
 impl RequestId {
     /// The ID bytes (visible ASCII).
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len as usize]
+        &self.line[AT..AT + self.len as usize]
     }
 
     /// Appends the ID as a JSON string. Generated IDs (hex and dashes) need no escaping, so
@@ -64,26 +74,26 @@ impl RequestId {
     pub fn write_json(&self, out: &mut Vec<u8>) {
         if self.generated {
             let mut quoted = [b'"'; 38];
-            quoted[1..37].copy_from_slice(&self.bytes[..36]);
+            quoted[1..37].copy_from_slice(&self.line[AT..AT + 36]);
             out.extend_from_slice(&quoted);
         } else {
             super::json::write_utf8(out, self.as_bytes());
         }
     }
 
-    /// Appends the ID bytes (a generated one as a fixed-size copy).
+    /// Appends the `X-Request-ID` header line (a generated one as one fixed-size copy).
     #[inline]
-    pub fn write_to(&self, out: &mut Vec<u8>) {
+    pub fn write_header_line(&self, out: &mut Vec<u8>) {
         if self.generated {
-            out.extend_from_slice(&self.bytes[..36]);
+            out.extend_from_slice(&self.line[..GENERATED_LINE]);
         } else {
-            out.extend_from_slice(self.as_bytes());
+            out.extend_from_slice(&self.line[..AT + self.len as usize + 2]);
         }
     }
 
     /// The ID text.
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len as usize]).expect("invariant: IDs are ASCII")
+        std::str::from_utf8(self.as_bytes()).expect("invariant: IDs are ASCII")
     }
 
     /// The incoming value if it is 1–128 visible ASCII bytes (0x21–0x7E).
@@ -101,9 +111,11 @@ impl RequestId {
         {
             return false;
         }
-        self.len = value.len() as u8;
+        let n = value.len();
+        self.len = n as u8;
         self.generated = false;
-        self.bytes[..value.len()].copy_from_slice(value);
+        self.line[AT..AT + n].copy_from_slice(value);
+        self.line[AT + n..AT + n + 2].copy_from_slice(b"\r\n");
         true
     }
 
@@ -132,7 +144,7 @@ impl RequestId {
         raw[8] = raw[8] & 0x3f | 0x80; // RFC 9562 variant
         // 32 hex digits in one step, then placed around the dashes (8-4-4-4-12).
         let hex = hex16(&raw);
-        let text = &mut self.bytes[..36];
+        let text = &mut self.line[AT..AT + 36];
         text[..8].copy_from_slice(&hex[..8]);
         text[8] = b'-';
         text[9..13].copy_from_slice(&hex[8..12]);
@@ -142,6 +154,7 @@ impl RequestId {
         text[19..23].copy_from_slice(&hex[16..20]);
         text[23] = b'-';
         text[24..36].copy_from_slice(&hex[20..32]);
+        self.line[AT + 36..GENERATED_LINE].copy_from_slice(b"\r\n");
         self.len = 36;
         self.generated = true;
     }
@@ -186,6 +199,23 @@ mod tests {
         let id = RequestId::generate(&Secret([3; 32]));
         id.write_json(&mut out);
         assert_eq!(out, format!("\"{}\"", id.as_str()).as_bytes());
+    }
+
+    #[test]
+    fn the_header_line_holds_the_id() {
+        let id = RequestId::generate(&Secret([7; 32]));
+        let mut out = Vec::new();
+        id.write_header_line(&mut out);
+        assert_eq!(out, format!("X-Request-ID: {}\r\n", id.as_str()).as_bytes());
+        for client in [&b"a"[..], b"trace-77", &[b'z'; 128]] {
+            let mut id = RequestId::generate(&Secret([7; 32]));
+            assert!(id.set_from_client(client));
+            out.clear();
+            id.write_header_line(&mut out);
+            let want = [&b"X-Request-ID: "[..], client, b"\r\n"].concat();
+            assert_eq!(out, want);
+            assert_eq!(id.as_bytes(), client);
+        }
     }
 
     #[test]

@@ -360,10 +360,16 @@ impl ParsedHead {
     }
 
     /// The head with its bytes, wherever they are: at its offset in `recv`, or in its copy.
+    #[inline]
     pub fn view_in<'a>(&'a self, recv: &'a [u8]) -> Head<'a> {
-        match self.home {
-            Home::Buffer(at) => self.view(&recv[at..]),
-            Home::Copied => self.view(&self.copy),
+        let bytes = match self.home {
+            Home::Buffer(at) => &recv[at..at + self.len as usize],
+            // `detach` copied exactly the head.
+            Home::Copied => &self.copy[..],
+        };
+        Head {
+            parsed: self,
+            bytes,
         }
     }
 

@@ -4,6 +4,7 @@
 //! This file only moves bytes between sockets and sessions and waits; every decision is in
 //! the core, everything else in the runtime kit.
 
+use std::future::poll_fn;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
@@ -97,8 +98,10 @@ async fn connection<S: Served>(svc: Arc<S>, tcp: TcpStream, peer: SocketAddr, dr
         }
         let wake = tokio::select! {
             biased;
-            g = sock.readable(), if wants_read => Wake::Readable(g),
-            g = sock.writable(), if wants_write => Wake::Writable(g),
+            // `poll_*_ready` keep one waker per direction in the descriptor's slot: cheaper
+            // than the `readable()` future, which links a waiter into a list under a lock.
+            g = poll_fn(|cx| sock.poll_read_ready(cx)), if wants_read => Wake::Readable(g),
+            g = poll_fn(|cx| sock.poll_write_ready(cx)), if wants_write => Wake::Writable(g),
             _ = when_some(&mut job) => Wake::Job,
             _ = &mut sleep, if alarm.is_armed() => Wake::Timer,
             _ = when_some(&mut drained) => Wake::Drain,

@@ -7,7 +7,7 @@
 
 mod deadlines;
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
@@ -145,11 +145,15 @@ async fn connection(
             timer.set_at(at);
         }
         let (wants_read, wants_write) = (s.wants_read(), s.poll_transmit().is_some());
+        let readable = poll_fn(|cx| stream.poll_readable(cx));
+        let writable = poll_fn(|cx| stream.poll_writable(cx));
         let io = async {
             match (wants_read, wants_write) {
-                (true, true) => drop(stream.readable().or(stream.writable()).await),
-                (true, false) => drop(stream.readable().await),
-                (false, true) => drop(stream.writable().await),
+                // `poll_*` keep one waker per direction in the source: cheaper than the
+                // `readable()` future, which takes a waker slot from a list per wait.
+                (true, true) => drop(readable.or(writable).await),
+                (true, false) => drop(readable.await),
+                (false, true) => drop(writable.await),
                 (false, false) => std::future::pending().await,
             }
         };

@@ -298,12 +298,22 @@ pub fn run_worker(app: &App, stop: &crossbeam_channel::Receiver<()>) {
 /// true if it did. A socket error is handed to the session. Shared by the three runtimes.
 pub fn flush<S: weir_core::Service>(
     s: &mut weir_core::tls::Connection<S>,
+    write: impl FnMut(&[u8]) -> std::io::Result<usize>,
+) -> bool {
+    flush_at(s, None, write)
+}
+
+/// [`flush`] with the time the caller read last (its loop's), saving a clock read per
+/// write: it only dates the write timeout of a partial write.
+pub fn flush_at<S: weir_core::Service>(
+    s: &mut weir_core::tls::Connection<S>,
+    now: Option<weir_core::Now>,
     mut write: impl FnMut(&[u8]) -> std::io::Result<usize>,
 ) -> bool {
     use std::io::ErrorKind;
     while let Some(bytes) = s.poll_transmit() {
         match write(bytes) {
-            Ok(n) => s.advance_transmit(clock::now(), n),
+            Ok(n) => s.advance_transmit(now.unwrap_or_else(clock::now), n),
             Err(e)
                 if matches!(
                     e.kind(),

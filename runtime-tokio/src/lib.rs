@@ -68,7 +68,9 @@ async fn connection<S: Served>(svc: Arc<S>, tcp: TcpStream, peer: SocketAddr, dr
     let Ok(sock) = (unsafe { AsyncFd::register(std_stream) }) else {
         return;
     };
-    let mut s = Connection::new(svc, peer, clock::now());
+    // The time of the last wake: what the loop's writes date their timeout with.
+    let mut now = clock::now();
+    let mut s = Connection::new(svc, peer, now);
     let mut job = None;
     let mut drained = drain.listen();
     if drained.is_none() {
@@ -78,7 +80,7 @@ async fn connection<S: Served>(svc: Arc<S>, tcp: TcpStream, peer: SocketAddr, dr
     tokio::pin!(sleep);
     let mut alarm = Alarm::default();
     loop {
-        let blocked = rt::flush(&mut s, |bytes| sock.get_ref().write(bytes));
+        let blocked = rt::flush_at(&mut s, Some(now), |bytes| sock.get_ref().write(bytes));
         if let Some(reason) = take_effects(&mut s, &mut job) {
             if reason.wants_linger() {
                 // Readiness is cleared before each read: one that finds nothing then waits.
@@ -106,7 +108,7 @@ async fn connection<S: Served>(svc: Arc<S>, tcp: TcpStream, peer: SocketAddr, dr
             _ = &mut sleep, if alarm.is_armed() => Wake::Timer,
             _ = when_some(&mut drained) => Wake::Drain,
         };
-        let now = clock::now();
+        now = clock::now();
         match wake {
             Wake::Readable(Ok(mut guard)) => {
                 let buf = s.recv_buf();

@@ -431,12 +431,17 @@ pub fn put_decimal(out: &mut Vec<u8>, n: u64) {
     out.truncate(at + digits);
 }
 
-/// Appends `block` (at most `N` bytes, kept in an `N`-byte array) with one fixed-size copy,
-/// then cuts back to its length: a precomputed block costs no library call.
+/// Appends `block` (at most `N` bytes, kept in an `N`-byte array) with one fixed-size copy
+/// (of its first 64 bytes when it fits in them), then cuts back to its length: a
+/// precomputed block costs no library call.
 #[inline]
 pub fn put_block<const N: usize>(out: &mut Vec<u8>, block: &([u8; N], usize)) {
     let at = out.len();
-    out.extend_from_slice(&block.0);
+    if N > 64 && block.1 <= 64 {
+        out.extend_from_slice(&block.0[..64]);
+    } else {
+        out.extend_from_slice(&block.0);
+    }
     out.truncate(at + block.1);
 }
 
@@ -516,6 +521,16 @@ mod tests {
         let mut out = b"<".to_vec();
         put_block(&mut out, &block);
         assert_eq!(out, b"<abc");
+        // Both copies of a larger block: its first 64 bytes, or all of it.
+        for len in [0, 1, 63, 64, 65, 127, 128] {
+            let mut block = ([0u8; 128], len);
+            for (i, b) in block.0.iter_mut().enumerate() {
+                *b = b'a' + (i % 26) as u8;
+            }
+            let mut out = b"<".to_vec();
+            put_block(&mut out, &block);
+            assert_eq!(&out[1..], &block.0[..len]);
+        }
     }
 
     #[test]

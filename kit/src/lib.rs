@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod deadlines;
 pub mod fleet;
 pub mod logging;
 pub mod net;

@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 
 use event_listener::{Event, EventListener};
 use weir_core::http::Effect;
@@ -64,6 +64,17 @@ impl Drain {
     pub fn listen(&self) -> Option<EventListener> {
         let listener = self.event.listen();
         (!self.is_set()).then_some(listener)
+    }
+
+    /// [`Drain::listen`] for a connection's wait, polled after every request: once its
+    /// listener holds the task's waker, a poll only reads the flag (the drain sets it before
+    /// it notifies, so the wake-up finds it set).
+    pub fn watch(&self) -> Option<DrainWatch<'_>> {
+        self.listen().map(|listener| DrainWatch {
+            drain: self,
+            listener,
+            registered: None,
+        })
     }
 }
 
@@ -195,6 +206,40 @@ impl Alarm {
     }
 }
 
+/// See [`Drain::watch`].
+#[derive(Debug)]
+pub struct DrainWatch<'a> {
+    drain: &'a Drain,
+    listener: EventListener,
+    /// The waker the listener holds.
+    registered: Option<Waker>,
+}
+
+impl Future for DrainWatch<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.drain.is_set() {
+            return Poll::Ready(());
+        }
+        if self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        let this = &mut *self;
+        match Pin::new(&mut this.listener).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(()),
+            Poll::Pending => {
+                this.registered = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
 /// Completes when the first of `a` and `b` does (a two-way select for any executor).
 pub async fn first(a: impl Future<Output = ()>, b: impl Future<Output = ()>) {
     let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
@@ -277,4 +322,56 @@ pub async fn awaited<F: Future>(f: F) -> (F::Output, bool) {
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    use super::*;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_drain_watch_wakes_its_task_and_completes_once_the_drain_begins() {
+        let drain = Drain::default();
+        let mut watch = drain.watch().expect("not drained yet");
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut watch).poll(&mut cx).is_pending());
+        // Polled again with the same waker: still pending, nothing re-registered.
+        assert!(Pin::new(&mut watch).poll(&mut cx).is_pending());
+        drain.begin();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "the drain woke the task");
+        assert!(Pin::new(&mut watch).poll(&mut cx).is_ready());
+        assert!(
+            drain.watch().is_none(),
+            "a drain that began has nothing to watch"
+        );
+        // A watch polled by another task's waker registers that one.
+        let drain = Drain::default();
+        let mut watch = drain.watch().expect("not drained yet");
+        assert!(Pin::new(&mut watch).poll(&mut cx).is_pending());
+        let other = Arc::new(Count(AtomicUsize::new(0)));
+        let other_waker = Waker::from(other.clone());
+        assert!(
+            Pin::new(&mut watch)
+                .poll(&mut Context::from_waker(&other_waker))
+                .is_pending()
+        );
+        drain.begin();
+        assert_eq!(
+            other.0.load(Ordering::SeqCst),
+            1,
+            "the newer waker was woken"
+        );
+    }
 }

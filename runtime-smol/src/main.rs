@@ -2,13 +2,11 @@
 //! connections — one executor per I/O thread (default, `RUNTIME_LAYOUT=per-core`) or one
 //! shared by all (`RUNTIME_LAYOUT=shared`). Only moves bytes and waits; decisions are in
 //! the core, everything else in the runtime kit. On a per-core executor, connection deadlines
-//! live on the thread's timerfd ([`deadlines`]) rather than in async-io's timer map, which
-//! allocates at every reactor turn while any timer is set.
-
-mod deadlines;
+//! live on the thread's timerfd (`weir_kit::deadlines`) rather than in async-io's timer map,
+//! which allocates at every reactor turn while any timer is set.
 
 use std::future::{Future, poll_fn};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,6 +16,7 @@ use async_io::{Async, Timer};
 use futures_lite::FutureExt;
 use weir_core::App;
 use weir_core::config::Layout;
+use weir_kit::deadlines::{self, Deadline};
 use weir_kit::serve::{self as kit, Acceptor, Alarm, Drain, ReadOutcome, when_some};
 use weir_kit::{self as rt, clock, net};
 
@@ -43,7 +42,7 @@ fn main() {
             }
             Layout::PerCore => {
                 let ex = std::rc::Rc::new(LocalExecutor::new());
-                ex.spawn(deadlines::drive()).detach();
+                ex.spawn(drive_deadlines()).detach();
                 let spawner = ex.clone();
                 let spawn: Spawn = Box::new(move |f| spawner.spawn(f).detach());
                 let serving = serve(app, listener, drain, acceptor, spawn, true);
@@ -109,7 +108,7 @@ async fn connection(
     let _ = stream.get_ref().set_nodelay(true);
     let mut s = app.connection(peer, clock::now());
     let mut job = None;
-    let mut drained = drain.listen();
+    let mut drained = drain.watch();
     if drained.is_none() {
         s.handle_drain(clock::now());
     }
@@ -181,17 +180,29 @@ async fn connection(
     }
 }
 
+/// Runs this thread's connection deadlines: waits for the timerfd, then lets them expire.
+async fn drive_deadlines() {
+    let fd = deadlines::timer_fd().expect("invariant: a timerfd can be duplicated");
+    let fd = Async::new(fd).expect("invariant: a timerfd registers with async-io");
+    loop {
+        // Reading resets the timerfd; a spurious wake waits again.
+        let mut expirations = [0u8; 8];
+        let _ = fd.read_with(|f| (&*f).read(&mut expirations)).await;
+        deadlines::expire();
+    }
+}
+
 /// A connection's timer: on the thread's timerfd when the executor is the thread's own,
 /// else async-io's (a shared executor may move the task between threads).
 enum ConnTimer {
-    Local(deadlines::Deadline),
+    Local(Deadline),
     Shared(Timer),
 }
 
 impl ConnTimer {
     fn new(local: bool) -> ConnTimer {
         if local {
-            ConnTimer::Local(deadlines::Deadline::never())
+            ConnTimer::Local(Deadline::never())
         } else {
             ConnTimer::Shared(Timer::never())
         }

@@ -7,13 +7,16 @@
 use std::future::poll_fn;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::Ready;
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::{Handle, RuntimeFlavor};
 use weir_core::tls::Connection;
+use weir_kit::deadlines::{self, Deadline};
 use weir_kit::serve::{Alarm, Drain, Served, accept_queued, take_effects, when_some};
 use weir_kit::{self as rt, clock, net};
 
@@ -22,7 +25,14 @@ use weir_kit::{self as rt, clock, net};
 /// its own shutdown sequence).
 pub async fn serve<S: Served>(service: Arc<S>, l: StdListener, drain: Arc<Drain>, done: impl Send) {
     let listener = TcpListener::from_std(l).expect("invariant: the listener registers");
-    let spawn = |tcp, peer| tokio::spawn(connection(service.clone(), tcp, peer, drain.clone()));
+    // On a current-thread runtime tasks stay on this thread: connection deadlines go on its
+    // timerfd (`weir_kit::deadlines`), and tokio's time driver has no timer to walk per park.
+    let local = Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread;
+    if local {
+        tokio::spawn(drive_deadlines());
+    }
+    let spawn =
+        |tcp, peer| tokio::spawn(connection(service.clone(), tcp, peer, drain.clone(), local));
     if let Some(mut drained) = drain.listen() {
         loop {
             tokio::select! {
@@ -47,6 +57,60 @@ pub async fn serve<S: Served>(service: Arc<S>, l: StdListener, drain: Arc<Drain>
     std::future::pending::<()>().await
 }
 
+/// Runs this thread's connection deadlines: waits for the timerfd, reads it, lets them
+/// expire.
+async fn drive_deadlines() {
+    let registered = deadlines::timer_fd().ok().and_then(|file| {
+        // SAFETY: the File owns its descriptor, and it does not change or close while the
+        // AsyncFd owns the file (the contract of `register`).
+        unsafe { AsyncFd::register(file) }.ok()
+    });
+    let Some(fd) = registered else {
+        tracing::error!("connection deadlines: the timerfd could not be registered");
+        return;
+    };
+    loop {
+        let Ok(mut guard) = fd.readable().await else {
+            return;
+        };
+        // Reading resets the timerfd; nothing to read clears the readiness (a spurious wake).
+        let mut expirations = [0u8; 8];
+        let _ = guard.try_io(|f| f.get_ref().read(&mut expirations));
+        deadlines::expire();
+    }
+}
+
+/// A connection's timer: on the thread's timerfd on a current-thread runtime, else a tokio
+/// `Sleep` (a multi-thread runtime may move the task between threads).
+enum ConnTimer {
+    Local(Deadline),
+    Shared(Pin<Box<tokio::time::Sleep>>),
+}
+
+impl ConnTimer {
+    fn new(local: bool) -> ConnTimer {
+        if local {
+            ConnTimer::Local(Deadline::never())
+        } else {
+            ConnTimer::Shared(Box::pin(tokio::time::sleep(Duration::from_secs(3600))))
+        }
+    }
+
+    fn set_at(&mut self, at: std::time::Instant) {
+        match self {
+            ConnTimer::Local(d) => d.set_at(at),
+            ConnTimer::Shared(s) => s.as_mut().reset(tokio::time::Instant::from_std(at)),
+        }
+    }
+
+    async fn wait(&mut self) {
+        match self {
+            ConnTimer::Local(d) => d.wait().await,
+            ConnTimer::Shared(s) => s.as_mut().await,
+        }
+    }
+}
+
 /// What woke a connection: the session is touched only after the wait returns one of these.
 enum Wake<'a> {
     Readable(std::io::Result<AsyncFdReadyGuard<'a, std::net::TcpStream>>),
@@ -56,7 +120,13 @@ enum Wake<'a> {
     Drain,
 }
 
-async fn connection<S: Served>(svc: Arc<S>, tcp: TcpStream, peer: SocketAddr, drain: Arc<Drain>) {
+async fn connection<S: Served>(
+    svc: Arc<S>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    drain: Arc<Drain>,
+    local: bool,
+) {
     let _ = tcp.set_nodelay(true);
     // AsyncFd rather than TcpStream: a short read clears the readiness at once, which saves
     // the read that would only return EAGAIN — one syscall per request.
@@ -72,12 +142,11 @@ async fn connection<S: Served>(svc: Arc<S>, tcp: TcpStream, peer: SocketAddr, dr
     let mut now = clock::now();
     let mut s = Connection::new(svc, peer, now);
     let mut job = None;
-    let mut drained = drain.listen();
+    let mut drained = drain.watch();
     if drained.is_none() {
         s.handle_drain(clock::now());
     }
-    let sleep = tokio::time::sleep(Duration::from_secs(3600));
-    tokio::pin!(sleep);
+    let mut timer = ConnTimer::new(local);
     let mut alarm = Alarm::default();
     loop {
         let blocked = rt::flush_at(&mut s, Some(now), |bytes| sock.get_ref().write(bytes));
@@ -96,7 +165,7 @@ async fn connection<S: Served>(svc: Arc<S>, tcp: TcpStream, peer: SocketAddr, dr
         }
         let (wants_read, wants_write) = (s.wants_read(), blocked && s.poll_transmit().is_some());
         if let Some(at) = alarm.rearm(s.poll_timeout()) {
-            sleep.as_mut().reset(tokio::time::Instant::from_std(at));
+            timer.set_at(at);
         }
         let wake = tokio::select! {
             biased;
@@ -105,7 +174,7 @@ async fn connection<S: Served>(svc: Arc<S>, tcp: TcpStream, peer: SocketAddr, dr
             g = poll_fn(|cx| sock.poll_read_ready(cx)), if wants_read => Wake::Readable(g),
             g = poll_fn(|cx| sock.poll_write_ready(cx)), if wants_write => Wake::Writable(g),
             _ = when_some(&mut job) => Wake::Job,
-            _ = &mut sleep, if alarm.is_armed() => Wake::Timer,
+            _ = timer.wait(), if alarm.is_armed() => Wake::Timer,
             _ = when_some(&mut drained) => Wake::Drain,
         };
         now = clock::now();

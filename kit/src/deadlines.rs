@@ -280,6 +280,38 @@ mod tests {
     }
 
     #[test]
+    fn a_deadline_set_again_wakes_the_same_waker_again() {
+        let fd = timer_fd().unwrap();
+        let flag = Arc::new(Flag(Default::default()));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut d = Deadline::never();
+        for round in 0..3 {
+            flag.0.store(false, std::sync::atomic::Ordering::SeqCst);
+            d.set_at(Instant::now() + Duration::from_millis(2));
+            assert!(d.poll_fired(&mut cx).is_pending());
+            assert!(d.poll_fired(&mut cx).is_pending());
+            while !flag.0.load(std::sync::atomic::Ordering::SeqCst) {
+                wait_and_expire(&fd);
+            }
+            assert!(
+                d.poll_fired(&mut cx).is_ready(),
+                "round {round}: woken, then ready"
+            );
+        }
+        // Moved before a poll saw the firing: the new setting still wakes the task.
+        d.set_at(Instant::now());
+        wait_and_expire(&fd);
+        d.set_at(Instant::now() + Duration::from_millis(2));
+        flag.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(d.poll_fired(&mut cx).is_pending());
+        while !flag.0.load(std::sync::atomic::Ordering::SeqCst) {
+            wait_and_expire(&fd);
+        }
+        assert!(d.poll_fired(&mut cx).is_ready());
+    }
+
+    #[test]
     fn a_moved_or_dropped_deadline_fires_at_its_new_time_only() {
         let fd = timer_fd().unwrap();
         let waker = Waker::from(Arc::new(Flag(Default::default())));

@@ -39,7 +39,7 @@ pub async fn serve<S: Served>(service: Arc<S>, l: StdListener, drain: Arc<Drain>
                 r = listener.accept() => match r {
                     Ok((stream, peer)) => drop(spawn(stream, peer)),
                     Err(e) => if let Some(pause) = net::accept_error(&e) {
-                        tokio::time::sleep(pause).await;
+                        sleep(local, pause).await;
                     },
                 },
                 _ = &mut drained => break,
@@ -78,6 +78,14 @@ async fn drive_deadlines() {
         let _ = guard.try_io(|f| f.get_ref().read(&mut expirations));
         deadlines::expire();
     }
+}
+
+/// Waits `d`: on the thread's timerfd on a current-thread runtime (whose driver may run
+/// without tokio's timers), else with tokio's.
+async fn sleep(local: bool, d: Duration) {
+    let mut timer = ConnTimer::new(local);
+    timer.set_at(std::time::Instant::now() + d);
+    timer.wait().await;
 }
 
 /// A connection's timer: on the thread's timerfd on a current-thread runtime, else a tokio
@@ -154,12 +162,7 @@ async fn connection<S: Served>(
             if reason.wants_linger() {
                 // Readiness is cleared before each read: one that finds nothing then waits.
                 let readable = || async { sock.readable().await.map(|mut g| g.clear_ready()) };
-                net::linger(
-                    sock.get_ref(),
-                    readable,
-                    tokio::time::sleep(net::LINGER_TIME),
-                )
-                .await;
+                net::linger(sock.get_ref(), readable, sleep(local, net::LINGER_TIME)).await;
             }
             return;
         }

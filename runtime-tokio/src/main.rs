@@ -15,16 +15,22 @@ fn main() {
         Layout::PerCore => (config.io_threads, None),
         Layout::Shared => {
             let mut builder = Builder::new_multi_thread();
-            (1, Some(runtime(builder.worker_threads(config.io_threads))))
+            let builder = builder.worker_threads(config.io_threads).enable_all();
+            (1, Some(runtime(builder)))
         }
     };
     weir_kit::serve::run(server, accept_loops, move |app, l, d, a| match &shared {
         Some(shared) => shared.block_on(serve(app, l, d, a)),
-        None => runtime(&mut Builder::new_current_thread()).block_on(serve(app, l, d, a)),
+        // I/O only: `serve` keeps a current-thread runtime's deadlines on the thread's
+        // timerfd, so tokio's time driver would only cost a walk of its wheel per park.
+        None => runtime(Builder::new_current_thread().enable_io()).block_on(serve(app, l, d, a)),
     })
 }
 
 fn runtime(builder: &mut Builder) -> Arc<Runtime> {
-    let runtime = builder.enable_all().build();
-    Arc::new(runtime.expect("invariant: the tokio runtime starts"))
+    Arc::new(
+        builder
+            .build()
+            .expect("invariant: the tokio runtime starts"),
+    )
 }

@@ -121,6 +121,34 @@ const TIMERS: [Timer; 6] = [
     Timer::Shrink,
 ];
 
+/// The session's deadlines, one per [`Timer`], as nanosecond instants with `u64::MAX` for
+/// none: the earliest is a plain minimum (asked after every input).
+#[derive(Clone, Copy, Debug)]
+struct Deadlines([u64; TIMERS.len()]);
+
+impl Deadlines {
+    const NONE: Deadlines = Deadlines([u64::MAX; TIMERS.len()]);
+
+    fn get(&self, t: Timer) -> Option<Instant> {
+        let at = self.0[t as usize];
+        (at != u64::MAX).then(|| Instant::from_nanos(at))
+    }
+
+    /// Sets `t` to `at` (an instant of `u64::MAX` nanoseconds is never reached: none).
+    fn set(&mut self, t: Timer, at: Instant) {
+        self.0[t as usize] = at.as_nanos();
+    }
+
+    fn clear(&mut self, t: Timer) {
+        self.0[t as usize] = u64::MAX;
+    }
+
+    fn earliest(&self) -> Option<Instant> {
+        let at = self.0.iter().copied().min().unwrap_or(u64::MAX);
+        (at != u64::MAX).then(|| Instant::from_nanos(at))
+    }
+}
+
 #[derive(Debug)]
 enum State {
     /// Waiting for (the rest of) a request head.
@@ -168,7 +196,7 @@ pub struct Session<S: Service> {
     keep_alive: bool,
     /// `handle_drain` was called.
     draining: bool,
-    timers: [Option<Instant>; TIMERS.len()],
+    timers: Deadlines,
     wait_effect: Option<S::Wait>,
     close_effect: Option<CloseReason>,
     latest: Now,
@@ -201,7 +229,7 @@ impl<S: Service> Session<S> {
             state: State::Head,
             keep_alive: true,
             draining: false,
-            timers: [None; TIMERS.len()],
+            timers: Deadlines::NONE,
             wait_effect: None,
             close_effect: None,
             latest: now,
@@ -311,8 +339,8 @@ impl<S: Service> Session<S> {
     pub fn handle_timeout(&mut self, now: Now) {
         let now = self.clamp(now);
         for t in TIMERS {
-            match self.timers[t as usize] {
-                Some(at) if at <= now.mono => self.timers[t as usize] = None,
+            match self.timers.get(t) {
+                Some(at) if at <= now.mono => self.timers.clear(t),
                 _ => continue,
             }
             self.on_timer(now, t);
@@ -345,7 +373,7 @@ impl<S: Service> Session<S> {
                     let at = now
                         .mono
                         .saturating_add(self.service.http_config().drain_grace);
-                    if self.timers[Timer::Idle as usize].is_none_or(|t| at < t) {
+                    if self.timers.get(Timer::Idle).is_none_or(|t| at < t) {
                         self.set_timer(Timer::Idle, at);
                     }
                 }
@@ -375,7 +403,7 @@ impl<S: Service> Session<S> {
         if self.sent == self.out.len() {
             self.out.clear();
             self.sent = 0;
-            self.timers[Timer::Write as usize] = None;
+            self.timers.clear(Timer::Write);
         } else if n > 0 {
             self.set_timer(
                 Timer::Write,
@@ -410,7 +438,7 @@ impl<S: Service> Session<S> {
 
     /// The earliest deadline; call `handle_timeout` when it passes. Changed by every input.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.iter().flatten().min().copied()
+        self.timers.earliest()
     }
 
     /// Whether the runtime should read. False once closing, while the receive buffer is full
@@ -460,11 +488,11 @@ impl<S: Service> Session<S> {
     }
 
     fn set_timer(&mut self, t: Timer, at: Instant) {
-        self.timers[t as usize] = Some(at);
+        self.timers.set(t, at);
     }
 
     fn clear_timer(&mut self, t: Timer) {
-        self.timers[t as usize] = None;
+        self.timers.clear(t);
     }
 
     /// Processes buffered input as far as it goes.
@@ -478,15 +506,15 @@ impl<S: Service> Session<S> {
                     if self.rpos == self.rend {
                         if !self.keep_alive {
                             self.state = State::Closing(CloseReason::Done);
-                        } else if self.timers[Timer::Header as usize].is_none() {
-                            if self.timers[Timer::Idle as usize].is_none() {
+                        } else if self.timers.get(Timer::Header).is_none() {
+                            if self.timers.get(Timer::Idle).is_none() {
                                 self.set_timer(
                                     Timer::Idle,
                                     now.mono
                                         .saturating_add(self.service.http_config().idle_timeout),
                                 );
                             }
-                            if self.timers[Timer::Shrink as usize].is_none()
+                            if self.timers.get(Timer::Shrink).is_none()
                                 && self.heap_bytes() > 0
                             {
                                 self.set_timer(
@@ -502,7 +530,7 @@ impl<S: Service> Session<S> {
                     match parsed {
                         Ok(None) => {
                             self.clear_timer(Timer::Idle);
-                            if self.timers[Timer::Header as usize].is_none() {
+                            if self.timers.get(Timer::Header).is_none() {
                                 self.set_timer(
                                     Timer::Header,
                                     now.mono
@@ -539,7 +567,7 @@ impl<S: Service> Session<S> {
                         Ok(p) => {
                             self.rpos += p.consumed;
                             if !p.done {
-                                if p.consumed > 0 || self.timers[Timer::Body as usize].is_none() {
+                                if p.consumed > 0 || self.timers.get(Timer::Body).is_none() {
                                     self.set_timer(
                                         Timer::Body,
                                         now.mono.saturating_add(
@@ -842,7 +870,7 @@ impl<S: Service> Session<S> {
     }
 
     fn arm_write(&mut self, now: Now) {
-        if self.sent < self.out.len() && self.timers[Timer::Write as usize].is_none() {
+        if self.sent < self.out.len() && self.timers.get(Timer::Write).is_none() {
             self.set_timer(
                 Timer::Write,
                 now.mono
@@ -912,7 +940,7 @@ impl<S: Service> Session<S> {
     fn abandon(&mut self, _now: Now) {
         self.service.abandon(&mut self.ex);
         self.state = State::Closed;
-        self.timers = [None; TIMERS.len()];
+        self.timers = Deadlines::NONE;
     }
 
     fn release_buffers(&mut self) {
@@ -933,7 +961,7 @@ impl<S: Service> Session<S> {
         if let State::Closing(reason) = self.state {
             if self.sent == self.out.len() || reason != CloseReason::Done {
                 self.state = State::Closed;
-                self.timers = [None; TIMERS.len()];
+                self.timers = Deadlines::NONE;
                 self.close_effect = Some(reason);
             }
         }

@@ -514,9 +514,7 @@ impl<S: Service> Session<S> {
                                         .saturating_add(self.service.http_config().idle_timeout),
                                 );
                             }
-                            if self.timers.get(Timer::Shrink).is_none()
-                                && self.heap_bytes() > 0
-                            {
+                            if self.timers.get(Timer::Shrink).is_none() && self.heap_bytes() > 0 {
                                 self.set_timer(
                                     Timer::Shrink,
                                     now.mono.saturating_add(SHRINK_AFTER),

@@ -316,6 +316,7 @@ impl AppBuilder {
                 )
             }),
             global,
+            needs_client_ip: c.access_log || per_ip.is_some(),
             per_ip,
             rate_lines: (!policy.is_empty()).then(|| {
                 let policy = policy.join(", ");
@@ -361,6 +362,8 @@ pub struct App {
     /// `global`, and dividing `per_ip`).
     fleet: Option<FleetShare>,
     per_ip: Option<KeyedGcra>,
+    /// The access log or the per-IP limit needs each request's client address.
+    needs_client_ip: bool,
     /// Per [`RatePolicy`]: the `RateLimit-Policy` line and the start of the `RateLimit` line
     /// up to its remaining count, written as one block per response.
     rate_lines: Option<[Box<RateBlock>; 2]>,
@@ -681,7 +684,7 @@ impl App {
             let start = (p.as_ptr() as usize - base) as u32;
             ctx.param = (start, start + p.len() as u32);
         }
-        if self.config.access_log || self.per_ip.is_some() {
+        if self.needs_client_ip {
             ctx.client_ip = Some(self.client_ip(head, peer));
         }
         if !endpoint.is_monitoring() && !self.check_rate(now, ctx, res) {

@@ -230,6 +230,68 @@ impl Drop for Deadline {
     }
 }
 
+/// A runtime's own timer, for tasks a runtime may move between threads (each runtime wraps
+/// its timer type in a newtype implementing this).
+pub trait RuntimeTimer {
+    /// A timer that is not set.
+    fn never() -> Self;
+    /// Sets it to `at`.
+    fn set_at(&mut self, at: Instant);
+    /// Ready once the time set last has come.
+    fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+/// A connection's timer: on the thread's timerfd ([`Deadline`]) when its task stays on its
+/// thread, else the runtime's own.
+#[derive(Debug)]
+pub enum ConnTimer<T> {
+    /// The thread's timerfd.
+    Local(Deadline),
+    /// The runtime's timer.
+    Runtime(T),
+}
+
+impl<T: RuntimeTimer> ConnTimer<T> {
+    /// An unset timer; `local`: the task never leaves this thread.
+    pub fn new(local: bool) -> Self {
+        if local {
+            ConnTimer::Local(Deadline::never())
+        } else {
+            ConnTimer::Runtime(T::never())
+        }
+    }
+
+    /// Sets the timer to `at` (replacing any earlier setting).
+    #[inline]
+    pub fn set_at(&mut self, at: Instant) {
+        match self {
+            ConnTimer::Local(d) => d.set_at(at),
+            ConnTimer::Runtime(t) => t.set_at(at),
+        }
+    }
+
+    /// Ready once the time set last has come.
+    #[inline]
+    pub fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self {
+            ConnTimer::Local(d) => d.poll_fired(cx),
+            ConnTimer::Runtime(t) => t.poll_fired(cx),
+        }
+    }
+
+    /// Completes once the time set last has come.
+    pub async fn wait(&mut self) {
+        std::future::poll_fn(|cx| self.poll_fired(cx)).await
+    }
+
+    /// Waits `d` (a one-shot timer of the same kind).
+    pub async fn sleep(local: bool, d: Duration) {
+        let mut timer = Self::new(local);
+        timer.set_at(Instant::now() + d);
+        timer.wait().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

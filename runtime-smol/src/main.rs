@@ -10,13 +10,14 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use async_executor::{Executor, LocalExecutor};
 use async_io::{Async, Timer};
 use futures_lite::FutureExt;
 use weir_core::App;
 use weir_core::config::Layout;
-use weir_kit::deadlines::{self, Deadline};
+use weir_kit::deadlines::{self, ConnTimer, RuntimeTimer};
 use weir_kit::serve::{self as kit, Acceptor, Alarm, Drain, ReadOutcome, when_some};
 use weir_kit::{self as rt, clock, net};
 
@@ -112,7 +113,7 @@ async fn connection(
     if drained.is_none() {
         s.handle_drain(clock::now());
     }
-    let (mut timer, mut alarm) = (ConnTimer::new(local), Alarm::default());
+    let (mut timer, mut alarm) = (ConnTimer::<SmolTimer>::new(local), Alarm::default());
     let (mut maybe_readable, mut rounds_without_waiting) = (true, 0);
     loop {
         // A fast pipelining peer keeps its socket readable, so this loop could go on without
@@ -192,36 +193,21 @@ async fn drive_deadlines() {
     }
 }
 
-/// A connection's timer: on the thread's timerfd when the executor is the thread's own,
-/// else async-io's (a shared executor may move the task between threads).
-enum ConnTimer {
-    Local(Deadline),
-    Shared(Timer),
-}
+/// async-io's timer, for the shared executor (the kit's `ConnTimer` uses the thread's
+/// timerfd on a per-core one, since async-io's timer map allocates at every reactor turn).
+struct SmolTimer(Timer);
 
-impl ConnTimer {
-    fn new(local: bool) -> ConnTimer {
-        if local {
-            ConnTimer::Local(Deadline::never())
-        } else {
-            ConnTimer::Shared(Timer::never())
-        }
+impl RuntimeTimer for SmolTimer {
+    fn never() -> Self {
+        SmolTimer(Timer::never())
     }
 
     fn set_at(&mut self, at: std::time::Instant) {
-        match self {
-            ConnTimer::Local(d) => d.set_at(at),
-            ConnTimer::Shared(t) => t.set_at(at),
-        }
+        self.0.set_at(at);
     }
 
-    async fn wait(&mut self) {
-        match self {
-            ConnTimer::Local(d) => d.wait().await,
-            ConnTimer::Shared(t) => {
-                t.await;
-            }
-        }
+    fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(drop)
     }
 }
 

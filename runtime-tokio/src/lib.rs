@@ -18,7 +18,7 @@ use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::{Handle, RuntimeFlavor};
 use weir_core::tls::Connection;
-use weir_kit::deadlines::{self, Deadline};
+use weir_kit::deadlines::{self, ConnTimer, RuntimeTimer};
 use weir_kit::serve::{Alarm, Drain, Served, accept_queued, take_effects};
 use weir_kit::{self as rt, clock, net};
 
@@ -41,7 +41,7 @@ pub async fn serve<S: Served>(service: Arc<S>, l: StdListener, drain: Arc<Drain>
                 r = listener.accept() => match r {
                     Ok((stream, peer)) => drop(spawn(stream, peer)),
                     Err(e) => if let Some(pause) = net::accept_error(&e) {
-                        sleep(local, pause).await;
+                        Timer::sleep(local, pause).await;
                     },
                 },
                 _ = &mut drained => break,
@@ -82,48 +82,25 @@ async fn drive_deadlines() {
     }
 }
 
-/// Waits `d`: on the thread's timerfd on a current-thread runtime (whose driver may run
-/// without tokio's timers), else with tokio's.
-async fn sleep(local: bool, d: Duration) {
-    let mut timer = ConnTimer::new(local);
-    timer.set_at(std::time::Instant::now() + d);
-    timer.wait().await;
-}
+/// tokio's timer, for a multi-thread runtime (the kit's `ConnTimer` uses the thread's
+/// timerfd on a current-thread one, whose driver may run without tokio's timers).
+struct TokioTimer(Pin<Box<tokio::time::Sleep>>);
 
-/// A connection's timer: on the thread's timerfd on a current-thread runtime, else a tokio
-/// `Sleep` (a multi-thread runtime may move the task between threads).
-enum ConnTimer {
-    Local(Deadline),
-    Shared(Pin<Box<tokio::time::Sleep>>),
-}
-
-impl ConnTimer {
-    fn new(local: bool) -> ConnTimer {
-        if local {
-            ConnTimer::Local(Deadline::never())
-        } else {
-            ConnTimer::Shared(Box::pin(tokio::time::sleep(Duration::from_secs(3600))))
-        }
+impl RuntimeTimer for TokioTimer {
+    fn never() -> Self {
+        TokioTimer(Box::pin(tokio::time::sleep(Duration::from_secs(3600))))
     }
 
     fn set_at(&mut self, at: std::time::Instant) {
-        match self {
-            ConnTimer::Local(d) => d.set_at(at),
-            ConnTimer::Shared(s) => s.as_mut().reset(tokio::time::Instant::from_std(at)),
-        }
-    }
-
-    async fn wait(&mut self) {
-        poll_fn(|cx| self.poll_fired(cx)).await
+        self.0.as_mut().reset(tokio::time::Instant::from_std(at));
     }
 
     fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        match self {
-            ConnTimer::Local(d) => d.poll_fired(cx),
-            ConnTimer::Shared(s) => s.as_mut().poll(cx),
-        }
+        self.0.as_mut().poll(cx)
     }
 }
+
+type Timer = ConnTimer<TokioTimer>;
 
 /// What woke a connection: the session is touched only after the wait returns one of these.
 enum Wake<'a> {
@@ -160,7 +137,7 @@ async fn connection<S: Served>(
     if drained.is_none() {
         s.handle_drain(clock::now());
     }
-    let mut timer = ConnTimer::new(local);
+    let mut timer = Timer::new(local);
     let mut alarm = Alarm::default();
     loop {
         let blocked = rt::flush_at(&mut s, Some(now), |bytes| sock.get_ref().write(bytes));
@@ -168,7 +145,12 @@ async fn connection<S: Served>(
             if reason.wants_linger() {
                 // Readiness is cleared before each read: one that finds nothing then waits.
                 let readable = || async { sock.readable().await.map(|mut g| g.clear_ready()) };
-                net::linger(sock.get_ref(), readable, sleep(local, net::LINGER_TIME)).await;
+                net::linger(
+                    sock.get_ref(),
+                    readable,
+                    Timer::sleep(local, net::LINGER_TIME),
+                )
+                .await;
             }
             return;
         }

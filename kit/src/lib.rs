@@ -18,6 +18,7 @@ pub mod net;
 pub mod process;
 pub mod serve;
 pub mod tls;
+pub mod waits;
 
 use std::net::TcpListener;
 use std::sync::Arc;

@@ -281,11 +281,34 @@ pub fn read<S: Service>(
     s: &mut Connection<S>,
     read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
 ) -> ReadOutcome {
-    use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
     let buf = s.recv_buf();
     let room = buf.len();
     let result = read(buf);
-    let now = clock::now();
+    deliver_read(s, clock::now(), room, result)
+}
+
+/// [`read`] dated with the time the caller read last (its loop's), saving a clock read.
+#[inline]
+pub fn read_at<S: Service>(
+    s: &mut Connection<S>,
+    now: weir_core::Now,
+    read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
+) -> ReadOutcome {
+    let buf = s.recv_buf();
+    let room = buf.len();
+    let result = read(buf);
+    deliver_read(s, now, room, result)
+}
+
+/// Tells the session what a read into its buffer (`room` bytes) returned.
+#[inline]
+fn deliver_read<S: Service>(
+    s: &mut Connection<S>,
+    now: weir_core::Now,
+    room: usize,
+    result: std::io::Result<usize>,
+) -> ReadOutcome {
+    use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
     match result {
         Ok(0) => {
             s.handle_eof(now);

@@ -17,8 +17,9 @@ use async_io::{Async, Timer};
 use futures_lite::FutureExt;
 use weir_core::App;
 use weir_core::config::Layout;
-use weir_kit::deadlines::{self, ConnTimer, RuntimeTimer};
-use weir_kit::serve::{self as kit, Acceptor, Alarm, Drain, ReadOutcome, when_some};
+use weir_kit::deadlines::{self, RuntimeTimer};
+use weir_kit::serve::{self as kit, Acceptor, Drain, ReadOutcome};
+use weir_kit::waits::{Waits, Wake};
 use weir_kit::{self as rt, clock, net};
 
 /// Rounds of the connection loop in a row that found work without waiting (each a read, a
@@ -46,8 +47,9 @@ fn main() {
                 ex.spawn(drive_deadlines()).detach();
                 let spawner = ex.clone();
                 let spawn: Spawn = Box::new(move |f| spawner.spawn(f).detach());
-                let serving = serve(app, listener, drain, acceptor, spawn, true);
-                async_io::block_on(ex.run(serving))
+                ex.spawn(serve(app, listener, drain, acceptor, spawn, true))
+                    .detach();
+                async_io::block_on(run_tasks(&ex))
             }
         },
     )
@@ -107,13 +109,14 @@ async fn connection(
     local: bool,
 ) {
     let _ = stream.get_ref().set_nodelay(true);
-    let mut s = app.connection(peer, clock::now());
-    let mut job = None;
-    let mut drained = drain.watch();
-    if drained.is_none() {
-        s.handle_drain(clock::now());
+    // The time of the last wake (or of the last read that filled the buffer): what the
+    // loop's reads and writes are dated with.
+    let mut now = clock::now();
+    let mut s = app.connection(peer, now);
+    let mut waits = Waits::<_, SmolTimer>::new(&drain, local);
+    if waits.draining() {
+        s.handle_drain(now);
     }
-    let (mut timer, mut alarm) = (ConnTimer::<SmolTimer>::new(local), Alarm::default());
     let (mut maybe_readable, mut rounds_without_waiting) = (true, 0);
     loop {
         // A fast pipelining peer keeps its socket readable, so this loop could go on without
@@ -126,58 +129,68 @@ async fn connection(
             rounds_without_waiting = 0;
             futures_lite::future::yield_now().await;
         }
-        rt::flush(&mut s, |bytes| stream.get_ref().write(bytes));
-        if let Some(reason) = kit::take_effects(&mut s, &mut job) {
+        rt::flush_at(&mut s, Some(now), |bytes| stream.get_ref().write(bytes));
+        if let Some(reason) = waits.take_effects(&mut s) {
             return close(stream, reason.wants_linger()).await;
         }
         // Read while the socket may hold data; a short read means it is drained, so the next
-        // step is to wait (saving the read that would only say EAGAIN).
+        // step is to wait (saving the read that would only say EAGAIN). async-io reports
+        // readiness only for events after a wait began, so the read comes first.
         if s.wants_read() && maybe_readable {
-            let outcome = kit::read(&mut s, |buf| {
+            let outcome = kit::read_at(&mut s, now, |buf| {
                 std::io::Read::read(&mut stream.get_ref(), buf)
             });
             maybe_readable = outcome == ReadOutcome::Full;
+            if maybe_readable {
+                // More is waiting and the loop goes on without a wake: time has moved.
+                now = clock::now();
+            }
             if outcome != ReadOutcome::WouldBlock {
                 continue;
             }
         }
-        if let Some(at) = alarm.rearm(s.poll_timeout()) {
-            timer.set_at(at);
-        }
+        waits.arm(s.poll_timeout());
         let (wants_read, wants_write) = (s.wants_read(), s.poll_transmit().is_some());
-        let readable = poll_fn(|cx| stream.poll_readable(cx));
-        let writable = poll_fn(|cx| stream.poll_writable(cx));
-        let io = async {
-            match (wants_read, wants_write) {
-                // `poll_*` keep one waker per direction in the source: cheaper than the
-                // `readable()` future, which takes a waker slot from a list per wait.
-                (true, true) => drop(readable.or(writable).await),
-                (true, false) => drop(readable.await),
-                (false, true) => drop(writable.await),
-                (false, false) => std::future::pending().await,
-            }
-        };
-        let fired = timer.wait();
-        let woken = when_some(&mut job).or(async { when_some(&mut drained).await });
-        let ((), waited) = kit::awaited(io.or(fired).or(woken)).await;
+        // `poll_*` keep one waker per direction in the source: cheaper than the `readable()`
+        // future, which takes a waker slot from a list per wait.
+        let (stream, mut waited) = (&stream, false);
+        let wake = poll_fn(|cx| {
+            let readable = wants_read.then_some(|cx: &mut Context<'_>| stream.poll_readable(cx));
+            let writable = wants_write.then_some(|cx: &mut Context<'_>| stream.poll_writable(cx));
+            let wake = waits.poll(cx, readable, writable);
+            waited |= wake.is_pending();
+            wake
+        })
+        .await;
         if waited {
             rounds_without_waiting = 0;
         }
-        // Whatever woke us, look at everything: each handler is safe to call early.
-        let now = clock::now();
-        maybe_readable = true;
-        if alarm.is_due(now) {
-            alarm.fired();
-            s.handle_timeout(now);
+        now = clock::now();
+        match wake {
+            Wake::Readable(Ok(())) => maybe_readable = true,
+            // The flush at the top retries.
+            Wake::Writable(Ok(())) => {}
+            Wake::Readable(Err(e)) | Wake::Writable(Err(e)) => {
+                s.handle_io_error(now, e.kind().into())
+            }
+            Wake::Waited(waited) => waits.deliver(waited, &mut s, now),
         }
-        if job.as_ref().is_some_and(|j| j.is_done()) {
-            job = None;
-            s.handle_wake(now);
+    }
+}
+
+/// Runs a per-core executor's tasks for ever: `LocalExecutor::run` without what only a
+/// shared executor needs (a runner's local queue and stealing between runners) and without a
+/// main future polled at every wake-up (the accept loop is a task like the connections, so
+/// it runs when its listener is ready, not once per batch of another connection's requests).
+/// Every `TASKS_BEFORE_IO` tasks it yields, so `block_on` polls the reactor and a busy
+/// thread still sees new readiness.
+async fn run_tasks(ex: &LocalExecutor<'_>) {
+    const TASKS_BEFORE_IO: u32 = 200;
+    loop {
+        for _ in 0..TASKS_BEFORE_IO {
+            ex.tick().await;
         }
-        if drained.is_some() && drain.is_set() {
-            drained = None;
-            s.handle_drain(now);
-        }
+        futures_lite::future::yield_now().await;
     }
 }
 

@@ -14,12 +14,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::Ready;
-use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
+use tokio::io::unix::AsyncFd;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::{Handle, RuntimeFlavor};
 use weir_core::tls::Connection;
 use weir_kit::deadlines::{self, ConnTimer, RuntimeTimer};
-use weir_kit::serve::{Alarm, Drain, Served, accept_queued, take_effects};
+use weir_kit::serve::{Drain, Served, accept_queued};
+use weir_kit::waits::{Waits, Wake};
 use weir_kit::{self as rt, clock, net};
 
 /// Accepts on `l` (non-blocking) until the drain, then what the kernel queued, then drops
@@ -102,15 +103,6 @@ impl RuntimeTimer for TokioTimer {
 
 type Timer = ConnTimer<TokioTimer>;
 
-/// What woke a connection: the session is touched only after the wait returns one of these.
-enum Wake<'a> {
-    Readable(std::io::Result<AsyncFdReadyGuard<'a, std::net::TcpStream>>),
-    Writable(std::io::Result<AsyncFdReadyGuard<'a, std::net::TcpStream>>),
-    Timer,
-    Job,
-    Drain,
-}
-
 async fn connection<S: Served>(
     svc: Arc<S>,
     tcp: TcpStream,
@@ -132,16 +124,13 @@ async fn connection<S: Served>(
     // The time of the last wake: what the loop's writes date their timeout with.
     let mut now = clock::now();
     let mut s = Connection::new(svc, peer, now);
-    let mut job = None;
-    let mut drained = drain.watch();
-    if drained.is_none() {
-        s.handle_drain(clock::now());
+    let mut waits = Waits::<_, TokioTimer>::new(&drain, local);
+    if waits.draining() {
+        s.handle_drain(now);
     }
-    let mut timer = Timer::new(local);
-    let mut alarm = Alarm::default();
     loop {
         let blocked = rt::flush_at(&mut s, Some(now), |bytes| sock.get_ref().write(bytes));
-        if let Some(reason) = take_effects(&mut s, &mut job) {
+        if let Some(reason) = waits.take_effects(&mut s) {
             if reason.wants_linger() {
                 // Readiness is cleared before each read: one that finds nothing then waits.
                 let readable = || async { sock.readable().await.map(|mut g| g.clear_ready()) };
@@ -155,42 +144,15 @@ async fn connection<S: Served>(
             return;
         }
         let (wants_read, wants_write) = (s.wants_read(), blocked && s.poll_transmit().is_some());
-        if let Some(at) = alarm.rearm(s.poll_timeout()) {
-            timer.set_at(at);
-        }
-        // The first of the socket, the job, the timer and the drain, in that order, polled by
-        // hand (`tokio::select!`'s general machinery cost ~100 instructions a wait). The
-        // socket through `poll_*_ready`, which keep one waker per direction in the
+        waits.arm(s.poll_timeout());
+        // The socket through `poll_*_ready`, which keep one waker per direction in the
         // descriptor's slot: cheaper than the `readable()` future, which links a waiter into
         // a list under a lock.
-        let (sock, armed) = (&sock, alarm.is_armed());
+        let sock = &sock;
         let wake = poll_fn(|cx| {
-            if wants_read {
-                if let Poll::Ready(g) = sock.poll_read_ready(cx) {
-                    return Poll::Ready(Wake::Readable(g));
-                }
-            }
-            if wants_write {
-                if let Poll::Ready(g) = sock.poll_write_ready(cx) {
-                    return Poll::Ready(Wake::Writable(g));
-                }
-            }
-            if job
-                .as_mut()
-                .is_some_and(|j| Pin::new(j).poll(cx).is_ready())
-            {
-                return Poll::Ready(Wake::Job);
-            }
-            if armed && timer.poll_fired(cx).is_ready() {
-                return Poll::Ready(Wake::Timer);
-            }
-            if drained
-                .as_mut()
-                .is_some_and(|d| Pin::new(d).poll(cx).is_ready())
-            {
-                return Poll::Ready(Wake::Drain);
-            }
-            Poll::Pending
+            let readable = wants_read.then_some(|cx: &mut Context<'_>| sock.poll_read_ready(cx));
+            let writable = wants_write.then_some(|cx: &mut Context<'_>| sock.poll_write_ready(cx));
+            waits.poll(cx, readable, writable)
         })
         .await;
         now = clock::now();
@@ -216,18 +178,7 @@ async fn connection<S: Served>(
             Wake::Readable(Err(e)) | Wake::Writable(Err(e)) => {
                 s.handle_io_error(now, e.kind().into())
             }
-            Wake::Timer => {
-                alarm.fired();
-                s.handle_timeout(now);
-            }
-            Wake::Job => {
-                job = None;
-                s.handle_wake(now);
-            }
-            Wake::Drain => {
-                drained = None;
-                s.handle_drain(now);
-            }
+            Wake::Waited(waited) => waits.deliver(waited, &mut s, now),
         }
     }
 }

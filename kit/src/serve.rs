@@ -137,6 +137,44 @@ where
     std::process::exit(code)
 }
 
+/// An async runtime's accept loop: accepts through `accept` (the runtime's readiness) and
+/// hands each connection to `start` until the drain begins; after running out of descriptors
+/// or memory it waits `pause(d)` (the runtime's timer) and goes on. Returns at the drain; the
+/// caller then sweeps what the kernel queued ([`accept_queued`]) and drops its [`Acceptor`].
+pub async fn accept_until_drained<T, A, P>(
+    drain: &Drain,
+    mut accept: impl FnMut() -> A,
+    mut pause: impl FnMut(std::time::Duration) -> P,
+    mut start: impl FnMut(T, SocketAddr),
+) where
+    A: Future<Output = std::io::Result<(T, SocketAddr)>>,
+    P: Future<Output = ()>,
+{
+    let Some(drained) = drain.listen() else {
+        return;
+    };
+    let mut drained = std::pin::pin!(drained);
+    loop {
+        let mut accepting = std::pin::pin!(accept());
+        let next = std::future::poll_fn(|cx| {
+            if let Poll::Ready(accepted) = accepting.as_mut().poll(cx) {
+                return Poll::Ready(Some(accepted));
+            }
+            drained.as_mut().poll(cx).map(|()| None)
+        })
+        .await;
+        match next {
+            Some(Ok((stream, peer))) => start(stream, peer),
+            Some(Err(e)) => {
+                if let Some(d) = crate::net::accept_error(&e) {
+                    pause(d).await;
+                }
+            }
+            None => return,
+        }
+    }
+}
+
 /// Accepts, without waiting, everything the kernel has queued on `listener`, handing each
 /// connection, non-blocking, to `each` (the drain's last sweep; the runtime's readiness may
 /// lag, so this asks the socket itself). Returns the pause to take when it stopped because
@@ -349,6 +387,7 @@ pub async fn awaited<F: Future>(f: F) -> (F::Output, bool) {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::{Cell, RefCell};
     use std::sync::atomic::AtomicUsize;
     use std::task::Wake;
 
@@ -360,6 +399,57 @@ mod tests {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    #[test]
+    fn the_accept_loop_starts_each_connection_pauses_when_out_of_descriptors_and_ends_at_the_drain()
+    {
+        let drain = Drain::default();
+        let peer: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        let (calls, paused, started) = (Cell::new(0), Cell::new(None), RefCell::new(vec![]));
+        let accept = || {
+            calls.set(calls.get() + 1);
+            let mut result = match calls.get() {
+                n @ (1 | 3) => Some(Ok((n, peer))),
+                2 => Some(Err(std::io::Error::from_raw_os_error(24))), // EMFILE
+                4 => Some(Err(std::io::Error::from_raw_os_error(103))), // ECONNABORTED
+                _ => {
+                    drain.begin();
+                    None
+                }
+            };
+            std::future::poll_fn(move |_| result.take().map_or(Poll::Pending, Poll::Ready))
+        };
+        let pause = |d| {
+            paused.set(Some(d));
+            std::future::ready(())
+        };
+        let start = |n, _| started.borrow_mut().push(n);
+        let mut accepting = std::pin::pin!(accept_until_drained(&drain, accept, pause, start));
+        let ended = accepting
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
+        assert!(ended.is_ready(), "the drain ends the loop");
+        assert_eq!(*started.borrow(), [1, 3]);
+        assert_eq!(
+            paused.get(),
+            Some(crate::net::ACCEPT_BACKOFF),
+            "one pause, for EMFILE"
+        );
+        assert_eq!(calls.get(), 5);
+        // After the drain, no accept at all.
+        let mut after = std::pin::pin!(accept_until_drained(
+            &drain,
+            || std::future::ready(Ok((0, peer))),
+            |_| std::future::ready(()),
+            |_, _| panic!("accepted after the drain"),
+        ));
+        assert!(
+            after
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_ready()
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! which allocates at every reactor turn while any timer is set.
 
 use std::future::{Future, poll_fn};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,7 +14,6 @@ use std::task::{Context, Poll};
 
 use async_executor::{Executor, LocalExecutor};
 use async_io::{Async, Timer};
-use futures_lite::FutureExt;
 use weir_core::App;
 use weir_core::config::Layout;
 use weir_kit::deadlines::{self, RuntimeTimer};
@@ -76,22 +75,10 @@ async fn serve(
             local,
         )))
     };
-    while let Some(drained) = drain.listen() {
-        let accepted = async { Some(listener.accept().await) };
-        let drain_began = async {
-            drained.await;
-            None
-        };
-        match accepted.or(drain_began).await {
-            Some(Ok((stream, peer))) => start(stream, peer),
-            Some(Err(e)) => {
-                if let Some(pause) = net::accept_error(&e) {
-                    Timer::after(pause).await;
-                }
-            }
-            None => break,
-        }
-    }
+    let pause = |d| async move {
+        Timer::after(d).await;
+    };
+    kit::accept_until_drained(&drain, || listener.accept(), pause, &start).await;
     let _ = kit::accept_queued(listener.get_ref(), |stream, peer| {
         if let Ok(stream) = Async::new(stream) {
             start(stream, peer);
@@ -129,7 +116,9 @@ async fn connection(
             rounds_without_waiting = 0;
             futures_lite::future::yield_now().await;
         }
-        rt::flush_at(&mut s, Some(now), |bytes| stream.get_ref().write(bytes));
+        rt::flush_at(&mut s, Some(now), |bytes| {
+            net::send(stream.get_ref(), bytes)
+        });
         if let Some(reason) = waits.take_effects(&mut s) {
             return close(stream, reason.wants_linger()).await;
         }
@@ -137,9 +126,7 @@ async fn connection(
         // step is to wait (saving the read that would only say EAGAIN). async-io reports
         // readiness only for events after a wait began, so the read comes first.
         if s.wants_read() && maybe_readable {
-            let outcome = kit::read_at(&mut s, now, |buf| {
-                std::io::Read::read(&mut stream.get_ref(), buf)
-            });
+            let outcome = kit::read_at(&mut s, now, |buf| net::recv(stream.get_ref(), buf));
             maybe_readable = outcome == ReadOutcome::Full;
             if maybe_readable {
                 // More is waiting and the loop goes on without a wake: time has moved.

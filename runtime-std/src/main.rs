@@ -2,7 +2,7 @@
 //! taken from the session's deadlines. Only moves bytes and waits; decisions are in the core,
 //! everything else in the runtime kit.
 
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,7 +100,7 @@ fn connection(app: &Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
             }
         } else if s.wants_read() {
             let _ = stream.set_read_timeout(Some(wait));
-            let read = |buf: &mut [u8]| std::io::Read::read(&mut stream, buf);
+            let read = |buf: &mut [u8]| net::recv(&stream, buf);
             if kit::read(&mut s, read) == ReadOutcome::WouldBlock {
                 s.handle_timeout(clock::now());
             }
@@ -130,7 +130,7 @@ fn peek_for_departure(s: &mut Connection, stream: &TcpStream) {
 /// Writes what the session has queued; a write blocked past `WRITE_TIMEOUT` returns, and the
 /// session's write deadline then closes the connection.
 fn flush(s: &mut Connection, stream: &mut TcpStream) {
-    while rt::flush(s, |bytes| stream.write(bytes)) {
+    while rt::flush(s, |bytes| net::send(stream, bytes)) {
         s.handle_timeout(clock::now());
         if s.is_closed() {
             return;

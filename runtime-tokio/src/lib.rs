@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::future::poll_fn;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::{Handle, RuntimeFlavor};
 use weir_core::tls::Connection;
 use weir_kit::deadlines::{self, ConnTimer, RuntimeTimer};
-use weir_kit::serve::{Drain, Served, accept_queued};
+use weir_kit::serve::{Drain, Served, accept_queued, accept_until_drained};
 use weir_kit::waits::{Waits, Wake};
 use weir_kit::{self as rt, clock, net};
 
@@ -36,19 +36,14 @@ pub async fn serve<S: Served>(service: Arc<S>, l: StdListener, drain: Arc<Drain>
     }
     let spawn =
         |tcp, peer| tokio::spawn(connection(service.clone(), tcp, peer, drain.clone(), local));
-    if let Some(mut drained) = drain.listen() {
-        loop {
-            tokio::select! {
-                r = listener.accept() => match r {
-                    Ok((stream, peer)) => drop(spawn(stream, peer)),
-                    Err(e) => if let Some(pause) = net::accept_error(&e) {
-                        Timer::sleep(local, pause).await;
-                    },
-                },
-                _ = &mut drained => break,
-            }
-        }
-    }
+    let pause = |d| Timer::sleep(local, d);
+    accept_until_drained(
+        &drain,
+        || listener.accept(),
+        pause,
+        |tcp, peer| drop(spawn(tcp, peer)),
+    )
+    .await;
     if let Ok(listener) = listener.into_std() {
         let _ = accept_queued(&listener, |stream, peer| {
             if let Ok(stream) = TcpStream::from_std(stream) {
@@ -129,7 +124,7 @@ async fn connection<S: Served>(
         s.handle_drain(now);
     }
     loop {
-        let blocked = rt::flush_at(&mut s, Some(now), |bytes| sock.get_ref().write(bytes));
+        let blocked = rt::flush_at(&mut s, Some(now), |bytes| net::send(sock.get_ref(), bytes));
         if let Some(reason) = waits.take_effects(&mut s) {
             if reason.wants_linger() {
                 // Readiness is cleared before each read: one that finds nothing then waits.
@@ -160,7 +155,7 @@ async fn connection<S: Served>(
             Wake::Readable(Ok(mut guard)) => {
                 let buf = s.recv_buf();
                 let room = buf.len();
-                match guard.try_io(|sock| sock.get_ref().read(buf)) {
+                match guard.try_io(|sock| net::recv(sock.get_ref(), buf)) {
                     Ok(Ok(0)) => s.handle_eof(now),
                     Ok(Ok(n)) => {
                         if n < room {

@@ -352,23 +352,7 @@ fn graceful_shutdown_answers_in_flight_jobs(rt: &'static str) {
     let mut idle = srv.connect();
     idle.write_all(get("/ping").as_bytes()).unwrap();
     read_response(&mut idle, false).unwrap();
-    srv.signal("TERM");
-    for c in &mut conns {
-        let r = read_response(c, false).expect("every accepted request is answered");
-        assert_eq!(
-            (
-                r.status,
-                r.json()["result"].as_i64(),
-                r.header("connection")
-            ),
-            (200, Some(9), Some("close"))
-        );
-    }
-    assert!(
-        closed_by_server(&mut idle),
-        "idle keep-alive connections are closed"
-    );
-    assert_eq!(srv.wait_exit(), Some(0));
+    sigterm_answers_jobs_and_exits(&mut srv, &mut conns, &mut idle);
     assert!(
         std::net::TcpStream::connect(srv.addr).is_err(),
         "no longer listening"
@@ -620,6 +604,75 @@ for_each_runtime! {
     access_log_lines => super::access_log_lines;
     a_client_that_stops_reading_is_cut_at_the_write_timeout => super::a_client_that_stops_reading_is_cut_at_the_write_timeout;
     probes_and_the_shutdown_delay => super::probes_and_the_shutdown_delay;
+}
+
+/// weir-tokio's and weir-smol's other layout, `RUNTIME_LAYOUT=shared` (one multi-thread
+/// runtime or one shared executor): tasks move between threads, so connection deadlines are
+/// the runtime's own timers rather than a thread's timerfd. It serves keep-alive and
+/// pipelined requests, cuts a slow head at its deadline, and drains answering a job in flight.
+fn the_shared_layout_serves_cuts_slow_heads_and_drains(rt: &'static str) {
+    let env = [
+        ("RUNTIME_LAYOUT", "shared"),
+        ("IO_THREADS", "2"),
+        ("HEADER_TIMEOUT", "1s"),
+        ("WORKER_COUNT", "1"),
+        ("JOB_COST", SLOW_JOB),
+    ];
+    let mut srv = Server::start(rt, &env);
+    let mut s = srv.connect();
+    s.write_all(get("/ping").repeat(5).as_bytes()).unwrap();
+    for _ in 0..5 {
+        assert_eq!(read_response(&mut s, false).unwrap().text(), "pong");
+    }
+    let mut slow = srv.connect();
+    slow.write_all(b"GET /ping HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
+    let r = read_response(&mut slow, false).expect("a 408 before the close");
+    assert_eq!(
+        r.status, 408,
+        "the runtime's timer fired the header deadline"
+    );
+    assert!(closed_by_server(&mut slow));
+    let mut job = srv.connect();
+    job.write_all(post("/api/v1/compute/intensive", "{\"number\": 3}").as_bytes())
+        .unwrap();
+    srv.wait_metrics("the job in flight", |m| {
+        m["active_requests"].as_u64() >= Some(2)
+    });
+    sigterm_answers_jobs_and_exits(&mut srv, std::slice::from_mut(&mut job), &mut s);
+}
+
+/// Sends SIGTERM; then every job in flight on `jobs` (`compute/intensive` of 3) is answered
+/// and told the connection closes, the idle keep-alive connection `idle` is closed, and the
+/// process exits 0.
+fn sigterm_answers_jobs_and_exits(srv: &mut Server, jobs: &mut [Conn], idle: &mut Conn) {
+    srv.signal("TERM");
+    for c in jobs {
+        let r = read_response(c, false).expect("every accepted request is answered");
+        let answer = (
+            r.status,
+            r.json()["result"].as_i64(),
+            r.header("connection"),
+        );
+        assert_eq!(answer, (200, Some(9), Some("close")));
+    }
+    assert!(
+        closed_by_server(idle),
+        "idle keep-alive connections are closed"
+    );
+    assert_eq!(srv.wait_exit(), Some(0));
+}
+
+mod shared_layout {
+    #[test]
+    fn tokio() {
+        super::the_shared_layout_serves_cuts_slow_heads_and_drains("tokio")
+    }
+
+    #[test]
+    fn smol() {
+        super::the_shared_layout_serves_cuts_slow_heads_and_drains("smol")
+    }
 }
 
 // The protocol and API scenarios again, over TLS (a certificate made at test time).

@@ -139,6 +139,23 @@ pub fn expire() {
     });
 }
 
+/// Runs this thread's deadlines for as long as the runtime runs: `readable` waits until the
+/// timerfd `fd` (from [`timer_fd`], registered with the runtime's reactor by the caller) may
+/// be read; then it is read, which resets it, and what is due expires. A wake with nothing
+/// to read waits again. Ends only if the runtime's wait fails.
+pub async fn drive<R>(fd: &std::fs::File, mut readable: impl FnMut() -> R)
+where
+    R: std::future::Future<Output = std::io::Result<()>>,
+{
+    use std::io::Read;
+    while readable().await.is_ok() {
+        let mut expirations = [0u8; 8];
+        let _ = (&*fd).read(&mut expirations);
+        expire();
+    }
+    tracing::error!("connection deadlines: the runtime cannot wait for the timerfd");
+}
+
 /// A connection's deadline, like a runtime timer but on the thread's timerfd.
 #[derive(Debug)]
 pub struct Deadline {
@@ -339,6 +356,44 @@ mod tests {
             wait_and_expire(&fd);
         }
         assert!(start.elapsed() >= Duration::from_millis(40));
+    }
+
+    #[test]
+    fn the_driver_reads_the_timerfd_and_expires_until_the_runtime_cannot_wait() {
+        let fd = timer_fd().unwrap();
+        let mut due = Deadline::never();
+        due.set_at(Instant::now() + Duration::from_millis(5));
+        let waits = std::cell::Cell::new(0);
+        // The runtime's readiness, played by `poll`: readable once the timer has expired.
+        let readable = || {
+            waits.set(waits.get() + 1);
+            let first = waits.get() == 1;
+            if first {
+                let mut pfd = [rustix::event::PollFd::new(
+                    &fd,
+                    rustix::event::PollFlags::IN,
+                )];
+                rustix::event::poll(&mut pfd, None).unwrap();
+            }
+            std::future::ready(if first {
+                Ok(())
+            } else {
+                Err(std::io::ErrorKind::Other.into())
+            })
+        };
+        let mut driving = std::pin::pin!(drive(&fd, readable));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(
+            driving.as_mut().poll(&mut cx).is_ready(),
+            "ends when it cannot wait"
+        );
+        assert_eq!(waits.get(), 2);
+        assert!(due.poll_fired(&mut cx).is_ready(), "the deadline expired");
+        let mut buf = [0u8; 8];
+        assert!(
+            std::io::Read::read(&mut &fd, &mut buf).is_err(),
+            "the driver read the timerfd (it is reset)"
+        );
     }
 
     #[test]

@@ -13,14 +13,56 @@
 //! each handler of the session is idempotent, so a stale wake is harmless.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use weir_core::tls::Connection;
 use weir_core::{CloseReason, Now, Service};
 
+use crate::clock;
 use crate::deadlines::{ConnTimer, RuntimeTimer};
 use crate::serve::{Alarm, Drain, DrainWatch, take_effects};
+
+/// What the connections of one accept loop share: the service, the drain, and whether their
+/// tasks stay on the thread that made them (their deadlines then go on its timerfd).
+#[derive(Debug)]
+pub struct Serving<S> {
+    /// The service every connection serves.
+    pub service: Arc<S>,
+    /// The process's drain signal.
+    pub drain: Arc<Drain>,
+    /// Tasks never leave their thread.
+    pub local: bool,
+}
+
+impl<S> Clone for Serving<S> {
+    fn clone(&self) -> Self {
+        Serving {
+            service: self.service.clone(),
+            drain: self.drain.clone(),
+            local: self.local,
+        }
+    }
+}
+
+impl<S: Service<Wait: Future<Output = ()> + Unpin>> Serving<S> {
+    /// A new connection from `peer`: its session, its waits and the time it opened. A drain
+    /// that already began has been told to the session.
+    pub fn open<T: RuntimeTimer>(
+        &self,
+        peer: SocketAddr,
+    ) -> (Connection<S>, Waits<'_, S::Wait, T>, Now) {
+        let now = clock::now();
+        let mut s = Connection::new(self.service.clone(), peer, now);
+        let waits = Waits::new(&self.drain, self.local);
+        if waits.draining() {
+            s.handle_drain(now);
+        }
+        (s, waits, now)
+    }
+}
 
 /// What woke a connection: its socket (with what the runtime's readiness poll returned) or
 /// one of its [`Waits`].

@@ -6,7 +6,6 @@
 //! which allocates at every reactor turn while any timer is set.
 
 use std::future::{Future, poll_fn};
-use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,8 +16,8 @@ use async_io::{Async, Timer};
 use weir_core::App;
 use weir_core::config::Layout;
 use weir_kit::deadlines::{self, RuntimeTimer};
-use weir_kit::serve::{self as kit, Acceptor, Drain, ReadOutcome};
-use weir_kit::waits::{Waits, Wake};
+use weir_kit::serve::{self as kit, Acceptor, ReadOutcome};
+use weir_kit::waits::{Serving, Wake};
 use weir_kit::{self as rt, clock, net};
 
 /// Rounds of the connection loop in a row that found work without waiting (each a read, a
@@ -34,22 +33,24 @@ fn main() {
     kit::run(
         server,
         threads,
-        move |app, listener, drain, acceptor| match layout {
-            Layout::Shared => {
+        move |service, listener, drain, acceptor| {
+            let local = layout == Layout::PerCore;
+            let serving = Serving {
+                service,
+                drain,
+                local,
+            };
+            if !local {
                 let ex = shared.clone();
                 let spawn: Spawn = Box::new(move |f| ex.spawn(f).detach());
-                let serving = serve(app, listener, drain, acceptor, spawn, false);
-                async_io::block_on(shared.run(serving))
+                return async_io::block_on(shared.run(serve(serving, listener, acceptor, spawn)));
             }
-            Layout::PerCore => {
-                let ex = std::rc::Rc::new(LocalExecutor::new());
-                ex.spawn(drive_deadlines()).detach();
-                let spawner = ex.clone();
-                let spawn: Spawn = Box::new(move |f| spawner.spawn(f).detach());
-                ex.spawn(serve(app, listener, drain, acceptor, spawn, true))
-                    .detach();
-                async_io::block_on(run_tasks(&ex))
-            }
+            let ex = std::rc::Rc::new(LocalExecutor::new());
+            ex.spawn(drive_deadlines()).detach();
+            let spawner = ex.clone();
+            let spawn: Spawn = Box::new(move |f| spawner.spawn(f).detach());
+            ex.spawn(serve(serving, listener, acceptor, spawn)).detach();
+            async_io::block_on(run_tasks(&ex))
         },
     )
 }
@@ -57,28 +58,13 @@ fn main() {
 /// Accepts until the drain, then what the kernel queued, then keeps this executor running
 /// for its connections (the process exits from `main`). `local`: the executor is this
 /// thread's alone, so connections keep their deadlines on its timerfd.
-async fn serve(
-    app: Arc<App>,
-    l: TcpListener,
-    drain: Arc<Drain>,
-    a: Acceptor,
-    spawn: Spawn,
-    local: bool,
-) {
+async fn serve(serving: Serving<App>, l: TcpListener, a: Acceptor, spawn: Spawn) {
     let listener = Async::new(l).expect("invariant: the listener registers with async-io");
-    let start = |stream, peer| {
-        spawn(Box::pin(connection(
-            app.clone(),
-            stream,
-            peer,
-            drain.clone(),
-            local,
-        )))
-    };
+    let start = |stream, peer| spawn(Box::pin(connection(serving.clone(), stream, peer)));
     let pause = |d| async move {
         Timer::after(d).await;
     };
-    kit::accept_until_drained(&drain, || listener.accept(), pause, &start).await;
+    kit::accept_until_drained(&serving.drain, || listener.accept(), pause, &start).await;
     let _ = kit::accept_queued(listener.get_ref(), |stream, peer| {
         if let Ok(stream) = Async::new(stream) {
             start(stream, peer);
@@ -88,22 +74,11 @@ async fn serve(
     std::future::pending().await
 }
 
-async fn connection(
-    app: Arc<App>,
-    stream: Async<TcpStream>,
-    peer: SocketAddr,
-    drain: Arc<Drain>,
-    local: bool,
-) {
+async fn connection(serving: Serving<App>, stream: Async<TcpStream>, peer: SocketAddr) {
     let _ = stream.get_ref().set_nodelay(true);
-    // The time of the last wake (or of the last read that filled the buffer): what the
-    // loop's reads and writes are dated with.
-    let mut now = clock::now();
-    let mut s = app.connection(peer, now);
-    let mut waits = Waits::<_, SmolTimer>::new(&drain, local);
-    if waits.draining() {
-        s.handle_drain(now);
-    }
+    // `now`: the time of the last wake (or of the last read that filled the buffer), what
+    // the loop's reads and writes are dated with.
+    let (mut s, mut waits, mut now) = serving.open::<SmolTimer>(peer);
     let (mut maybe_readable, mut rounds_without_waiting) = (true, 0);
     loop {
         // A fast pipelining peer keeps its socket readable, so this loop could go on without
@@ -181,16 +156,11 @@ async fn run_tasks(ex: &LocalExecutor<'_>) {
     }
 }
 
-/// Runs this thread's connection deadlines: waits for the timerfd, then lets them expire.
+/// Runs this thread's connection deadlines on its timerfd, registered with async-io.
 async fn drive_deadlines() {
     let fd = deadlines::timer_fd().expect("invariant: a timerfd can be duplicated");
     let fd = Async::new(fd).expect("invariant: a timerfd registers with async-io");
-    loop {
-        // Reading resets the timerfd; a spurious wake waits again.
-        let mut expirations = [0u8; 8];
-        let _ = fd.read_with(|f| (&*f).read(&mut expirations)).await;
-        deadlines::expire();
-    }
+    deadlines::drive(fd.get_ref(), || fd.readable()).await
 }
 
 /// async-io's timer, for the shared executor (the kit's `ConnTimer` uses the thread's

@@ -6,7 +6,6 @@
 
 use std::future::Future;
 use std::future::poll_fn;
-use std::io::Read;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,10 +16,9 @@ use tokio::io::Ready;
 use tokio::io::unix::AsyncFd;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::{Handle, RuntimeFlavor};
-use weir_core::tls::Connection;
 use weir_kit::deadlines::{self, ConnTimer, RuntimeTimer};
 use weir_kit::serve::{Drain, Served, accept_queued, accept_until_drained};
-use weir_kit::waits::{Waits, Wake};
+use weir_kit::waits::{Serving, Wake};
 use weir_kit::{self as rt, clock, net};
 
 /// Accepts on `l` (non-blocking) until the drain, then what the kernel queued, then drops
@@ -34,20 +32,18 @@ pub async fn serve<S: Served>(service: Arc<S>, l: StdListener, drain: Arc<Drain>
     if local {
         tokio::spawn(drive_deadlines());
     }
-    let spawn =
-        |tcp, peer| tokio::spawn(connection(service.clone(), tcp, peer, drain.clone(), local));
+    let serving = Serving {
+        service,
+        drain,
+        local,
+    };
+    let spawn = |tcp, peer| drop(tokio::spawn(connection(serving.clone(), tcp, peer)));
     let pause = |d| Timer::sleep(local, d);
-    accept_until_drained(
-        &drain,
-        || listener.accept(),
-        pause,
-        |tcp, peer| drop(spawn(tcp, peer)),
-    )
-    .await;
+    accept_until_drained(&serving.drain, || listener.accept(), pause, spawn).await;
     if let Ok(listener) = listener.into_std() {
         let _ = accept_queued(&listener, |stream, peer| {
             if let Ok(stream) = TcpStream::from_std(stream) {
-                drop(spawn(stream, peer));
+                spawn(stream, peer);
             }
         });
     }
@@ -55,27 +51,15 @@ pub async fn serve<S: Served>(service: Arc<S>, l: StdListener, drain: Arc<Drain>
     std::future::pending::<()>().await
 }
 
-/// Runs this thread's connection deadlines: waits for the timerfd, reads it, lets them
-/// expire.
+/// Runs this thread's connection deadlines on its timerfd, registered with tokio's reactor.
 async fn drive_deadlines() {
-    let registered = deadlines::timer_fd().ok().and_then(|file| {
-        // SAFETY: the File owns its descriptor, and it does not change or close while the
-        // AsyncFd owns the file (the contract of `register`).
-        unsafe { AsyncFd::register(file) }.ok()
-    });
-    let Some(fd) = registered else {
-        tracing::error!("connection deadlines: the timerfd could not be registered");
-        return;
-    };
-    loop {
-        let Ok(mut guard) = fd.readable().await else {
-            return;
-        };
-        // Reading resets the timerfd; nothing to read clears the readiness (a spurious wake).
-        let mut expirations = [0u8; 8];
-        let _ = guard.try_io(|f| f.get_ref().read(&mut expirations));
-        deadlines::expire();
-    }
+    let file = deadlines::timer_fd().expect("invariant: a timerfd can be duplicated");
+    // SAFETY: the File owns its descriptor, and it does not change or close while the
+    // AsyncFd owns the file (the contract of `register`).
+    let fd = unsafe { AsyncFd::register(file) }.expect("invariant: a timerfd registers");
+    // Readiness is cleared before each read: a wake with nothing to read then waits.
+    let readable = || async { fd.readable().await.map(|mut g| g.clear_ready()) };
+    deadlines::drive(fd.get_ref(), readable).await
 }
 
 /// tokio's timer, for a multi-thread runtime (the kit's `ConnTimer` uses the thread's
@@ -98,13 +82,7 @@ impl RuntimeTimer for TokioTimer {
 
 type Timer = ConnTimer<TokioTimer>;
 
-async fn connection<S: Served>(
-    svc: Arc<S>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    drain: Arc<Drain>,
-    local: bool,
-) {
+async fn connection<S: Served>(serving: Serving<S>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     // AsyncFd rather than TcpStream: a short read clears the readiness at once, which saves
     // the read that would only return EAGAIN — one syscall per request.
@@ -116,13 +94,8 @@ async fn connection<S: Served>(
     let Ok(sock) = (unsafe { AsyncFd::register(std_stream) }) else {
         return;
     };
-    // The time of the last wake: what the loop's writes date their timeout with.
-    let mut now = clock::now();
-    let mut s = Connection::new(svc, peer, now);
-    let mut waits = Waits::<_, TokioTimer>::new(&drain, local);
-    if waits.draining() {
-        s.handle_drain(now);
-    }
+    // `now`: the time of the last wake, what the loop's writes date their timeout with.
+    let (mut s, mut waits, mut now) = serving.open::<TokioTimer>(peer);
     loop {
         let blocked = rt::flush_at(&mut s, Some(now), |bytes| net::send(sock.get_ref(), bytes));
         if let Some(reason) = waits.take_effects(&mut s) {
@@ -132,7 +105,7 @@ async fn connection<S: Served>(
                 net::linger(
                     sock.get_ref(),
                     readable,
-                    Timer::sleep(local, net::LINGER_TIME),
+                    Timer::sleep(serving.local, net::LINGER_TIME),
                 )
                 .await;
             }

@@ -56,8 +56,7 @@ fn main() {
 }
 
 /// Accepts until the drain, then what the kernel queued, then keeps this executor running
-/// for its connections (the process exits from `main`). `local`: the executor is this
-/// thread's alone, so connections keep their deadlines on its timerfd.
+/// for its connections (the process exits from `main`); `spawn` puts each on the executor.
 async fn serve(serving: Serving<App>, l: TcpListener, a: Acceptor, spawn: Spawn) {
     let listener = Async::new(l).expect("invariant: the listener registers with async-io");
     let start = |stream, peer| spawn(Box::pin(connection(serving.clone(), stream, peer)));

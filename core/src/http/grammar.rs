@@ -270,7 +270,7 @@ fn field_line(input: &[u8], at: usize) -> Result<Option<(Field, usize)>, Grammar
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn parse(raw: &[u8]) -> Result<Option<(RequestLine, usize, Vec<Field>)>, GrammarError> {
@@ -405,7 +405,7 @@ mod tests {
 
     /// A valid head (varied parts) with up to three bytes replaced or inserted from the
     /// bytes a head grammar cares about, then maybe truncated.
-    fn head_bytes() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    pub(crate) fn head_bytes() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
         use proptest::prelude::*;
         use proptest::sample::select;
         const E9: &[u8] = "/caf\u{e9}".as_bytes();

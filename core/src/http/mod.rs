@@ -2,6 +2,7 @@
 //! [`Service`] seam it serves through. Nothing here knows the application.
 
 pub mod body;
+mod common_head;
 pub mod grammar;
 pub mod request;
 pub mod response;

@@ -11,6 +11,7 @@
 
 use std::ops::Range;
 
+use super::common_head;
 use super::grammar::{self, Field};
 use super::response::Status;
 use super::scan::{eq_ignore_case, token_is};
@@ -419,9 +420,13 @@ impl ParsedHead {
     pub fn parse(&mut self, input: &[u8], limits: &Limits) -> Result<Option<usize>, HeadError> {
         self.home = Home::Buffer(0);
         let max_fields = limits.max_headers.clamp(1, MAX_HEADERS_CAP);
-        let (line, len) = match grammar::parse_head(input, &mut self.fields, max_fields)? {
-            Some(done) => done,
-            None => return Self::check_partial(input, limits).map(|()| None),
+        // The common head in one pass; anything else (and every error) from the grammar.
+        let found = match common_head::parse(input, &mut self.fields, max_fields) {
+            Some(done) => Some(done),
+            None => grammar::parse_head(input, &mut self.fields, max_fields)?,
+        };
+        let Some((line, len)) = found else {
+            return Self::check_partial(input, limits).map(|()| None);
         };
         if len > limits.max_header_bytes {
             return Err(HeadError::HeadersTooLarge);

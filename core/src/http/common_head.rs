@@ -1,0 +1,253 @@
+//! The common request head in one pass: every byte is classified once, 16 at a time, into
+//! where a token, a request-target and a field value end ([`super::scan::Breaks`]), and the
+//! head is then walked from one break to the next with bit arithmetic, no byte loop. This is
+//! the hot path's parser; [`super::grammar`] stays the definition of the syntax.
+//!
+//! What it handles is what nearly every client sends: no empty lines before the request line;
+//! a method and field names of letters, digits and `-`; a request-target of visible ASCII;
+//! exactly one SP after each field's colon and none before its CRLF; the whole head in the
+//! input; at most `max_fields` fields. Anything else — including every error — is `None`,
+//! and the caller asks the grammar, which has the last word and the error messages.
+//!
+//! Invariants: `parse` returns `Some` only for a head [`super::grammar::parse_head`] accepts,
+//! with the same request line, length and fields (a differential test holds it to that on
+//! the grammar's own generated heads); it never reads past `input`, and looks at each byte
+//! of the head once (bytes past the head's end are classified only up to the end of their
+//! 16-byte block).
+
+use super::grammar::{Field, RequestLine};
+use super::request::Method;
+use super::scan::{breaks, target_len};
+
+/// The token and value breaks over a window of the input: bit `i` of each word is byte
+/// `base + i`, for the `filled` bytes classified (the bits past them are clear). The walk
+/// only ever looks forward, so the window only moves forward, and only past bytes it has
+/// looked at.
+#[derive(Default)]
+struct Window {
+    base: usize,
+    filled: usize,
+    token: u32,
+    value: u32,
+}
+
+impl Window {
+    /// The first token break (`value == false`) or value break (`value == true`) at or after
+    /// `from`, or `None` if the input ends first. `input` is at least 16 bytes long.
+    #[inline(always)]
+    fn find(&mut self, input: &[u8], from: usize, value: bool) -> Option<usize> {
+        let mut from = from;
+        loop {
+            let rel = from.wrapping_sub(self.base);
+            if rel < self.filled {
+                let bits = if value { self.value } else { self.token } >> rel;
+                if bits != 0 {
+                    return Some(from + bits.trailing_zeros() as usize);
+                }
+            }
+            // No break in [from, base + filled): the next block from there.
+            let at = from.max(self.base + self.filled);
+            let len = input.len();
+            let (b, shift) = if let Some(block) = input.get(at..at + 16) {
+                self.filled = 16;
+                (breaks(block.try_into().expect("16 bytes")), 0)
+            } else if at < len {
+                // The last bytes, as the tail of the block that ends with the input; the
+                // bits of the bytes before `at` are shifted out.
+                self.filled = len - at;
+                let block = input[len - 16..].try_into().expect("16 bytes");
+                (breaks(block), 16 - (len - at))
+            } else {
+                return None;
+            };
+            self.token = b.token >> shift;
+            self.value = b.value >> shift;
+            self.base = at;
+            from = at;
+        }
+    }
+}
+
+/// The head at the start of `input`, when it is a common one (see the module docs): its
+/// request line and length, its fields pushed to `fields`. `None` leaves `fields` in any
+/// state: the caller then parses with the grammar, which clears it.
+#[inline(always)]
+pub(crate) fn parse(
+    input: &[u8],
+    fields: &mut Vec<Field>,
+    max_fields: usize,
+) -> Option<(RequestLine, usize)> {
+    fields.clear();
+    if input.len() < 16 {
+        return None; // shorter than any complete head with a field
+    }
+    let mut window = Window::default();
+    const GET: u32 = u32::from_le_bytes(*b"GET ");
+    const POST: u32 = u32::from_le_bytes(*b"POST");
+    let w = input.first_chunk::<5>()?;
+    let (m, known) = match u32::from_le_bytes([w[0], w[1], w[2], w[3]]) {
+        GET => (3, Some(Method::Get)),
+        POST if w[4] == b' ' => (4, Some(Method::Post)),
+        _ => (window.find(input, 0, false)?, None),
+    };
+    if m == 0 || input[m] != b' ' {
+        return None;
+    }
+    let t0 = m + 1;
+    let (len, question) = target_len(&input[t0..]);
+    let t = t0 + len;
+    if len == 0 || input.get(t) != Some(&b' ') {
+        return None;
+    }
+    const HTTP_11: u64 = u64::from_le_bytes(*b"HTTP/1.1");
+    const HTTP_10: u64 = u64::from_le_bytes(*b"HTTP/1.0");
+    let version = input.get(t + 1..t + 11)?;
+    let minor = match u64::from_le_bytes(version[..8].try_into().expect("8 bytes")) {
+        HTTP_11 => 1,
+        HTTP_10 => 0,
+        _ => return None,
+    };
+    if version[8..] != *b"\r\n" {
+        return None;
+    }
+    let off = |at: usize| at as u32;
+    let mut at = t + 11;
+    loop {
+        let line = input.get(at..at + 2)?;
+        if line == b"\r\n" {
+            break;
+        }
+        let colon = window.find(input, at, false)?;
+        if colon == at || input[colon] != b':' || input.get(colon + 1) != Some(&b' ') {
+            return None;
+        }
+        let v = colon + 2;
+        let end = window.find(input, v, true)?;
+        let ows = |b: u8| b == b' ' || b == b'\t';
+        if end > v && (ows(input[v]) || ows(input[end - 1])) {
+            return None;
+        }
+        if input.get(end + 1) != Some(&b'\n') || input[end] != b'\r' || fields.len() == max_fields {
+            return None;
+        }
+        fields.push(Field {
+            name: (off(at), off(colon)),
+            value: (off(v), off(end)),
+        });
+        at = end + 2;
+    }
+    let line = RequestLine {
+        method: (0, off(m)),
+        known,
+        target: (off(t0), off(t)),
+        question: question.map(|q| off(t0 + q)),
+        minor,
+    };
+    Some((line, at + 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::grammar::{self, tests::head_bytes};
+    use super::*;
+
+    type Parsed = (
+        (u32, u32),
+        Option<Method>,
+        (u32, u32),
+        Option<u32>,
+        u8,
+        usize,
+        Vec<((u32, u32), (u32, u32))>,
+    );
+
+    fn facts(found: Option<(RequestLine, usize)>, fields: &[Field]) -> Option<Parsed> {
+        found.map(|(l, n)| {
+            let f = fields.iter().map(|f| (f.name, f.value)).collect();
+            (l.method, l.known, l.target, l.question, l.minor, n, f)
+        })
+    }
+
+    fn common(raw: &[u8], max: usize) -> Option<Parsed> {
+        let mut fields = Vec::new();
+        let found = parse(raw, &mut fields, max);
+        facts(found, &fields)
+    }
+
+    fn by_grammar(raw: &[u8], max: usize) -> Option<Parsed> {
+        let mut fields = Vec::new();
+        let found = grammar::parse_head(raw, &mut fields, max).ok().flatten();
+        facts(found, &fields)
+    }
+
+    #[test]
+    fn what_clients_send_takes_the_common_path() {
+        let heads: [&[u8]; 5] = [
+            b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST /api/v1/compute/fast HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 14\r\n\r\n{\"number\": 42}",
+            b"GET /users?page=2&q=a?b HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n",
+            b"DELETE /users/7 HTTP/1.0\r\nX-Empty: \r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\n",
+            // A browser-like head longer than one 64-byte word.
+            b"GET /a/fairly/long/path/to/something HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\nAccept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: keep-alive\r\nCookie: a=1; b=2\r\nUpgrade-Insecure-Requests: 1\r\nCache-Control: max-age=0\r\n\r\n",
+        ];
+        for raw in heads {
+            let got = common(raw, 64);
+            assert!(got.is_some(), "{}", String::from_utf8_lossy(raw));
+            assert_eq!(got, by_grammar(raw, 64), "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn what_it_does_not_handle_is_left_to_the_grammar() {
+        for raw in [
+            &b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"M_SEARCH * HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost:x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost:  x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x \r\n\r\n",
+            b"GET / HTTP/1.1\r\nX_Y: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r",
+            b"GET / HTTP/1.1\r\nHost: x\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\n\r\n",
+            b"GET / HTTP/1.1\nHost: x\r\n\r\n",
+            b"GET / HTTP/2.0\r\nHost: x\r\n\r\n",
+            b"GET",
+        ] {
+            assert_eq!(common(raw, 64), None, "{}", String::from_utf8_lossy(raw));
+        }
+        let two = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n";
+        assert_eq!(common(two, 1), None);
+        assert!(common(two, 2).is_some());
+    }
+
+    #[test]
+    fn every_prefix_and_every_block_alignment_agrees_with_the_grammar() {
+        let raw = b"GET /long/enough/for/words?q=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: a fairly long value with spaces\r\nX-Pad: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n\r\n";
+        for n in 0..raw.len() {
+            assert_eq!(common(&raw[..n], 64), None, "prefix {n}");
+        }
+        for pad in 0..80 {
+            // Shifted by a longer path: the breaks land at every offset of a block and word.
+            let mut shifted = b"GET /".to_vec();
+            shifted.extend(std::iter::repeat_n(b'p', pad));
+            shifted.extend_from_slice(&raw[5..]);
+            let got = common(&shifted, 64);
+            assert!(got.is_some(), "pad {pad}");
+            assert_eq!(got, by_grammar(&shifted, 64), "pad {pad}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 20_000, ..Default::default() })]
+
+        /// On the grammar's own generated heads (valid, edited, truncated), the common path
+        /// accepts only what the grammar accepts, with the same parts.
+        #[test]
+        fn accepts_only_what_the_grammar_accepts_with_the_same_parts(raw in head_bytes()) {
+            if let Some(got) = common(&raw, 4) {
+                proptest::prop_assert_eq!(Some(got), by_grammar(&raw, 4));
+            }
+        }
+    }
+}

@@ -1,5 +1,5 @@
-//! The head parser on arbitrary bytes: no panic, and an accepted head is self-consistent and
-//! free of bare LFs.
+//! The head parser on arbitrary bytes: no panic, an accepted head is self-consistent and
+//! free of bare LFs, and the common-head pass accepts only what the grammar accepts.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -7,6 +7,7 @@ use weir_core::http::{Limits, ParsedHead, has_bare_lf};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits { max_header_bytes: 4096, max_headers: 16, max_uri_bytes: 512, max_body_bytes: 1 << 16 };
+    assert!(weir_core::http::grammar::common_path_agrees(data, limits.max_headers), "the common pass and the grammar disagree");
     let mut parsed = ParsedHead::default();
     match parsed.parse(data, &limits) {
         Ok(Some(len)) => {

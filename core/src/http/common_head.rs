@@ -1,72 +1,23 @@
-//! The common request head in one pass: every byte is classified once, 16 at a time, into
-//! where a token, a request-target and a field value end ([`super::scan::Breaks`]), and the
-//! head is then walked from one break to the next with bit arithmetic, no byte loop. This is
-//! the hot path's parser; [`super::grammar`] stays the definition of the syntax.
+//! The common request head in one lean pass: the request line's parts and each field's name
+//! and value are found with the 16-byte scans of [`super::scan`] and checked with a few byte
+//! comparisons — no error to build, no partial state, no whitespace loops. This is the hot
+//! path's parser; [`super::grammar`] stays the definition of the syntax.
 //!
 //! What it handles is what nearly every client sends: no empty lines before the request line;
-//! a method and field names of letters, digits and `-`; a request-target of visible ASCII;
-//! exactly one SP after each field's colon and none before its CRLF; the whole head in the
-//! input; at most `max_fields` fields. Anything else — including every error — is `None`,
-//! and the caller asks the grammar, which has the last word and the error messages.
+//! a request-target of visible ASCII; exactly one SP after each field's colon and no
+//! whitespace before its CRLF; the whole head in the input; at most `max_fields` fields.
+//! Anything else — including every error — is `None`, and the caller asks the grammar, which
+//! has the last word and the error messages. (Measured: this pass, not the scans, is what the
+//! grammar's bookkeeping cost; a variant that classified every byte into bit masks first was
+//! slower on long heads, `BENCHMARKS.md`.)
 //!
 //! Invariants: `parse` returns `Some` only for a head [`super::grammar::parse_head`] accepts,
 //! with the same request line, length and fields (a differential test holds it to that on
-//! the grammar's own generated heads); it never reads past `input`, and looks at each byte
-//! of the head once (bytes past the head's end are classified only up to the end of their
-//! 16-byte block).
+//! the grammar's own generated heads); it never reads past `input`.
 
 use super::grammar::{Field, RequestLine};
 use super::request::Method;
-use super::scan::{breaks, target_len};
-
-/// The token and value breaks over a window of the input: bit `i` of each word is byte
-/// `base + i`, for the `filled` bytes classified (the bits past them are clear). The walk
-/// only ever looks forward, so the window only moves forward, and only past bytes it has
-/// looked at.
-#[derive(Default)]
-struct Window {
-    base: usize,
-    filled: usize,
-    token: u32,
-    value: u32,
-}
-
-impl Window {
-    /// The first token break (`value == false`) or value break (`value == true`) at or after
-    /// `from`, or `None` if the input ends first. `input` is at least 16 bytes long.
-    #[inline(always)]
-    fn find(&mut self, input: &[u8], from: usize, value: bool) -> Option<usize> {
-        let mut from = from;
-        loop {
-            let rel = from.wrapping_sub(self.base);
-            if rel < self.filled {
-                let bits = if value { self.value } else { self.token } >> rel;
-                if bits != 0 {
-                    return Some(from + bits.trailing_zeros() as usize);
-                }
-            }
-            // No break in [from, base + filled): the next block from there.
-            let at = from.max(self.base + self.filled);
-            let len = input.len();
-            let (b, shift) = if let Some(block) = input.get(at..at + 16) {
-                self.filled = 16;
-                (breaks(block.try_into().expect("16 bytes")), 0)
-            } else if at < len {
-                // The last bytes, as the tail of the block that ends with the input; the
-                // bits of the bytes before `at` are shifted out.
-                self.filled = len - at;
-                let block = input[len - 16..].try_into().expect("16 bytes");
-                (breaks(block), 16 - (len - at))
-            } else {
-                return None;
-            };
-            self.token = b.token >> shift;
-            self.value = b.value >> shift;
-            self.base = at;
-            from = at;
-        }
-    }
-}
+use super::scan::{field_len, target_len, token_len};
 
 /// The head at the start of `input`, when it is a common one (see the module docs): its
 /// request line and length, its fields pushed to `fields`. `None` leaves `fields` in any
@@ -78,21 +29,17 @@ pub(crate) fn parse(
     max_fields: usize,
 ) -> Option<(RequestLine, usize)> {
     fields.clear();
-    if input.len() < 16 {
-        return None; // shorter than any complete head with a field
-    }
-    let mut window = Window::default();
     const GET: u32 = u32::from_le_bytes(*b"GET ");
     const POST: u32 = u32::from_le_bytes(*b"POST");
     let w = input.first_chunk::<5>()?;
     let (m, known) = match u32::from_le_bytes([w[0], w[1], w[2], w[3]]) {
         GET => (3, Some(Method::Get)),
         POST if w[4] == b' ' => (4, Some(Method::Post)),
-        _ => (window.find(input, 0, false)?, None),
+        _ => match token_len(input) {
+            m if m > 0 && input.get(m) == Some(&b' ') => (m, None),
+            _ => return None,
+        },
     };
-    if m == 0 || input[m] != b' ' {
-        return None;
-    }
     let t0 = m + 1;
     let (len, question) = target_len(&input[t0..]);
     let t = t0 + len;
@@ -117,12 +64,12 @@ pub(crate) fn parse(
         if line == b"\r\n" {
             break;
         }
-        let colon = window.find(input, at, false)?;
-        if colon == at || input[colon] != b':' || input.get(colon + 1) != Some(&b' ') {
+        let colon = at + token_len(&input[at..]);
+        if colon == at || input.get(colon) != Some(&b':') || input.get(colon + 1) != Some(&b' ') {
             return None;
         }
         let v = colon + 2;
-        let end = window.find(input, v, true)?;
+        let end = v + field_len(input.get(v..)?);
         let ows = |b: u8| b == b' ' || b == b'\t';
         if end > v && (ows(input[v]) || ows(input[end - 1])) {
             return None;
@@ -182,11 +129,12 @@ mod tests {
 
     #[test]
     fn what_clients_send_takes_the_common_path() {
-        let heads: [&[u8]; 5] = [
+        let heads: [&[u8]; 6] = [
             b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n",
             b"POST /api/v1/compute/fast HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 14\r\n\r\n{\"number\": 42}",
             b"GET /users?page=2&q=a?b HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n",
             b"DELETE /users/7 HTTP/1.0\r\nX-Empty: \r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\n",
+            b"M-SEARCH * HTTP/1.1\r\nX_Y: tab\tinside, caf\xc3\xa9\r\n\r\n",
             // A browser-like head longer than one 64-byte word.
             b"GET /a/fairly/long/path/to/something HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\nAccept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: keep-alive\r\nCookie: a=1; b=2\r\nUpgrade-Insecure-Requests: 1\r\nCache-Control: max-age=0\r\n\r\n",
         ];
@@ -201,12 +149,13 @@ mod tests {
     fn what_it_does_not_handle_is_left_to_the_grammar() {
         for raw in [
             &b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
-            b"M_SEARCH * HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"M(SEARCH * HTTP/1.1\r\nHost: x\r\n\r\n",
             b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost:x\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost:  x\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: x \r\n\r\n",
-            b"GET / HTTP/1.1\r\nX_Y: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX(Y: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\ty\t\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: x\r\n\r",
             b"GET / HTTP/1.1\r\nHost: x\r\n",
             b"GET / HTTP/1.1\r\nHost: x\n\r\n",
@@ -222,13 +171,13 @@ mod tests {
     }
 
     #[test]
-    fn every_prefix_and_every_block_alignment_agrees_with_the_grammar() {
+    fn every_prefix_and_every_alignment_agrees_with_the_grammar() {
         let raw = b"GET /long/enough/for/words?q=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: a fairly long value with spaces\r\nX-Pad: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n\r\n";
         for n in 0..raw.len() {
             assert_eq!(common(&raw[..n], 64), None, "prefix {n}");
         }
         for pad in 0..80 {
-            // Shifted by a longer path: the breaks land at every offset of a block and word.
+            // Shifted by a longer path: every line ends at every offset of a 16-byte block.
             let mut shifted = b"GET /".to_vec();
             shifted.extend(std::iter::repeat_n(b'p', pad));
             shifted.extend_from_slice(&raw[5..]);

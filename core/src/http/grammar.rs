@@ -140,6 +140,33 @@ pub(crate) fn parse_head(
     }
 }
 
+/// Whether the common-head pass ([`super::common_head`]) agrees with this grammar on
+/// `input`: it accepts only what the grammar accepts, with the same request line, length and
+/// fields. For the fuzz target (`fuzz/fuzz_targets/parse_head.rs`); not part of the API.
+#[doc(hidden)]
+pub fn common_path_agrees(input: &[u8], max_fields: usize) -> bool {
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let Some((line, len)) = super::common_head::parse(input, &mut ours, max_fields) else {
+        return true;
+    };
+    let same_field = |a: &Field, b: &Field| a.name == b.name && a.value == b.value;
+    match parse_head(input, &mut theirs, max_fields) {
+        Ok(Some((l, n))) => {
+            (
+                line.method,
+                line.known,
+                line.target,
+                line.question,
+                line.minor,
+                len,
+            ) == (l.method, l.known, l.target, l.question, l.minor, n)
+                && ours.len() == theirs.len()
+                && ours.iter().zip(&theirs).all(|(a, b)| same_field(a, b))
+        }
+        _ => false,
+    }
+}
+
 /// The request line at `input[at..]` and its length with its CRLF.
 #[inline(always)]
 fn request_line(input: &[u8], at: usize) -> Result<Option<(RequestLine, usize)>, GrammarError> {

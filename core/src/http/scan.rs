@@ -3,7 +3,7 @@
 //! x86_64 the scans look at 16 bytes per step with SSE2, which every x86_64 CPU has (no
 //! run-time detection); elsewhere, a byte at a time through the same tables.
 //!
-//! This is the core's only `unsafe`: the five calls into the `#[target_feature(enable =
+//! This is the core's only `unsafe`: the four calls into the `#[target_feature(enable =
 //! "sse2")]` functions below, sound because SSE2 is part of the x86_64 baseline (the
 //! compiler itself assumes it for every x86_64 target). The intrinsics take no pointers: a
 //! block is loaded from two `u64`s read safely from a `&[u8; 16]` and stored the same way.
@@ -44,35 +44,6 @@ pub(crate) fn is_field_byte(b: u8) -> bool {
 }
 
 pub(crate) use simd::hex16;
-
-/// Where two byte classes end in 16 bytes, a bit per byte (bit `i` is byte `i`), for the
-/// common-head parser ([`super::common_head`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Breaks {
-    /// Not a letter, digit or `-` (what methods and field names are nearly always made of).
-    pub(crate) token: u32,
-    /// Not a field-value byte: a control other than HTAB, or DEL.
-    pub(crate) value: u32,
-}
-
-/// The [`Breaks`] of 16 bytes.
-#[inline(always)]
-pub(crate) fn breaks(block: &[u8; 16]) -> Breaks {
-    simd::breaks(block)
-}
-
-/// Whether `b` ends a run of [`Breaks::token`] bytes (the table the SIMD classes are tested
-/// against, and the portable ones are made of).
-#[cfg(any(test, not(target_arch = "x86_64")))]
-pub(crate) fn token_break(b: u8) -> bool {
-    !(b.is_ascii_alphanumeric() || b == b'-')
-}
-
-/// Whether `b` ends a run of [`Breaks::value`] bytes.
-#[cfg(any(test, not(target_arch = "x86_64")))]
-pub(crate) fn value_break(b: u8) -> bool {
-    !is_field_byte(b)
-}
 
 /// Leading `tchar` bytes.
 pub(crate) fn token_len(bytes: &[u8]) -> usize {
@@ -213,10 +184,9 @@ fn scan(bytes: &[u8], flags: fn(&[u8; 16]) -> u32, keep: impl Fn(u8) -> bool) ->
 #[allow(unsafe_code)]
 mod simd {
     use std::arch::x86_64::{
-        __m128i, _mm_add_epi8, _mm_and_si128, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8,
-        _mm_cmplt_epi8, _mm_cvtsi128_si64, _mm_max_epu8, _mm_min_epu8, _mm_movemask_epi8,
-        _mm_or_si128, _mm_set_epi64x, _mm_set1_epi8, _mm_srli_epi16, _mm_sub_epi8,
-        _mm_unpackhi_epi8, _mm_unpackhi_epi64, _mm_unpacklo_epi8,
+        __m128i, _mm_add_epi8, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cvtsi128_si64,
+        _mm_max_epu8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x, _mm_set1_epi8,
+        _mm_srli_epi16, _mm_sub_epi8, _mm_unpackhi_epi8, _mm_unpackhi_epi64, _mm_unpacklo_epi8,
     };
 
     #[target_feature(enable = "sse2")]
@@ -294,29 +264,6 @@ mod simd {
         out[8..].copy_from_slice(&hi.to_le_bytes());
     }
 
-    /// Both classes of [`super::Breaks`] at once (a block is loaded once for both).
-    #[inline(always)]
-    pub(super) fn breaks(block: &[u8; 16]) -> super::Breaks {
-        // SAFETY: SSE2 is in the x86_64 baseline (see the module docs).
-        unsafe { breaks_sse2(block) }
-    }
-
-    #[target_feature(enable = "sse2")]
-    fn breaks_sse2(block: &[u8; 16]) -> super::Breaks {
-        let x = load(block);
-        // Shifting a range to start at -128 makes "within it" one signed comparison.
-        let signed_below = |v: __m128i, n: i8| _mm_cmplt_epi8(v, _mm_set1_epi8(n));
-        let shift = |v: __m128i, lo: u8| _mm_add_epi8(v, splat(0x80u8.wrapping_sub(lo)));
-        let letter = signed_below(shift(_mm_or_si128(x, splat(0x20)), b'a'), -128 + 26);
-        let digit = signed_below(shift(x, b'0'), -128 + 10);
-        let token = _mm_or_si128(_mm_or_si128(letter, digit), eq(x, b'-'));
-        let control = _mm_andnot_si128(eq(x, b'\t'), at_most(x, 0x1f));
-        super::Breaks {
-            token: bits(token) ^ 0xffff,
-            value: bits(_mm_or_si128(control, eq(x, 0x7f))),
-        }
-    }
-
     /// Controls, SP, DEL and above (not in a target taken as it is), and `?`.
     pub(super) fn not_vchar_or_question(block: &[u8; 16]) -> u32 {
         // SAFETY: SSE2 is in the x86_64 baseline (see the module docs).
@@ -374,13 +321,6 @@ mod simd {
         flags(block, |b| super::is_vchar(b) && b != b'?')
     }
 
-    pub(super) fn breaks(block: &[u8; 16]) -> super::Breaks {
-        super::Breaks {
-            token: flags(block, |b| !super::token_break(b)),
-            value: flags(block, |b| !super::value_break(b)),
-        }
-    }
-
     pub(crate) fn hex16(bytes: &[u8; 16]) -> [u8; 32] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 32];
@@ -420,25 +360,6 @@ mod tests {
         }
         assert_eq!(target_len(b"/a\x01b?"), (2, None));
         assert_eq!(target_len(b"/a?b\x7f"), (4, Some(2)));
-    }
-
-    #[test]
-    fn the_breaks_of_every_byte_at_every_position_are_their_tables() {
-        for b in 0..=255u8 {
-            for at in 0..16 {
-                let mut block = [b'a'; 16];
-                block[at] = b;
-                let bit = |brk: bool| u32::from(brk) << at;
-                let got = breaks(&block);
-                let want = Breaks {
-                    token: bit(token_break(b)),
-                    value: bit(value_break(b)),
-                };
-                assert_eq!(got, want, "byte {b:#x} at {at}");
-            }
-        }
-        let all = breaks(&[b' '; 16]);
-        assert_eq!((all.token, all.value), (0xffff, 0));
     }
 
     #[test]

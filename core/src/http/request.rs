@@ -507,11 +507,12 @@ impl ParsedHead {
         for f in &self.fields {
             let name = &head[range(f.name)];
             name_bits |= name_bit(name);
-            let value = &head[range(f.value)];
+            // Sliced only for the names below (most fields are none of them).
+            let value = || &head[range(f.value)];
             // The grammar rejects CTLs except HTAB; it allows obs-text, fine in values.
             match name.len() {
                 4 if token_is(name, b"host") => {
-                    if !valid_host(value) {
+                    if !valid_host(value()) {
                         return Err(HeadError::Malformed(
                             "invalid Host header (expected host[:port])",
                         ));
@@ -519,13 +520,13 @@ impl ParsedHead {
                     hosts += 1;
                 }
                 6 if token_is(name, b"expect") => {
-                    if !trim(value).eq_ignore_ascii_case(b"100-continue") {
+                    if !trim(value()).eq_ignore_ascii_case(b"100-continue") {
                         return Err(HeadError::Expectation);
                     }
                     said |= EXPECT;
                 }
                 10 if token_is(name, b"connection") => {
-                    for token in value.split(|&b| b == b',').map(trim) {
+                    for token in value().split(|&b| b == b',').map(trim) {
                         if token.eq_ignore_ascii_case(b"close") {
                             said |= CLOSE;
                         } else if token.eq_ignore_ascii_case(b"keep-alive") {
@@ -534,7 +535,7 @@ impl ParsedHead {
                     }
                 }
                 14 if token_is(name, b"content-length") => {
-                    let n = parse_content_length(value)?;
+                    let n = parse_content_length(value())?;
                     if content_length.is_some_and(|prev| prev != n) {
                         return Err(HeadError::Malformed("conflicting Content-Length headers"));
                     }
@@ -542,7 +543,7 @@ impl ParsedHead {
                 }
                 17 if token_is(name, b"transfer-encoding") => {
                     said |= TE;
-                    for coding in value.split(|&b| b == b',').map(trim) {
+                    for coding in value().split(|&b| b == b',').map(trim) {
                         if coding.is_empty() || !coding.iter().all(|&b| is_token(b)) {
                             return Err(HeadError::Malformed("malformed Transfer-Encoding"));
                         }

@@ -47,7 +47,8 @@ pub(crate) use simd::hex16;
 
 /// Leading `tchar` bytes.
 pub(crate) fn token_len(bytes: &[u8]) -> usize {
-    scan(bytes, simd::not_tchar, |b| TCHAR[b as usize])
+    let tchar = |b: u8| TCHAR[b as usize];
+    scan(bytes, simd::not_tchar, tchar, tchar)
 }
 
 /// Leading visible-ASCII bytes, and where the first `?` among them is (a request-target's
@@ -79,7 +80,8 @@ pub(crate) fn target_len(bytes: &[u8]) -> (usize, Option<usize>) {
 
 /// Leading field-value bytes (tabs included).
 pub(crate) fn field_len(bytes: &[u8]) -> usize {
-    scan(bytes, simd::not_field_byte, is_field_byte)
+    // The flagged bytes are the controls and DEL: of them only HTAB is a field byte.
+    scan(bytes, simd::not_field_byte, |b| b == b'\t', is_field_byte)
 }
 
 /// ASCII case-insensitive equality (what `<[u8]>::eq_ignore_ascii_case` computes), eight
@@ -156,11 +158,17 @@ fn lower8(x: u64) -> u64 {
 }
 
 /// Sixteen bytes at a time while `flags` (a bit per byte that may be outside the class) is
-/// zero, jumping to the first flagged byte otherwise; a flagged byte that `keep` accepts
-/// after all (a tab in a value, a `_` in a name) is stepped over. The tail goes byte by
-/// byte.
+/// zero, jumping to the first flagged byte otherwise; a flagged byte that `step_over` accepts
+/// after all (a tab in a value, a `_` in a name) is stepped over. The tail goes byte by byte
+/// through `member`, the class itself. `step_over` need only be right on flagged bytes, so it
+/// can be cheaper than `member` (a value's is one comparison, not three).
 #[inline(always)]
-fn scan(bytes: &[u8], flags: fn(&[u8; 16]) -> u32, keep: impl Fn(u8) -> bool) -> usize {
+fn scan(
+    bytes: &[u8],
+    flags: fn(&[u8; 16]) -> u32,
+    step_over: impl Fn(u8) -> bool,
+    member: impl Fn(u8) -> bool,
+) -> usize {
     let mut at = 0;
     while let Some(block) = bytes.get(at..at + 16) {
         let f = flags(block.try_into().expect("16 bytes"));
@@ -169,12 +177,12 @@ fn scan(bytes: &[u8], flags: fn(&[u8; 16]) -> u32, keep: impl Fn(u8) -> bool) ->
             continue;
         }
         at += f.trailing_zeros() as usize;
-        if !keep(bytes[at]) {
+        if !step_over(bytes[at]) {
             return at;
         }
         at += 1;
     }
-    while at < bytes.len() && keep(bytes[at]) {
+    while at < bytes.len() && member(bytes[at]) {
         at += 1;
     }
     at

@@ -1,6 +1,7 @@
-//! The request-head grammar of RFC 9112 (§2.2, §3, §5), hand-written because it is the hot
-//! path: on weir's own requests it costs a fraction of a general parser (BENCHMARKS.md has the
-//! figures), and it is strict where weir wants strictness.
+//! The request-head grammar of RFC 9112 (§2.2, §3, §5), hand-written: strict where weir wants
+//! strictness, and the definition of what weir accepts and of every error it answers. The hot
+//! path parses the common head with `common_head` first, which gives this grammar
+//! everything else (BENCHMARKS.md has the figures).
 //!
 //! ```text
 //! head          = *( CRLF ) request-line *( field-line CRLF ) CRLF

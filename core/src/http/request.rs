@@ -1,5 +1,5 @@
-//! Request heads: the parsed facts (on [`super::grammar`]), the framing rules that stop
-//! smuggling, and limits.
+//! Request heads: the parsed facts (by `common_head`, else [`super::grammar`]), the framing
+//! rules that stop smuggling, and limits.
 //!
 //! Invariants: a [`ParsedHead`] is reused across requests and holds no bytes of its own, only
 //! the facts of the head and index ranges of its parts, relative to the head's first byte; the

@@ -28,14 +28,14 @@ use super::request::{HeadError, Method};
 use super::scan::{field_len, is_vchar, target_len, token_len};
 
 /// A field's name and value as offsets into the head.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Field {
     pub(crate) name: (u32, u32),
     pub(crate) value: (u32, u32),
 }
 
 /// The request line of a complete head, as offsets into the input.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RequestLine {
     pub(crate) method: (u32, u32),
     /// The method, when the line began with one of the two a server mostly sees.
@@ -147,24 +147,38 @@ pub(crate) fn parse_head(
 #[doc(hidden)]
 pub fn common_path_agrees(input: &[u8], max_fields: usize) -> bool {
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    let Some((line, len)) = super::common_head::parse(input, &mut ours, max_fields) else {
-        return true;
-    };
-    let same_field = |a: &Field, b: &Field| a.name == b.name && a.value == b.value;
-    match parse_head(input, &mut theirs, max_fields) {
-        Ok(Some((l, n))) => {
-            (
-                line.method,
-                line.known,
-                line.target,
-                line.question,
-                line.minor,
-                len,
-            ) == (l.method, l.known, l.target, l.question, l.minor, n)
-                && ours.len() == theirs.len()
-                && ours.iter().zip(&theirs).all(|(a, b)| same_field(a, b))
+    match super::common_head::parse(input, &mut ours, max_fields) {
+        None => true,
+        Some(found) => {
+            parse_head(input, &mut theirs, max_fields) == Ok(Some(found)) && ours == theirs
         }
-        _ => false,
+    }
+}
+
+/// `GET ` or `POST ` at the start of `line`, as one word comparison each instead of a token
+/// scan: the method's length and the method.
+#[inline(always)]
+pub(super) fn known_method(line: &[u8]) -> Option<(usize, Method)> {
+    const GET: u32 = u32::from_le_bytes(*b"GET ");
+    const POST: u32 = u32::from_le_bytes(*b"POST");
+    let w = line.first_chunk::<5>()?;
+    match u32::from_le_bytes([w[0], w[1], w[2], w[3]]) {
+        GET => Some((3, Method::Get)),
+        POST if w[4] == b' ' => Some((4, Method::Post)),
+        _ => None,
+    }
+}
+
+/// The minor version of an `HTTP/1.0` or `HTTP/1.1` at the start of `v`, in one word
+/// comparison each.
+#[inline(always)]
+pub(super) fn http1_minor(v: &[u8]) -> Option<u8> {
+    const HTTP_11: u64 = u64::from_le_bytes(*b"HTTP/1.1");
+    const HTTP_10: u64 = u64::from_le_bytes(*b"HTTP/1.0");
+    match u64::from_le_bytes(*v.first_chunk::<8>()?) {
+        HTTP_11 => Some(1),
+        HTTP_10 => Some(0),
+        _ => None,
     }
 }
 
@@ -172,15 +186,8 @@ pub fn common_path_agrees(input: &[u8], max_fields: usize) -> bool {
 #[inline(always)]
 fn request_line(input: &[u8], at: usize) -> Result<Option<(RequestLine, usize)>, GrammarError> {
     let line = &input[at..];
-    // `GET ` and `POST ` as one word comparison each, instead of a token scan.
-    const GET: u32 = u32::from_le_bytes(*b"GET ");
-    const POST: u32 = u32::from_le_bytes(*b"POST");
-    let (m, known) = match line.first_chunk::<5>() {
-        Some(w) => match u32::from_le_bytes([w[0], w[1], w[2], w[3]]) {
-            GET => (3, Some(Method::Get)),
-            POST if w[4] == b' ' => (4, Some(Method::Post)),
-            _ => (token_len(line), None),
-        },
+    let (m, known) = match known_method(line) {
+        Some((m, method)) => (m, Some(method)),
         None => (token_len(line), None),
     };
     match line.get(m) {
@@ -207,12 +214,8 @@ fn request_line(input: &[u8], at: usize) -> Result<Option<(RequestLine, usize)>,
         Some(_) => return Err(GrammarError::Malformed("invalid byte in request-target")),
     }
     let v = &rest[t + 1..];
-    const HTTP_11: u64 = u64::from_le_bytes(*b"HTTP/1.1");
-    const HTTP_10: u64 = u64::from_le_bytes(*b"HTTP/1.0");
-    let minor = match v.first_chunk::<8>().map(|w| u64::from_le_bytes(*w)) {
-        Some(HTTP_11) => 1,
-        Some(HTTP_10) => 0,
-        _ => return version_error(v),
+    let Some(minor) = http1_minor(v) else {
+        return version_error(v);
     };
     let Some(()) = crlf(&v[8..], "malformed request line")? else {
         return Ok(None);

@@ -17,9 +17,15 @@
 //!   fallback share, `RATE_LIMIT / instances` with `instances` the fleet size last seen in
 //!   Redis (`CLUSTER_SIZE` before that), admitted by a local GCRA; so losing Redis changes the
 //!   limit's accuracy, never its availability;
-//! - the per-IP limit is divided the same way: `RATE_LIMIT_PER_IP / instances` each (exact
-//!   when the load balancer spreads a client's requests evenly; a client pinned to one
-//!   instance gets only its share).
+//! - the per-IP limit is divided the same way: `RATE_LIMIT_PER_IP / instances` each, never
+//!   looser than the whole ([`Quota::shared`]: the rate divided exactly, the burst rounded
+//!   down; a client pinned to one instance gets only its share). When the limit is below the
+//!   fleet size each instance still admits one request at a time, so the sustained rate is
+//!   exact and only an instant may see up to one request per instance;
+//! - a request refused by the per-IP limit never reaches this share (the application checks
+//!   per-IP first), so it is neither spent nor counted as demand; a request this share
+//!   refuses counts as demand (that is how the lease learns what to ask for) and gives its
+//!   per-IP token back.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -99,7 +105,7 @@ impl FleetShare {
             level_at_grant: AtomicI64::new(0),
             granted_at: AtomicU64::new(0),
             instances: AtomicU64::new(expected),
-            fallback: Gcra::new(share(rate, burst, expected).expect("rate is positive")),
+            fallback: Gcra::new(Quota::shared(rate, burst, expected).expect("rate is positive")),
             leases: AtomicU64::new(0),
             tokens_granted: AtomicU64::new(0),
             redis_errors: AtomicU64::new(0),
@@ -142,14 +148,14 @@ impl FleetShare {
             };
         }
         let n = self.instances.load(Ordering::Relaxed);
-        let quota = share(self.rate, self.burst, n).expect("rate is positive");
+        let quota = Quota::shared(self.rate, self.burst, n).expect("rate is positive");
         self.fallback.check_with(quota, now)
     }
 
     /// The per-IP quota of this instance: `RATE_LIMIT_PER_IP / instances`, `None` when off.
     pub fn per_ip_quota(&self) -> Option<Quota> {
         let n = self.instances.load(Ordering::Relaxed);
-        share(self.per_ip, self.per_ip, n)
+        Quota::shared(self.per_ip, self.per_ip, n)
     }
 
     /// How many tokens to ask Redis for at `now`: enough for twice the demand seen since the
@@ -244,12 +250,6 @@ impl FleetShare {
     }
 }
 
-/// `rate` and `burst` divided among `n` instances (rounded up, so none gets 0).
-fn share(rate: u64, burst: u64, n: u64) -> Option<Quota> {
-    let n = n.max(1);
-    Quota::new(rate.div_ceil(n), burst.div_ceil(n))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,8 +274,8 @@ mod tests {
         assert!(!f.is_shared(at(200)));
         assert_eq!(
             admitted(&f, at(200), 1000),
-            334,
-            "1000/3 rounded up, as a burst"
+            333,
+            "1000/3 rounded down (never looser), as a burst"
         );
     }
 
@@ -327,6 +327,27 @@ mod tests {
         );
         f.granted(at(50), 10, 3, Duration::ZERO);
         assert!(f.is_shared(at(50)));
+    }
+
+    #[test]
+    fn the_per_ip_share_is_never_looser_than_the_limit() {
+        // RATE_LIMIT_PER_IP=1 over two instances: one request per 2 s each, so a client
+        // spread evenly over both gets 1/s fleet-wide (it got 2/s when the share rounded up).
+        let f = FleetShare::new(at(0), 1000, 1000, 1, Duration::from_millis(100), 2);
+        let q = f.per_ip_quota().unwrap();
+        assert_eq!((q.burst(), q.window_secs()), (1, 2));
+        let g = Gcra::new(q);
+        let admitted = (0..100)
+            .filter(|i| g.check_with(q, at(i * 100)).allowed)
+            .count();
+        assert_eq!(admitted, 5, "10 s at 10 req/s: at 0, 2, 4, 6 and 8 s");
+        // 3 per IP over 2: 1.5/s each, burst 1.
+        let q = Quota::shared(3, 3, 2).unwrap();
+        let g = Gcra::new(q);
+        let admitted = (0..1000)
+            .filter(|i| g.check_with(q, at(i * 10)).allowed)
+            .count();
+        assert_eq!(admitted, 15, "1.5/s over 10 s");
     }
 
     #[test]

@@ -58,6 +58,27 @@ impl Quota {
         })
     }
 
+    /// One instance's share of `rate`/s with `burst` split among `n` instances, never looser
+    /// than the whole: the rate is divided exactly (one request per `n / rate` s, rounded
+    /// up to the nanosecond) and the burst rounded down. A bucket must hold at least one
+    /// request, so when `burst < n` each instance still admits one at a time: the sustained
+    /// rate stays exact, and only an instant may see up to `n` requests at once.
+    /// `None` when `rate` is 0 (limiting off).
+    pub fn shared(rate: u64, burst: u64, n: u64) -> Option<Quota> {
+        let n = n.max(1);
+        (rate > 0).then(|| {
+            let interval_ns = (u128::from(NANOS) * u128::from(n))
+                .div_ceil(u128::from(rate))
+                .clamp(1, u128::from(u64::MAX)) as u64;
+            let burst = (burst / n).max(1);
+            Quota {
+                interval_ns,
+                burst,
+                limit_ns: burst.saturating_mul(interval_ns),
+            }
+        })
+    }
+
     /// The burst (the `q` of `RateLimit-Policy`).
     pub fn burst(&self) -> u64 {
         self.burst
@@ -141,6 +162,16 @@ impl Gcra {
                 Err(actual) => tat = actual,
             }
         }
+    }
+
+    /// Gives back the request admitted by the last `check_with(quota, …)` (another limit
+    /// refused it): the TAT moves back one interval, so it costs nothing here.
+    pub fn give_back(&self, quota: Quota) {
+        let _ = self
+            .tat
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tat| {
+                Some(tat.saturating_sub(quota.interval_ns))
+            });
     }
 }
 
@@ -231,6 +262,16 @@ impl KeyedGcra {
         s.tats.insert(key, next);
         s.order.push_back(key);
         verdict
+    }
+
+    /// Gives back the request of `key` admitted under `quota` (another limit refused it).
+    /// A key evicted meanwhile is already as fresh as it can be.
+    pub fn give_back(&self, key: u128, quota: Quota) {
+        let shard = &self.shards[self.shard_of(key)];
+        let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tat) = s.tats.get_mut(&key) {
+            *tat = tat.saturating_sub(quota.interval_ns);
+        }
     }
 
     fn shard_of(&self, key: u128) -> usize {

@@ -378,3 +378,42 @@ fn the_api_token_never_appears_in_debug_output() {
         assert!(!shown.contains("hunter2"), "secret in {shown}");
     }
 }
+
+/// Issue: a client refused by its per-IP limit spent the global tokens, so a second client
+/// found the global bucket empty. Now per-IP goes first and spends nothing of the global.
+#[test]
+fn a_client_refused_by_its_own_limit_spends_nothing_of_the_global_limit() {
+    let a = app(&[("RATE_LIMIT", "20"), ("RATE_LIMIT_PER_IP", "5")]);
+    let from = |ip: [u8; 4]| std::net::SocketAddr::from((ip, 40000));
+    let mut noisy = Driver::at(a.clone(), from([127, 0, 0, 1]));
+    let statuses: Vec<u16> = (0..40)
+        .map(|_| noisy.request(&get("/ping")).status)
+        .collect();
+    assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 5);
+    assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 35);
+    assert_eq!(
+        a.rate_limited(),
+        (0, 35),
+        "every refusal was the per-IP limit's"
+    );
+    let mut quiet = Driver::at(a.clone(), from([127, 0, 0, 2]));
+    for i in 0..5 {
+        let r = quiet.request(&get("/ping"));
+        assert_eq!(r.status, 200, "request {i} of the second client");
+    }
+    assert_eq!(a.rate_limited(), (0, 35), "no global refusal");
+}
+
+/// The other way round: a request the global limit refuses gives its per-IP token back.
+#[test]
+fn a_request_refused_by_the_global_limit_keeps_its_per_ip_token() {
+    let a = app(&[("RATE_LIMIT", "2"), ("RATE_LIMIT_PER_IP", "3")]);
+    let mut d = Driver::new(a.clone());
+    let statuses: Vec<u16> = (0..6).map(|_| d.request(&get("/ping")).status).collect();
+    assert_eq!(statuses, [200, 200, 429, 429, 429, 429]);
+    assert_eq!(a.rate_limited(), (4, 0), "the global limit refused");
+    // 0.5 s later the global bucket holds one more token; the client's own bucket still
+    // holds the one it never spent (3 − 2 admitted), so the request passes both.
+    d.advance(Duration::from_millis(500));
+    assert_eq!(d.request(&get("/ping")).status, 200);
+}

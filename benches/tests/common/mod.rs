@@ -228,7 +228,21 @@ impl Server {
     }
 
     pub fn connect(&self) -> Conn {
-        let s = TcpStream::connect(self.addr).expect("connect");
+        self.wrap(TcpStream::connect(self.addr).expect("connect"))
+    }
+
+    /// A connection whose source address is `src` (any of 127.0.0.0/8 on Linux loopback),
+    /// so tests can be two clients on one machine.
+    pub fn connect_from(&self, src: std::net::IpAddr) -> Conn {
+        use socket2::{Domain, Socket, Type};
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        sock.bind(&SocketAddr::new(src, 0).into())
+            .expect("bind the source address");
+        sock.connect(&self.addr.into()).expect("connect");
+        self.wrap(sock.into())
+    }
+
+    fn wrap(&self, s: TcpStream) -> Conn {
         s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         s.set_nodelay(true).unwrap();
         let s = match &self.tls {

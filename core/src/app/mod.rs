@@ -708,46 +708,68 @@ impl App {
         true
     }
 
+    /// The rate limits, per-IP first: a request refused by its client's limit spends nothing
+    /// of the global (or fleet) budget, and one the global limit refuses gives its per-IP
+    /// token back — so one noisy client cannot starve the others.
     fn check_rate(&self, now: Now, ctx: &mut RequestCtx, res: &mut Response) -> bool {
-        let mut verdict: Option<(Verdict, RatePolicy)> = None;
-        if let Some(f) = &self.fleet {
-            verdict = Some((f.check(now.mono), RatePolicy::Global));
-        } else if let Some(g) = &self.global {
-            verdict = Some((g.check(now.mono), RatePolicy::Global));
-        }
+        let mut per_ip = None;
         if let (Some(k), Some(ip)) = (&self.per_ip, ctx.client_ip) {
-            let v = match self.fleet.as_ref().and_then(FleetShare::per_ip_quota) {
-                Some(share) => k.check_with(client_key(ip), now.mono, share),
-                None => k.check(client_key(ip), now.mono),
-            };
-            // Report the tighter of the two: a refusal, else the lower remaining.
-            let tighter = match verdict {
-                None => true,
-                Some((g, _)) => {
-                    (g.allowed && !v.allowed)
-                        || (g.allowed == v.allowed && v.remaining < g.remaining)
-                }
-            };
-            if tighter {
-                verdict = Some((v, RatePolicy::PerIp));
+            let quota = self
+                .fleet
+                .as_ref()
+                .and_then(FleetShare::per_ip_quota)
+                .unwrap_or_else(|| k.quota());
+            let key = client_key(ip);
+            let v = k.check_with(key, now.mono, quota);
+            if !v.allowed {
+                return self.refuse_rate(now, ctx, res, v, RatePolicy::PerIp);
             }
+            per_ip = Some((k, key, quota, v));
         }
-        ctx.verdict = verdict;
-        match verdict {
-            Some((v, policy)) if !v.allowed => {
-                self.rate_limited[policy as usize].fetch_add(1, Ordering::Relaxed);
-                res.header_num("Retry-After", v.retry_after_secs);
-                self.error(
-                    now,
-                    ctx,
-                    res,
-                    ErrorCode::RateLimitExceeded,
-                    "rate limit exceeded",
-                );
-                false
+        let global = match (&self.fleet, &self.global) {
+            (Some(f), _) => Some(f.check(now.mono)),
+            (None, Some(g)) => Some(g.check(now.mono)),
+            (None, None) => None,
+        };
+        ctx.verdict = match (global, per_ip) {
+            (Some(g), Some((k, key, quota, _))) if !g.allowed => {
+                k.give_back(key, quota);
+                return self.refuse_rate(now, ctx, res, g, RatePolicy::Global);
             }
-            _ => true,
-        }
+            (Some(g), None) if !g.allowed => {
+                return self.refuse_rate(now, ctx, res, g, RatePolicy::Global);
+            }
+            // Both admitted: report the one with less left.
+            (Some(g), Some((_, _, _, v))) if v.remaining < g.remaining => {
+                Some((v, RatePolicy::PerIp))
+            }
+            (Some(g), _) => Some((g, RatePolicy::Global)),
+            (None, Some((_, _, _, v))) => Some((v, RatePolicy::PerIp)),
+            (None, None) => None,
+        };
+        true
+    }
+
+    /// Answers 429 for the limit `policy` that refused with `v`.
+    fn refuse_rate(
+        &self,
+        now: Now,
+        ctx: &mut RequestCtx,
+        res: &mut Response,
+        v: Verdict,
+        policy: RatePolicy,
+    ) -> bool {
+        ctx.verdict = Some((v, policy));
+        self.rate_limited[policy as usize].fetch_add(1, Ordering::Relaxed);
+        res.header_num("Retry-After", v.retry_after_secs);
+        self.error(
+            now,
+            ctx,
+            res,
+            ErrorCode::RateLimitExceeded,
+            "rate limit exceeded",
+        );
+        false
     }
 
     /// The client address: the peer, or with `TRUST_PROXY` the right-most `X-Forwarded-For`

@@ -137,8 +137,13 @@ pub struct Driver {
 
 impl Driver {
     pub fn new(app: Arc<App>) -> Self {
+        Self::at(app, peer())
+    }
+
+    /// A connection from `peer`.
+    pub fn at(app: Arc<App>, peer: SocketAddr) -> Self {
         let now = t0();
-        let session = app.session(peer(), now);
+        let session = app.session(peer, now);
         let mut d = Driver {
             app,
             session,

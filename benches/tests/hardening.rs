@@ -5,6 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -26,6 +27,253 @@ fn a_noisy_client_does_not_starve_the_others(rt: &'static str) {
     assert_eq!(statuses, [200; 5], "{rt}: the second client's first five");
 }
 
+/// The hang guard of the timing tests: a deadline kept "on time" is met within this much
+/// (the bugs these tests catch missed it by seconds to hours).
+const SLACK: Duration = Duration::from_millis(1500);
+
+/// A plain head trickled a byte per millisecond (so no read ever times out) is cut by
+/// `HEADER_TIMEOUT` with a 408, not by the header size limit.
+fn a_trickled_head_gets_408_at_the_header_timeout(rt: &'static str) {
+    let srv = Server::start(rt, &[("HEADER_TIMEOUT", "2s")]);
+    let mut c = std::net::TcpStream::connect(srv.addr).unwrap();
+    c.set_nodelay(true).unwrap();
+    let start = Instant::now();
+    c.write_all(b"GET /ping HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        .unwrap();
+    let mut reader = c.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        while start.elapsed() < Duration::from_secs(8) {
+            if c.write_all(b"a").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    reader.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let took = start.elapsed();
+    let text = String::from_utf8_lossy(&got);
+    eprintln!("{rt}: {:?} after {took:?}", text.lines().next());
+    assert!(text.starts_with("HTTP/1.1 408"), "{rt}: {text:?}");
+    assert!(
+        took < Duration::from_secs(2) + SLACK,
+        "{rt}: 408 after {took:?}"
+    );
+    drop(reader);
+    let _ = writer.join();
+}
+
+/// After a `Connection: close` answer the server lingers for the peer's last bytes — but
+/// [`LINGER_TIME`] in all, not per byte: a client sending a byte every 0.2 s is let go.
+fn linger_has_a_total_limit(rt: &'static str) {
+    let srv = Server::start(rt, &[]);
+    let mut c = srv.connect();
+    c.write_all(b"GET /ping HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut c, false).unwrap().status, 200);
+    let start = Instant::now();
+    let mut still_open = true;
+    while start.elapsed() < Duration::from_secs(3) {
+        // A few bytes the server reads and drops while it lingers.
+        let _ = c.write_all(b"x");
+        std::thread::sleep(Duration::from_millis(200));
+        if start.elapsed() > Duration::from_millis(500) + SLACK {
+            let m = srv.metrics();
+            still_open = m["active_connections"].as_u64() != Some(1);
+            if !still_open {
+                break;
+            }
+        }
+    }
+    assert!(
+        !still_open,
+        "{rt}: the lingering connection still counted after {:?}",
+        start.elapsed()
+    );
+}
+
 for_each_runtime! {
     a_noisy_client_does_not_starve_the_others => super::a_noisy_client_does_not_starve_the_others;
+    a_trickled_head_gets_408_at_the_header_timeout => super::a_trickled_head_gets_408_at_the_header_timeout;
+    linger_has_a_total_limit => super::linger_has_a_total_limit;
+}
+
+/// TLS 1.3's HKDF-Expand-Label (RFC 8446 §7.1) over SHA-256.
+fn expand_label(secret: &[u8], label: &str, len: usize) -> Vec<u8> {
+    struct Len(usize);
+    impl ring::hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
+    let label = format!("tls13 {label}");
+    let info = [
+        &(len as u16).to_be_bytes()[..],
+        &[label.len() as u8],
+        label.as_bytes(),
+        &[0],
+    ];
+    let prk = ring::hkdf::Prk::new_less_safe(ring::hkdf::HKDF_SHA256, secret);
+    let mut out = vec![0u8; len];
+    prk.expand(&info, Len(len)).unwrap().fill(&mut out).unwrap();
+    out
+}
+
+/// Keeps the client's first application traffic secret (for its KeyUpdates).
+#[derive(Debug, Default)]
+struct ClientSecret(std::sync::Mutex<Vec<u8>>);
+
+impl rustls::KeyLog for ClientSecret {
+    fn log(&self, label: &str, _random: &[u8], secret: &[u8]) {
+        if label == "CLIENT_TRAFFIC_SECRET_0" {
+            *self.0.lock().unwrap() = secret.to_vec();
+        }
+    }
+}
+
+/// One direction's TLS 1.3 AES-128-GCM record protection.
+struct Sealer {
+    secret: Vec<u8>,
+    key: ring::aead::LessSafeKey,
+    iv: [u8; 12],
+    seq: u64,
+}
+
+impl Sealer {
+    fn new(secret: Vec<u8>, seq: u64) -> Sealer {
+        let key = expand_label(&secret, "key", 16);
+        let iv = expand_label(&secret, "iv", 12);
+        Sealer {
+            key: ring::aead::LessSafeKey::new(
+                ring::aead::UnboundKey::new(&ring::aead::AES_128_GCM, &key).unwrap(),
+            ),
+            iv: iv.try_into().unwrap(),
+            secret,
+            seq,
+        }
+    }
+
+    fn nonce(&mut self) -> ring::aead::Nonce {
+        let mut n = self.iv;
+        for (b, s) in n[4..].iter_mut().zip(self.seq.to_be_bytes()) {
+            *b ^= s;
+        }
+        self.seq += 1;
+        ring::aead::Nonce::assume_unique_for_key(n)
+    }
+
+    /// A record of inner content type `typ` holding `content`.
+    fn seal(&mut self, typ: u8, content: &[u8]) -> Vec<u8> {
+        let mut body = [content, &[typ]].concat();
+        let header = [0x17, 0x03, 0x03, 0, (body.len() + 16) as u8];
+        let nonce = self.nonce();
+        self.key
+            .seal_in_place_append_tag(nonce, ring::aead::Aad::from(header), &mut body)
+            .unwrap();
+        [&header[..], &body].concat()
+    }
+
+    /// A KeyUpdate record (not requesting one back), then the next generation of keys.
+    fn key_update(&mut self) -> Vec<u8> {
+        let record = self.seal(0x16, &[24, 0, 0, 1, 0]);
+        *self = Sealer::new(expand_label(&self.secret, "traffic upd", 32), 0);
+        record
+    }
+}
+
+/// TLS records that carry no plaintext — a KeyUpdate and an empty application-data record,
+/// a pair every 0.1 ms, which rustls' own flood counters allow — reach no session input; the
+/// header deadline still closes the connection on time (weir-std answered after 10–20 s).
+fn tls_records_without_plaintext_meet_the_header_timeout(rt: &'static str) {
+    use ring::aead;
+    let srv = Server::start(rt, &[("HEADER_TIMEOUT", "2s")]);
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = vec![rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256];
+    let logged = Arc::new(ClientSecret::default());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(TestCert::shared().root.clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.key_log = logged.clone();
+    config.enable_secret_extraction = true;
+    let name = "localhost".try_into().unwrap();
+    let mut tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut sock = std::net::TcpStream::connect(srv.addr).unwrap();
+    sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let start = Instant::now();
+    while tls.is_handshaking() {
+        tls.complete_io(&mut sock).expect("handshake");
+    }
+    let secrets = tls.dangerous_extract_secrets().expect("secrets");
+    let mut tx = Sealer::new(logged.0.lock().unwrap().clone(), secrets.tx.0);
+    let (mut rx_seq, rx) = secrets.rx;
+    let rustls::ConnectionTrafficSecrets::Aes128Gcm { key, iv } = rx else {
+        panic!("AES-128-GCM was the only suite offered");
+    };
+    let rx_key =
+        aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_128_GCM, key.as_ref()).unwrap());
+    let rx_iv: [u8; 12] = iv.as_ref().try_into().unwrap();
+    let mut writer = sock.try_clone().unwrap();
+    let flood = std::thread::spawn(move || {
+        while start.elapsed() < Duration::from_secs(8) {
+            let pair = [tx.key_update(), tx.seal(0x17, &[])].concat();
+            if writer.write_all(&pair).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    });
+    // Read the server's records until one holds the answer.
+    let mut plain = Vec::new();
+    let mut header = [0u8; 5];
+    while !plain.windows(4).any(|w| w == b"\r\n\r\n") {
+        if sock.read_exact(&mut header).is_err() {
+            break;
+        }
+        let len = u16::from_be_bytes([header[3], header[4]]) as usize;
+        let mut body = vec![0u8; len];
+        sock.read_exact(&mut body).unwrap();
+        let mut n = rx_iv;
+        for (b, s) in n[4..].iter_mut().zip(rx_seq.to_be_bytes()) {
+            *b ^= s;
+        }
+        rx_seq += 1;
+        let opened = rx_key
+            .open_in_place(
+                aead::Nonce::assume_unique_for_key(n),
+                aead::Aad::from(header),
+                &mut body,
+            )
+            .expect("a record of the server");
+        // Strip the padding and the inner content type; keep application data only.
+        let end = opened.iter().rposition(|&b| b != 0).unwrap_or(0);
+        if opened.get(end) == Some(&0x17) {
+            plain.extend_from_slice(&opened[..end]);
+        }
+    }
+    let took = start.elapsed();
+    let text = String::from_utf8_lossy(&plain);
+    eprintln!("{rt}: {:?} after {took:?}", text.lines().next());
+    assert!(text.starts_with("HTTP/1.1 408"), "{rt}: {text:?}");
+    assert!(
+        took < Duration::from_secs(2) + SLACK,
+        "{rt}: 408 after {took:?}"
+    );
+    drop(sock);
+    let _ = flood.join();
+}
+
+for_each_runtime_over_tls! {
+    tls_records_without_plaintext_meet_the_header_timeout => super::tls_records_without_plaintext_meet_the_header_timeout;
 }

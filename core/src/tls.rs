@@ -158,6 +158,11 @@ impl<S: Service> Connection<S> {
                 assert!(n <= t.input.len(), "handle_read past recv_buf");
                 (t.taken, t.filled) = (0, n);
                 self.pump(now);
+                // Records that carry no plaintext (a KeyUpdate, an empty record) reach no
+                // session input: the deadlines are checked here too, whatever arrives.
+                if self.poll_timeout().is_some_and(|d| d <= now.mono) {
+                    self.handle_timeout(now);
+                }
             }
         }
     }

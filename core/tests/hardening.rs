@@ -417,3 +417,25 @@ fn a_request_refused_by_the_global_limit_keeps_its_per_ip_token() {
     d.advance(Duration::from_millis(500));
     assert_eq!(d.request(&get("/ping")).status, 200);
 }
+
+/// A head trickled faster than any read would time out still meets `HEADER_TIMEOUT`: the
+/// deadline is checked on every read, not only when the runtime reports a timeout (weir-std
+/// answered such a client 431 at 16 KiB instead of 408 at the deadline).
+#[test]
+fn a_head_trickled_without_pause_gets_408_at_the_header_timeout() {
+    let mut d = Driver::with(&[("HEADER_TIMEOUT", "2s")]);
+    d.send(b"GET /ping HTTP/1.1\r\nHost: t\r\nX-Slow: ");
+    let mut sent_ms = 0;
+    while d.closed.is_none() && sent_ms < 10_000 {
+        // Time moves only with the bytes: no handle_timeout is ever called.
+        d.now = d.now.advanced(Duration::from_millis(1));
+        d.send(b"a");
+        sent_ms += 1;
+    }
+    let r = d.one();
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert!(
+        (2_000..=2_001).contains(&sent_ms),
+        "answered after {sent_ms} ms of trickle"
+    );
+}

@@ -103,13 +103,18 @@ pub async fn linger<R>(
     crate::serve::first(drain, timeout).await;
 }
 
-/// [`linger`] for a blocking socket.
+/// [`linger`] for a blocking socket: the same limits, [`LINGER_TIME`] in total (not per
+/// read: a peer that sends a byte now and then cannot hold the thread longer).
 pub fn linger_blocking(sock: &std::net::TcpStream) {
     let _ = sock.shutdown(std::net::Shutdown::Write);
-    let _ = sock.set_read_timeout(Some(LINGER_TIME));
+    let until = std::time::Instant::now() + LINGER_TIME;
     let mut sink = [0u8; 4096];
     let mut left = LINGER_BYTES;
     while left > 0 {
+        let rest = until.saturating_duration_since(std::time::Instant::now());
+        if rest.is_zero() || sock.set_read_timeout(Some(rest)).is_err() {
+            return;
+        }
         match io::Read::read(&mut &*sock, &mut sink) {
             Ok(0) | Err(_) => return,
             Ok(n) => left = left.saturating_sub(n),

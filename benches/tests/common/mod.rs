@@ -71,6 +71,8 @@ pub struct TestCert {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client: Arc<rustls::ClientConfig>,
+    /// The certificate itself, for clients built by hand.
+    pub root: rustls::pki_types::CertificateDer<'static>,
 }
 
 impl TestCert {
@@ -87,6 +89,7 @@ impl TestCert {
             cert,
             key,
             client: client_config(pair.cert.der().clone()),
+            root: pair.cert.der().clone(),
         }
     }
 

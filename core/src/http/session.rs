@@ -289,6 +289,9 @@ impl<S: Service> Session<S> {
             "handle_read({n}) past the buffer given by recv_buf"
         );
         self.rend += n;
+        // Deadlines hold whatever arrives: a peer that trickles bytes faster than any read
+        // times out still meets them here.
+        self.fire_expired(now);
         self.drive(now);
         self.after_input(now);
     }
@@ -338,13 +341,7 @@ impl<S: Service> Session<S> {
     /// Deadlines up to `now` have passed. Idempotent and safe to call early.
     pub fn handle_timeout(&mut self, now: Now) {
         let now = self.clamp(now);
-        for t in TIMERS {
-            match self.timers.get(t) {
-                Some(at) if at <= now.mono => self.timers.clear(t),
-                _ => continue,
-            }
-            self.on_timer(now, t);
-        }
+        self.fire_expired(now);
         self.drive(now);
         self.after_input(now);
     }
@@ -485,6 +482,20 @@ impl<S: Service> Session<S> {
         };
         self.latest = now;
         now
+    }
+
+    /// Runs every timer whose deadline is at or before `now`, once.
+    fn fire_expired(&mut self, now: Now) {
+        if self.timers.earliest().is_none_or(|at| at > now.mono) {
+            return;
+        }
+        for t in TIMERS {
+            match self.timers.get(t) {
+                Some(at) if at <= now.mono => self.timers.clear(t),
+                _ => continue,
+            }
+            self.on_timer(now, t);
+        }
     }
 
     fn set_timer(&mut self, t: Timer, at: Instant) {

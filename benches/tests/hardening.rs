@@ -277,3 +277,141 @@ fn tls_records_without_plaintext_meet_the_header_timeout(rt: &'static str) {
 for_each_runtime_over_tls! {
     tls_records_without_plaintext_meet_the_header_timeout => super::tls_records_without_plaintext_meet_the_header_timeout;
 }
+
+/// A fake Redis on 127.0.0.1: `OK` to anything but a script, `reply` (sent a byte every
+/// `pace` when one is given) to every `EVAL`/`EVALSHA`. Returns its URL.
+fn fake_redis(reply: &'static [u8], pace: Option<Duration>) -> String {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut out = stream.try_clone().unwrap();
+                let mut r = BufReader::new(stream);
+                let mut line = String::new();
+                // One RESP command: `*N` then N bulk strings.
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let n: usize = line.trim_start_matches('*').trim().parse().unwrap_or(0);
+                    let mut words = Vec::new();
+                    for _ in 0..n {
+                        line.clear();
+                        r.read_line(&mut line).unwrap();
+                        let len: usize = line.trim_start_matches('$').trim().parse().unwrap();
+                        let mut word = vec![0u8; len + 2];
+                        r.read_exact(&mut word).unwrap();
+                        words.push(String::from_utf8_lossy(&word[..len]).to_uppercase());
+                    }
+                    let is_script = words.first().is_some_and(|w| w.starts_with("EVAL"));
+                    let sent = match (is_script, pace) {
+                        (false, _) => out.write_all(b"+OK\r\n"),
+                        (true, None) => out.write_all(reply),
+                        (true, Some(pace)) => reply.iter().try_for_each(|b| {
+                            std::thread::sleep(pace);
+                            out.write_all(&[*b])
+                        }),
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// Requests admitted of `n` sent back to back on one connection.
+fn admitted_of(srv: &Server, n: usize) -> usize {
+    let mut c = srv.connect();
+    (0..n)
+        .filter(|_| {
+            c.write_all(get("/ping").as_bytes()).unwrap();
+            read_response(&mut c, false).unwrap().status == 200
+        })
+        .count()
+}
+
+/// Replies no script can give are errors (counted, the fallback share), never a lease: a
+/// negative grant was taken as a huge one (300/300 admitted of a limit of 100), an
+/// `i64::MAX` grant wrapped the counter (0/300), and a reply trickled a byte per 50 ms held
+/// the renewal with no error counted.
+fn a_hostile_redis_is_never_trusted(reply: &'static [u8], pace: Option<Duration>) {
+    let url = fake_redis(reply, pace);
+    let srv = Server::start(
+        "tokio",
+        &[
+            ("REDIS_URL", &url),
+            ("RATE_LIMIT", "100"),
+            ("LEASE_PERIOD", "100ms"),
+        ],
+    );
+    let m = srv.wait_metrics("a failed renewal", |m| {
+        m["fleet"]["redis_errors"].as_u64() >= Some(2)
+    });
+    assert_eq!(m["fleet"]["shared"], false, "{m}");
+    assert_eq!(m["fleet"]["leases"], 0, "{m}");
+    let ok = admitted_of(&srv, 300);
+    eprintln!("{:?}: admitted {ok} of 300", String::from_utf8_lossy(reply));
+    assert!(
+        (90..=160).contains(&ok),
+        "the fallback share of 100/s, burst 100: admitted {ok} of 300"
+    );
+    assert_eq!(srv.get("/readyz").json()["rate_limit"], "local-fallback");
+}
+
+#[test]
+fn a_negative_grant_from_redis_is_refused() {
+    a_hostile_redis_is_never_trusted(b"*2\r\n:-5\r\n:1\r\n", None);
+}
+
+#[test]
+fn a_grant_past_the_burst_from_redis_is_refused() {
+    a_hostile_redis_is_never_trusted(
+        b"*2\r\n:9223372036854775807\r\n:9223372036854775807\r\n",
+        None,
+    );
+}
+
+#[test]
+fn a_redis_reply_that_is_not_two_integers_is_refused() {
+    a_hostile_redis_is_never_trusted(b"$5\r\nhello\r\n", None);
+}
+
+#[test]
+fn a_trickled_redis_reply_misses_its_deadline() {
+    a_hostile_redis_is_never_trusted(b"*2\r\n:50\r\n:1\r\n", Some(Duration::from_millis(50)));
+}
+
+/// A duration past its range stops start-up (exit 2, naming it) instead of panicking at the
+/// first SIGTERM ("overflow when adding duration to instant", exit 101, no drain).
+#[test]
+fn a_duration_past_its_range_is_refused_at_start() {
+    for (name, value, flag) in [
+        ("SHUTDOWN_TIMEOUT", "18446744073709551615s", None),
+        ("SHUTDOWN_DELAY", "18446744073709551615s", None),
+        ("HEADER_TIMEOUT", "0s", None),
+        ("SHUTDOWN_TIMEOUT", "30", Some("--shutdown-timeout=30")),
+    ] {
+        let mut cmd = std::process::Command::new(binary("tokio"));
+        cmd.env_clear().env("SERVER_PORT", "127.0.0.1:0");
+        match flag {
+            Some(flag) => cmd.arg(flag),
+            None => cmd.env(name, value),
+        };
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}={value}: {stderr}");
+        let named = flag.map_or(name.to_owned(), |f| f.split('=').next().unwrap().to_owned());
+        assert!(
+            stderr.contains(&named) && stderr.contains("from "),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "nothing was bound");
+    }
+}

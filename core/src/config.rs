@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::time::parse_duration;
+use crate::time::{DURATION_GRAMMAR, format_duration, parse_duration};
 
 /// `ENVIRONMENT`: selects the log format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,6 +210,8 @@ pub struct Setting {
     pub help: &'static str,
     /// The allowed integer range, inclusive, for settings that are counts or sizes.
     pub range: Option<(u64, u64)>,
+    /// The allowed span, inclusive, for durations.
+    pub span: Option<(Duration, Duration)>,
     /// A boolean: on the command line `--flag` alone means true and `--no-flag` false.
     pub switch: bool,
 }
@@ -227,7 +229,16 @@ impl Setting {
             default,
             help,
             range: None,
+            span: None,
             switch: false,
+        }
+    }
+
+    /// A duration between `min_ms` and `max_ms` milliseconds, inclusive.
+    const fn lasting(self, min_ms: u64, max_ms: u64) -> Setting {
+        Setting {
+            span: Some((Duration::from_millis(min_ms), Duration::from_millis(max_ms))),
+            ..self
         }
     }
 
@@ -250,8 +261,8 @@ impl Setting {
 pub const SETTINGS: &[Setting] = &[
     Setting::new("SERVER_PORT", "port", ":8080", "listen address: 8080, :8080, 127.0.0.1:8080, [::1]:8080 (port 0 picks a free port)"),
     Setting::new("ENVIRONMENT", "environment", "development", "development (human logs) or production (JSON logs)"),
-    Setting::new("SHUTDOWN_TIMEOUT", "shutdown-timeout", "30s", "graceful drain limit"),
-    Setting::new("SHUTDOWN_DELAY", "shutdown-delay", "0s", "after SIGTERM, report not ready (/readyz 503) for this long while still serving, then drain"),
+    Setting::new("SHUTDOWN_TIMEOUT", "shutdown-timeout", "30s", "graceful drain limit (0s: close at once)").lasting(0, 3600000),
+    Setting::new("SHUTDOWN_DELAY", "shutdown-delay", "0s", "after SIGTERM, report not ready (/readyz 503) for this long while still serving, then drain").lasting(0, 3600000),
     Setting::new("LOG_LEVEL", "log-level", "info", "tracing filter: error, warn, info, debug, trace or directives"),
     Setting::new("ACCESS_LOG", "access-log", "true", "one log line per request").switch(),
     Setting::new("MAX_HEADER_BYTES", "max-header-bytes", "16384", "request line + headers, past it 431").within(256, 1 << 24),
@@ -259,10 +270,10 @@ pub const SETTINGS: &[Setting] = &[
     Setting::new("MAX_URI_BYTES", "max-uri-bytes", "8192", "request-target length, past it 414").within(16, 1 << 24),
     Setting::new("MAX_BODY_BYTES", "max-body-bytes", "1048576", "request body, past it 413").within(0, 1 << 34),
     Setting::new("MAX_CONNECTIONS", "max-connections", "100000", "open connections, past it 503 + close").within(1, 1 << 30),
-    Setting::new("HEADER_TIMEOUT", "header-timeout", "10s", "time to receive a request head (408)"),
-    Setting::new("IDLE_TIMEOUT", "idle-timeout", "60s", "idle keep-alive connection lifetime"),
-    Setting::new("WRITE_TIMEOUT", "write-timeout", "15s", "a response write without progress"),
-    Setting::new("REQUEST_TIMEOUT", "request-timeout", "30s", "queued job deadline (504)"),
+    Setting::new("HEADER_TIMEOUT", "header-timeout", "10s", "time to receive a request head, and the most a body may stall (408)").lasting(100, 3600000),
+    Setting::new("IDLE_TIMEOUT", "idle-timeout", "60s", "idle keep-alive connection lifetime").lasting(100, 86400000),
+    Setting::new("WRITE_TIMEOUT", "write-timeout", "15s", "a response write without progress").lasting(100, 3600000),
+    Setting::new("REQUEST_TIMEOUT", "request-timeout", "30s", "queued job deadline (504)").lasting(1, 3600000),
     Setting::new("RATE_LIMIT", "rate-limit", "100000", "global requests/s, 0 = off"),
     Setting::new("RATE_BURST", "rate-burst", "", "global burst (default: RATE_LIMIT)"),
     Setting::new("RATE_LIMIT_PER_IP", "rate-limit-per-ip", "0", "requests/s per client IP (burst equal), 0 = off"),
@@ -277,7 +288,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting::new("REDIS_URL", "redis-url", "", "redis:// or rediss:// URL (password and database in it): share RATE_LIMIT and RATE_LIMIT_PER_IP with every instance of CLUSTER_NAME"),
     Setting::new("CLUSTER_NAME", "cluster-name", "weir", "instances with the same name (and REDIS_URL) share one limit"),
     Setting::new("CLUSTER_SIZE", "cluster-size", "1", "instances expected before Redis has answered: the fallback share is the limit divided by it").within(1, 4096),
-    Setting::new("LEASE_PERIOD", "lease-period", "100ms", "how often an instance renews its lease of the shared limit (one Redis round trip)"),
+    Setting::new("LEASE_PERIOD", "lease-period", "100ms", "how often an instance renews its lease of the shared limit (one Redis round trip)").lasting(10, 10_000),
     Setting::new("REUSE_PORT", "reuse-port", "false", "SO_REUSEPORT: several weir processes share the port (restarts without refusing connections)").switch(),
     Setting::new("IO_THREADS", "io-threads", "", "threads serving connections in tokio, smol and uring (default: cores; std uses one per connection)").within(1, 1024),
     Setting::new("RUNTIME_LAYOUT", "runtime-layout", "per-core", "per-core (one single-threaded executor per I/O thread) or shared (one work-stealing pool)"),
@@ -448,13 +459,6 @@ impl Config {
         };
         // Checked whether or not REDIS_URL is set: a typo is an error either way.
         let lease_period = src.duration("LEASE_PERIOD")?;
-        if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&lease_period) {
-            return Err(ConfigError {
-                name: "LEASE_PERIOD",
-                value: src.text("LEASE_PERIOD").to_owned(),
-                expected: "a duration from 10ms to 10s".into(),
-            });
-        }
         let cluster = src.parse("CLUSTER_NAME", "a name of letters, digits, - _ . :", |v| {
             let v = v.trim();
             (!v.is_empty()
@@ -514,8 +518,8 @@ impl Config {
         format!(
             "listen={} environment={:?} workers={} queue_size={} job_cost={} rate_limit={} rate_burst={} \
              rate_limit_per_ip={} rate_limit_max_keys={} trust_proxy={} max_connections={} \
-             max_header_bytes={} max_headers={} max_uri_bytes={} max_body_bytes={} header_timeout={:?} \
-             idle_timeout={:?} write_timeout={:?} request_timeout={:?} shutdown_timeout={:?} shutdown_delay={:?} \
+             max_header_bytes={} max_headers={} max_uri_bytes={} max_body_bytes={} header_timeout={} \
+             idle_timeout={} write_timeout={} request_timeout={} shutdown_timeout={} shutdown_delay={} \
              access_log={} api_token={} tls={} fleet={} backlog={} reuse_port={} io_threads={} layout={:?} uring_buffers={}",
             self.listen,
             self.environment,
@@ -532,12 +536,12 @@ impl Config {
             self.max_headers,
             self.max_uri_bytes,
             self.max_body_bytes,
-            self.header_timeout,
-            self.idle_timeout,
-            self.write_timeout,
-            self.request_timeout,
-            self.shutdown_timeout,
-            self.shutdown_delay,
+            format_duration(self.header_timeout),
+            format_duration(self.idle_timeout),
+            format_duration(self.write_timeout),
+            format_duration(self.request_timeout),
+            format_duration(self.shutdown_timeout),
+            format_duration(self.shutdown_delay),
             self.access_log,
             if self.api_token.is_some() {
                 "set"
@@ -630,8 +634,19 @@ impl Source {
         })
     }
 
+    /// A duration within the span the setting's table entry gives.
     fn duration(&mut self, name: &'static str) -> Result<Duration, ConfigError> {
-        self.parse(name, "a duration like 500ms, 30s or 2m", parse_duration)
+        let (min, max) = SETTINGS[Self::setting(name)]
+            .span
+            .expect("invariant: a duration setting has its span in SETTINGS");
+        let expected = format!(
+            "{DURATION_GRAMMAR}, from {} to {}",
+            format_duration(min),
+            format_duration(max)
+        );
+        self.parse(name, &expected, |v| {
+            parse_duration(v).filter(|d| (min..=max).contains(d))
+        })
     }
 }
 
@@ -703,6 +718,39 @@ mod tests {
         );
         assert!(cfg(&[("TRUST_PROXY", "true"), ("TRUSTED_PROXIES", "10.0.0.0/8")]).is_ok());
         assert_eq!(c.environment, Environment::Development);
+    }
+
+    #[test]
+    fn every_duration_is_checked_at_zero_at_its_maximum_and_past_it() {
+        let mut durations = 0;
+        for st in SETTINGS {
+            let Some((min, max)) = st.span else { continue };
+            durations += 1;
+            let at = |d: Duration| cfg(&[(st.env, &format_duration(d))]);
+            assert!(at(min).is_ok() && at(max).is_ok(), "{}", st.env);
+            let zero = at(Duration::ZERO);
+            assert_eq!(zero.is_ok(), min.is_zero(), "{}=0s", st.env);
+            for past in [
+                max + Duration::from_millis(1),
+                Duration::from_secs(u64::MAX / 3600 * 3600),
+            ] {
+                let err = at(past).unwrap_err();
+                assert_eq!(err.name, st.env);
+                assert!(err.expected.contains(&format_duration(max)), "{err}");
+            }
+            let err = cfg(&[(st.env, "18446744073709551615s")]).unwrap_err();
+            assert_eq!(err.name, st.env, "the overflow of the review is refused");
+            assert!(
+                cfg(&[(st.env, "30")]).is_err(),
+                "{}: a unit is required",
+                st.env
+            );
+        }
+        assert_eq!(durations, 7, "every duration setting has its span");
+        assert!(
+            cfg(&[("HEADER_TIMEOUT", "0s")]).is_err(),
+            "a zero header timeout made every body a 408"
+        );
     }
 
     #[test]

@@ -186,7 +186,8 @@ impl FleetShare {
     /// in the fleet. The lease is valid for two periods (one renewal may be missed).
     pub fn granted(&self, now: Instant, tokens: u64, instances: u64, rtt: Duration) {
         let ns = now.as_nanos();
-        let tokens = tokens.min(i64::MAX as u64 / 2) as i64;
+        // The kit validates replies; clamped here too, so no input can wrap the counter.
+        let tokens = tokens.min(self.burst).min(i64::MAX as u64 / 2) as i64;
         let mut level = 0;
         let _ = self
             .tokens

@@ -132,19 +132,23 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// Parses a duration: `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds.
+/// The one duration grammar of every setting, flag, log line and error: an integer and a
+/// unit, `ms`, `s`, `m` or `h` (`500ms`, `30s`, `2m`, `1h`). The unit is required: a bare
+/// `30` is refused rather than guessed.
+pub const DURATION_GRAMMAR: &str = "an integer with a unit: ms, s, m or h (500ms, 30s, 2m)";
+
+/// Parses a duration in [`DURATION_GRAMMAR`]; `None` for anything else (or an overflow).
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit())?;
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
         return None;
     }
     let n: u64 = num.parse().ok()?;
     let d = match unit {
-        "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
-        "us" | "µs" => Duration::from_micros(n),
+        "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.checked_mul(60)?),
         "h" => Duration::from_secs(n.checked_mul(3600)?),
         _ => return None,
@@ -152,9 +156,54 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     Some(d)
 }
 
+/// Writes `d` in [`DURATION_GRAMMAR`], in the largest unit that says it exactly (`0s`,
+/// `500ms`, `30s`, `2m`, `1h`); what is finer than a millisecond is written in `ms`,
+/// rounded down (no setting takes less).
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_owned();
+    }
+    match ms {
+        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        _ if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        _ => format!("{ms}ms"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_duration_grammar_read_and_written() {
+        for (text, d) in [
+            ("500ms", Duration::from_millis(500)),
+            ("30s", Duration::from_secs(30)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+            ("0s", Duration::ZERO),
+        ] {
+            assert_eq!(parse_duration(text), Some(d), "{text}");
+            assert_eq!(format_duration(d), text);
+        }
+        assert_eq!(format_duration(Duration::from_millis(90_000)), "90s");
+        for bad in [
+            "30",
+            "",
+            "s",
+            "1.5s",
+            "500us",
+            "-1s",
+            "2 m",
+            "1d",
+            "99999999999999999999h",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_duration("18446744073709551615h"), None, "overflow");
+    }
 
     #[test]
     fn rfc3339_timestamps() {
@@ -175,18 +224,6 @@ mod tests {
         assert_eq!(&http_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
         assert_eq!(&http_date(1_951_171_200), b"Fri, 31 Oct 2031 00:00:00 GMT");
         assert_eq!(&http_date(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
-    }
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        for bad in ["", "ms", "-1s", "1x", "1.5s", "s30"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use weir_core::config::{Config, ConfigError, SETTINGS, Setting};
+use weir_core::time::format_duration;
 
 /// The command of binary `bin`, every setting a flag with its variable, default and range.
 pub fn command(bin: &'static str) -> Command {
@@ -20,7 +21,7 @@ pub fn command(bin: &'static str) -> Command {
         .about("weir: an HTTP/1.1 API server")
         .after_help(
             "Every flag has an environment variable of the same meaning; the flag wins.\n\
-             Durations take a unit: 500ms, 30s, 2m. LOG_LEVEL, when not given, comes from RUST_LOG.",
+             Durations take a unit (ms, s, m or h): 500ms, 30s, 2m. LOG_LEVEL, when not given, comes from RUST_LOG.",
         )
         .max_term_width(100);
     for s in SETTINGS {
@@ -56,6 +57,13 @@ fn help_line(s: &Setting) -> String {
     let mut line = s.help.to_owned();
     if let Some((min, max)) = s.range {
         line.push_str(&format!(" [range: {min}..={max}]"));
+    }
+    if let Some((min, max)) = s.span {
+        line.push_str(&format!(
+            " [range: {}..={}]",
+            format_duration(min),
+            format_duration(max)
+        ));
     }
     if !s.default.is_empty() {
         line.push_str(&format!(" [default: {}]", s.default));

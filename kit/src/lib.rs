@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use weir_core::app::{App, ProcessFigures};
 use weir_core::jobs::intensive_work;
+use weir_core::time::format_duration;
 
 /// One server process: its app, workers, listener, signal handlers and log writer.
 #[derive(Debug)]
@@ -160,8 +161,10 @@ impl Server {
     /// call `Session::handle_drain`.
     pub fn begin_drain(&mut self) {
         let timeout = self.app.config().shutdown_timeout;
-        self.drain_deadline = Some(std::time::Instant::now() + timeout);
-        tracing::info!(connections = self.app.connections(), timeout = ?timeout, "draining");
+        // Checked: a configured span can never overflow a clock (the spans are bounded too).
+        let now = std::time::Instant::now();
+        self.drain_deadline = Some(now.checked_add(timeout).unwrap_or(now));
+        tracing::info!(connections = self.app.connections(), timeout = %format_duration(timeout), "draining");
         self.app.begin_drain(clock::now());
         drop(self.listener.take());
     }
@@ -210,8 +213,9 @@ impl Server {
             return;
         }
         self.app.begin_unready();
-        tracing::info!(delay = ?delay, "shutting down: not ready, still serving until the drain");
-        let until = std::time::Instant::now() + delay;
+        tracing::info!(delay = %format_duration(delay), "shutting down: not ready, still serving until the drain");
+        let now = std::time::Instant::now();
+        let until = now.checked_add(delay).unwrap_or(now);
         while std::time::Instant::now() < until {
             self.tick();
         }

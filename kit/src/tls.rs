@@ -46,8 +46,24 @@ fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
     match e {
         Error::Io(io) => format!("cannot read it ({io})"),
         Error::NoItemsFound => "no PEM item of the expected kind in the file".to_owned(),
-        other => format!("not valid PEM ({other:?})"),
+        Error::MissingSectionEnd { end_marker } => {
+            let label = printable(end_marker);
+            format!("not valid PEM: a `{label}` section has no `-----END {label}-----` line")
+        }
+        Error::IllegalSectionStart { line } => format!(
+            "not valid PEM: a malformed `-----BEGIN` line: `{}`",
+            printable(line)
+        ),
+        Error::Base64Decode(why) => format!("not valid PEM: bad base64 inside a section ({why})"),
+        Error::SectionTooLarge => "not valid PEM: a section is larger than 256 MB".to_owned(),
+        other => format!("not valid PEM ({other})"),
     }
+}
+
+/// A line of the file as text for an error: at most 80 characters, control bytes escaped.
+fn printable(bytes: &[u8]) -> String {
+    let text: String = String::from_utf8_lossy(bytes).chars().take(80).collect();
+    text.escape_debug().to_string()
 }
 
 #[cfg(test)]
@@ -100,6 +116,27 @@ mod tests {
         };
         let e = load(&missing).unwrap_err();
         assert!(e.contains("absent.pem") && e.contains("cannot read"), "{e}");
+        // PEM errors in words, never byte arrays.
+        let broken = files(
+            &dir,
+            "-----BEGIN CERTIFICATE\nAAAA\n",
+            &a.signing_key.serialize_pem(),
+        );
+        let e = load(&broken).unwrap_err();
+        assert!(
+            e.contains("malformed `-----BEGIN` line") && !e.contains("[45"),
+            "{e}"
+        );
+        let unended = files(
+            &dir,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n",
+            &a.signing_key.serialize_pem(),
+        );
+        let e = load(&unended).unwrap_err();
+        assert!(
+            e.contains("-----END CERTIFICATE-----") && !e.contains("[45"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -103,6 +103,7 @@ for_each_runtime! {
     a_noisy_client_does_not_starve_the_others => super::a_noisy_client_does_not_starve_the_others;
     a_trickled_head_gets_408_at_the_header_timeout => super::a_trickled_head_gets_408_at_the_header_timeout;
     linger_has_a_total_limit => super::linger_has_a_total_limit;
+    few_descriptors_and_many_threads_still_answer_everyone => super::few_descriptors_and_many_threads_still_answer_everyone;
 }
 
 /// TLS 1.3's HKDF-Expand-Label (RFC 8446 §7.1) over SHA-256.
@@ -274,10 +275,6 @@ fn tls_records_without_plaintext_meet_the_header_timeout(rt: &'static str) {
     let _ = flood.join();
 }
 
-for_each_runtime_over_tls! {
-    tls_records_without_plaintext_meet_the_header_timeout => super::tls_records_without_plaintext_meet_the_header_timeout;
-}
-
 /// A fake Redis on 127.0.0.1: `OK` to anything but a script, `reply` (sent a byte every
 /// `pace` when one is given) to every `EVAL`/`EVALSHA`. Returns its URL.
 fn fake_redis(reply: &'static [u8], pace: Option<Duration>) -> String {
@@ -414,4 +411,126 @@ fn a_duration_past_its_range_is_refused_at_start() {
         );
         assert!(out.stdout.is_empty(), "nothing was bound");
     }
+}
+
+/// Writes a real ClientHello to a fresh TCP connection from `src` and returns what the
+/// server sent back before closing (the hang guard fails the test instead of waiting).
+fn hello_and_listen(srv: &Server, src: IpAddr) -> Vec<u8> {
+    let conn = srv.connect_from(src);
+    let mut tcp = conn.s.tcp().try_clone().unwrap();
+    let name = "localhost".try_into().unwrap();
+    let mut client =
+        rustls::ClientConnection::new(TestCert::shared().client.clone(), name).unwrap();
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).unwrap();
+    // A refusal may close (even reset) before the hello is written.
+    let _ = tcp.write_all(&hello);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The server's first flight is a few records; stop once it has spoken or closed.
+    while got.is_empty() {
+        match tcp.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got
+}
+
+/// Over `MAX_CONNECTIONS` on a TLS port no handshake is spent: the connection is closed
+/// before the server says anything (it used to finish the handshake, then send nothing while
+/// the access log claimed a 503). The refusal is counted.
+fn tls_over_the_connection_limit_is_closed_before_the_handshake(rt: &'static str) {
+    let srv = Server::start(rt, &[("MAX_CONNECTIONS", "1")]);
+    let mut first = srv.connect();
+    first.write_all(get("/ping").as_bytes()).unwrap();
+    assert_eq!(read_response(&mut first, false).unwrap().status, 200);
+    let answer = hello_and_listen(&srv, IpAddr::from([127, 0, 0, 1]));
+    assert!(
+        answer.is_empty(),
+        "{rt}: the server answered {} bytes",
+        answer.len()
+    );
+    drop(first);
+    // Once the first connection's slot is free, ask for the figures (a refused attempt is
+    // reset, so try again).
+    let mut m = serde_json::Value::Null;
+    assert!(
+        retry(|| {
+            let quiet = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| srv.metrics()));
+            m = quiet.unwrap_or_default();
+            m["connections_refused"].as_u64() >= Some(1)
+        }),
+        "{rt}: the refusal was never counted: {m}"
+    );
+}
+
+/// With `RATE_LIMIT_PER_IP` a handshake costs its client a token: one address cannot make
+/// an I/O thread do handshakes at will, and another address is not affected.
+fn handshakes_count_against_the_per_ip_limit(rt: &'static str) {
+    let srv = Server::start(rt, &[("RATE_LIMIT_PER_IP", "5")]);
+    let flood = IpAddr::from([127, 0, 0, 1]);
+    let answered = (0..20)
+        .filter(|_| !hello_and_listen(&srv, flood).is_empty())
+        .count();
+    assert!(
+        (5..=7).contains(&answered),
+        "{rt}: {answered} of 20 handshakes from one address got a ServerHello"
+    );
+    let mut other = srv.connect_from(IpAddr::from([127, 0, 0, 2]));
+    other.write_all(get("/ping").as_bytes()).unwrap();
+    assert_eq!(
+        read_response(&mut other, false).unwrap().status,
+        200,
+        "{rt}"
+    );
+}
+
+for_each_runtime_over_tls! {
+    tls_records_without_plaintext_meet_the_header_timeout => super::tls_records_without_plaintext_meet_the_header_timeout;
+    tls_over_the_connection_limit_is_closed_before_the_handshake => super::tls_over_the_connection_limit_is_closed_before_the_handshake;
+    handshakes_count_against_the_per_ip_limit => super::handshakes_count_against_the_per_ip_limit;
+}
+
+/// With few descriptors and many I/O threads, `MAX_CONNECTIONS` is clamped from the
+/// descriptors the runtime actually holds once started: every client past it gets a 503,
+/// none waits behind `EMFILE` (the old estimate let 12 of 40 wait with `ulimit -n 150` and
+/// 16 I/O threads).
+fn few_descriptors_and_many_threads_still_answer_everyone(rt: &'static str) {
+    let srv = Server::start_with_fd_limit(
+        rt,
+        150,
+        &[("IO_THREADS", "16"), ("WORKER_COUNT", "1")],
+        std::process::Stdio::null(),
+    );
+    let mut open = Vec::new();
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        let mut c = std::net::TcpStream::connect(srv.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = c.write_all(get("/ping").as_bytes());
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let line = String::from_utf8_lossy(&got)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        statuses.push(line.split(' ').nth(1).unwrap_or("none").to_owned());
+        open.push(c); // held open: served connections keep their descriptors
+    }
+    let served = statuses.iter().filter(|s| *s == "200").count();
+    let refused = statuses.iter().filter(|s| *s == "503").count();
+    assert!(served >= 1, "{rt}: {statuses:?}");
+    assert_eq!(
+        served + refused,
+        40,
+        "{rt}: every client answered: {statuses:?}"
+    );
 }

@@ -13,9 +13,14 @@
 //!   alert and closes once it is written, or at the write timeout — never a hang;
 //! - an orderly close sends `close_notify` and is announced only once every record is out;
 //! - the handshake is bounded by the session's header timeout: it closes a connection whose
-//!   request never arrives, whether or not the handshake finished.
+//!   request never arrives, whether or not the handshake finished;
+//! - a client's handshake may send at most [`MAX_HANDSHAKE_BYTES`] of ciphertext (real
+//!   clients send a tenth of it), so a stalled handshake holds no more than a stalled head;
+//! - an idle connection's record buffers are released with the session's (`SHRINK_AFTER`);
+//! - no handshake work is spent on a connection the service refuses (the connection limit,
+//!   or its client's limit): it closes at once with `CloseReason::Refused`, sending nothing.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +35,15 @@ pub const OUT_HIGH_WATER: usize = 64 * 1024;
 
 /// Ciphertext read per call (rustls takes at most one record's worth of room at a time).
 const READ_CHUNK: usize = 4096;
+
+/// The most ciphertext a client may send before its handshake completes. Real clients send
+/// a ClientHello of 0.5–2 KiB (Chrome's with a post-quantum key share is about 1.8 KiB), and
+/// the rest of their flight is smaller still; TLS allows a 64 KiB ClientHello, which a
+/// stalled client could make every connection hold until `HEADER_TIMEOUT`. 12 KiB is six
+/// times what real clients send, and keeps rustls' read buffer (grown 4 KiB past what it
+/// holds, doubling) at 16 KiB: a stalled handshake holds about what a stalled plain head of
+/// the default `MAX_HEADER_BYTES` does.
+pub const MAX_HANDSHAKE_BYTES: usize = 12 * 1024;
 
 /// One connection: its session, behind TLS when the service has a TLS configuration.
 #[derive(Debug)]
@@ -57,6 +71,8 @@ struct Tls {
     closed: bool,
     /// rustls refused the peer's bytes; its alert is queued.
     failed: bool,
+    /// Ciphertext given to rustls while handshaking (at most [`MAX_HANDSHAKE_BYTES`]).
+    handshake_bytes: usize,
 }
 
 impl std::fmt::Debug for Tls {
@@ -73,13 +89,16 @@ impl std::fmt::Debug for Tls {
 impl<S: Service> Connection<S> {
     /// A connection from `peer`: TLS when `service.tls()` has a configuration.
     pub fn new(service: Arc<S>, peer: SocketAddr, now: Now) -> Self {
-        let tls = service.tls();
+        let Some(config) = service.tls() else {
+            return Connection::plain(Session::new(service, peer, now));
+        };
         let write_timeout = service.http_config().write_timeout;
-        let session = Session::new(service, peer, now);
-        match tls {
-            None => Connection::plain(session),
-            Some(config) => Connection::tls(session, config, write_timeout),
+        let session = Session::before_handshake(service, peer, now);
+        if session.is_closed() {
+            // Refused before the handshake: nothing to encrypt, close at once.
+            return Connection::plain(session);
         }
+        Connection::tls(session, config, write_timeout)
     }
 
     /// A plain-TCP connection.
@@ -102,6 +121,7 @@ impl<S: Service> Connection<S> {
                 closing: None,
                 closed: false,
                 failed: false,
+                handshake_bytes: 0,
             })
         });
         match tls {
@@ -217,6 +237,12 @@ impl<S: Service> Connection<S> {
     pub fn handle_timeout(&mut self, now: Now) {
         self.session.handle_timeout(now);
         if let Some(t) = self.tls.as_deref_mut() {
+            // The session released its buffers (idle): so do the records' own.
+            if self.session.heap_bytes() == 0 && t.taken == t.filled && t.sent == t.out.len() {
+                t.input = Vec::new();
+                t.out = Vec::new();
+                (t.taken, t.filled, t.sent) = (0, 0, 0);
+            }
             if t.write_deadline.is_some_and(|d| d <= now.mono) && !t.closed {
                 t.out.clear();
                 t.sent = 0;
@@ -360,6 +386,19 @@ impl<S: Service> Connection<S> {
                     Ok(n) => {
                         t.taken += n;
                         progress = true;
+                        if t.conn.is_handshaking() {
+                            t.handshake_bytes += n;
+                            if t.handshake_bytes > MAX_HANDSHAKE_BYTES {
+                                tracing::debug!(
+                                    "TLS handshake larger than any real client's; closing"
+                                );
+                                t.failed = true;
+                                (t.taken, t.filled) = (0, 0);
+                                self.session
+                                    .handle_io_error(now, ErrorKind::InvalidData.into());
+                                break;
+                            }
+                        }
                     }
                     // The plaintext buffer is full: the session must take some first.
                     Err(_) => break,
@@ -372,29 +411,33 @@ impl<S: Service> Connection<S> {
                         .handle_io_error(now, ErrorKind::InvalidData.into());
                 }
             }
-            // Plaintext to the session.
+            // Plaintext to the session (its receive buffer is asked for only when there is
+            // plaintext: an idle connection's stays released).
             if !t.failed && !t.conn.is_handshaking() {
                 loop {
-                    let buf = self.session.recv_buf();
-                    if buf.is_empty() {
-                        break;
-                    }
-                    match t.conn.reader().read(buf) {
-                        Ok(0) => {
+                    let mut reader = t.conn.reader();
+                    let plain = match std::io::BufRead::fill_buf(&mut reader) {
+                        Ok([]) => {
                             self.session.handle_eof(now);
                             break;
                         }
-                        Ok(n) => {
-                            self.session.handle_read(now, n);
-                            progress = true;
-                        }
+                        Ok(plain) => plain,
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(_) => {
                             // The peer closed without `close_notify`: an end of stream.
                             self.session.handle_eof(now);
                             break;
                         }
+                    };
+                    let buf = self.session.recv_buf();
+                    if buf.is_empty() {
+                        break;
                     }
+                    let n = buf.len().min(plain.len());
+                    buf[..n].copy_from_slice(&plain[..n]);
+                    std::io::BufRead::consume(&mut reader, n);
+                    self.session.handle_read(now, n);
+                    progress = true;
                 }
             }
             // The session's output to rustls, while the records are not backed up.

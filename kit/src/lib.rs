@@ -53,8 +53,11 @@ pub fn fd_reserve(fd_limit: u64, io_threads: usize) -> u64 {
 impl Server {
     /// Starts everything but the accept loop: configuration, logging, the descriptor limit
     /// (and `MAX_CONNECTIONS` clamped below it), the process-figures sampler, the app, the
-    /// workers, the signal handlers, then the listener and stdout's `listening on` line —
-    /// so a signal sent as soon as that line appears starts a drain, never a default death.
+    /// workers, the signal handlers, then the listener. Stdout's `listening on` line comes
+    /// from [`serve::run`](crate::serve::run) once the I/O threads run and `MAX_CONNECTIONS`
+    /// is clamped to the descriptors they left — so a signal sent as soon as that line
+    /// appears starts a drain, never a default death, and a client that waited for it meets
+    /// the final limit.
     pub fn start(bin: &'static str, runtime: &'static str) -> std::io::Result<Server> {
         let mut config = cli::load(bin);
         // Checked before anything is bound: a wrong file is a configuration error (exit 2).
@@ -134,8 +137,6 @@ impl Server {
         while app.workers_alive() < config.worker_count {
             std::thread::sleep(Duration::from_millis(1));
         }
-        // The first line of stdout: scripts and tests read the bound address (port 0 works).
-        println!("listening on {local}");
         Ok(Server {
             app,
             listener: Some(listener),

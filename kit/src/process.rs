@@ -45,7 +45,13 @@ pub fn raise_fd_limit() -> u64 {
     fd_limit()
 }
 
-fn fd_limit() -> u64 {
+/// Descriptors open in this process now.
+pub fn open_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+}
+
+/// The soft `RLIMIT_NOFILE` in force.
+pub fn fd_limit() -> u64 {
     rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .unwrap_or(u64::MAX)
@@ -92,7 +98,7 @@ pub fn cpu_rss_start(pid: Option<u32>) -> (f64, u64, f64) {
 /// Reads the current process figures.
 pub fn stats() -> ProcessStats {
     let (cpu, rss, start) = cpu_rss_start(None);
-    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    let fds = open_fds();
     ProcessStats::new(rss, fds, fd_limit(), cpu, start, super::logging::dropped())
 }
 

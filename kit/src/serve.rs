@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use event_listener::{Event, EventListener};
 use weir_core::http::Effect;
@@ -116,6 +117,9 @@ where
     F: Fn(Arc<App>, TcpListener, Arc<Drain>, Acceptor) + Send + Clone + 'static,
 {
     let listener = server.take_listener();
+    let local = listener
+        .local_addr()
+        .expect("invariant: a bound listener has an address");
     listener
         .set_nonblocking(true)
         .expect("invariant: a bound listener can be non-blocking");
@@ -133,8 +137,51 @@ where
             .expect("invariant: the OS can start the I/O threads");
     }
     drop(listener);
+    clamp_to_descriptors(&server.app, threads);
+    // The first line of stdout: scripts and tests read the bound address (port 0 works).
+    println!("listening on {local}");
     let code = server.run_until_signalled(|| drain.begin());
     std::process::exit(code)
+}
+
+/// Descriptors kept free, beyond those the runtime holds once started, for what comes and
+/// goes: a refusal being answered on each I/O thread, the fleet's Redis connection, a TLS
+/// reload's two files, the process-figures sampler's reads of `/proc`.
+const FD_SPARE: u64 = 8;
+
+/// Clamps `MAX_CONNECTIONS` from what the runtime actually uses: waits until the I/O threads
+/// have opened their descriptors (the count stays put for 50 ms, or 2 s pass), counts them
+/// and keeps `FD_SPARE` plus one per I/O thread free — so past the limit a client is answered
+/// 503 instead of waiting behind `EMFILE` (the start's estimate assumed 4 descriptors per
+/// thread; weir-tokio uses about 7).
+fn clamp_to_descriptors(app: &App, threads: usize) {
+    let start = std::time::Instant::now();
+    let (mut last, mut stable_since) = (crate::process::open_fds(), start);
+    while start.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = crate::process::open_fds();
+        if now != last {
+            (last, stable_since) = (now, std::time::Instant::now());
+        } else if stable_since.elapsed() >= Duration::from_millis(50) {
+            break;
+        }
+    }
+    // Connections accepted meanwhile are not the runtime's own.
+    let in_use = last.saturating_sub(app.connections() as u64);
+    let limit = crate::process::fd_limit();
+    let left = limit.saturating_sub(in_use + FD_SPARE + threads as u64);
+    let before = app.max_connections();
+    app.clamp_max_connections(usize::try_from(left).unwrap_or(usize::MAX));
+    let after = app.max_connections();
+    if after < before {
+        tracing::warn!(
+            fd_limit = limit,
+            runtime_fds = in_use,
+            was = before,
+            effective = after,
+            "MAX_CONNECTIONS clamped to the descriptors left once the runtime started, so refusals can always be answered"
+        );
+    }
 }
 
 /// An async runtime's accept loop: accepts through `accept` (the runtime's readiness) and

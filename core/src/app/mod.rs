@@ -318,6 +318,8 @@ impl AppBuilder {
             global,
             needs_client_ip: c.access_log || per_ip.is_some(),
             per_ip,
+            refusal_logged: AtomicU64::new(0),
+            max_connections: AtomicUsize::new(c.max_connections),
             rate_lines: (!policy.is_empty()).then(|| {
                 let policy = policy.join(", ");
                 RatePolicy::ALL.map(|p| {
@@ -362,6 +364,11 @@ pub struct App {
     /// `global`, and dividing `per_ip`).
     fleet: Option<FleetShare>,
     per_ip: Option<KeyedGcra>,
+    /// `MAX_CONNECTIONS` in force: the configured value, clamped by the runtime kit once it
+    /// has measured the descriptors its runtime uses.
+    max_connections: AtomicUsize,
+    /// The monotonic second (+1) of the last logged refusal before a TLS handshake.
+    refusal_logged: AtomicU64,
     /// The access log or the per-IP limit needs each request's client address.
     needs_client_ip: bool,
     /// Per [`RatePolicy`]: the `RateLimit-Policy` line and the start of the `RateLimit` line
@@ -608,9 +615,21 @@ impl App {
 
     /// Claims a connection slot; false past `MAX_CONNECTIONS`. (During a drain the runtimes
     /// accept only what the kernel had already queued, and those connections are served.)
+    /// `MAX_CONNECTIONS` in force.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections.load(Ordering::Relaxed)
+    }
+
+    /// Lowers `MAX_CONNECTIONS` to `n` (at least 1): the kit's clamp below the descriptors
+    /// left once the runtime has started. Never raises it above the configured value.
+    pub fn clamp_max_connections(&self, n: usize) {
+        self.max_connections
+            .fetch_min(n.clamp(1, self.config.max_connections), Ordering::Relaxed);
+    }
+
     pub(crate) fn open_connection(&self) -> bool {
         let prev = self.connections.fetch_add(1, Ordering::AcqRel);
-        if prev >= self.config.max_connections {
+        if prev >= self.max_connections.load(Ordering::Relaxed) {
             self.connections.fetch_sub(1, Ordering::AcqRel);
             self.metrics.connection_opened(false);
             return false;
@@ -706,6 +725,45 @@ impl App {
             }
         }
         true
+    }
+
+    /// Whether a TLS handshake may be spent on a new connection from `peer`: with
+    /// `RATE_LIMIT_PER_IP` (and no proxy in front, whose address is no client's), a handshake
+    /// costs its client one token, so one address cannot flood an I/O thread with handshakes.
+    pub(crate) fn admit_handshake(&self, now: Now, peer: SocketAddr) -> bool {
+        let Some(k) = self.per_ip.as_ref().filter(|_| !self.config.trust_proxy) else {
+            return true;
+        };
+        let quota = self
+            .fleet
+            .as_ref()
+            .and_then(FleetShare::per_ip_quota)
+            .unwrap_or_else(|| k.quota());
+        let allowed = k.check_with(client_key(peer.ip()), now.mono, quota).allowed;
+        if !allowed {
+            self.rate_limited[RatePolicy::PerIp as usize].fetch_add(1, Ordering::Relaxed);
+        }
+        allowed
+    }
+
+    /// Logs a TLS connection closed before its handshake, at most once a second (the
+    /// refusals themselves are counted: `weir_connections_rejected_total` or the per-IP
+    /// 429 counter).
+    pub(crate) fn refused_before_handshake(&self, now: Now, peer: SocketAddr, counted: bool) {
+        let second = now.mono.as_nanos() / 1_000_000_000 + 1;
+        if self.refusal_logged.swap(second, Ordering::Relaxed) == second {
+            return;
+        }
+        let why = if counted {
+            "its client's rate limit (RATE_LIMIT_PER_IP counts handshakes)"
+        } else {
+            "the connection limit (MAX_CONNECTIONS)"
+        };
+        tracing::warn!(
+            peer = %peer,
+            reason = why,
+            "TLS connection closed before the handshake (no answer is sent: a 503 would cost the handshake it spares); further refusals this second are not logged"
+        );
     }
 
     /// The rate limits, per-IP first: a request refused by its client's limit spends nothing

@@ -30,6 +30,14 @@ impl Service for App {
         App::close_connection(self)
     }
 
+    fn admit_handshake(&self, now: Now, peer: SocketAddr) -> bool {
+        App::admit_handshake(self, now, peer)
+    }
+
+    fn refused_before_handshake(&self, now: Now, peer: SocketAddr, counted: bool) {
+        App::refused_before_handshake(self, now, peer, counted)
+    }
+
     fn refuse(&self, now: Now, peer: SocketAddr, ctx: &mut RequestCtx, res: &mut Response) {
         self.begin_unparsed(now, ctx, peer);
         res.header("Retry-After", b"1");

@@ -112,6 +112,21 @@ pub trait Service {
         true
     }
 
+    /// A TLS connection from `peer` that `open_connection` accepted is about to spend a
+    /// handshake (the costliest thing a client can make a server do, about 1 ms of CPU with
+    /// RSA); false closes it first. Default: every handshake is welcome.
+    fn admit_handshake(&self, now: Now, peer: SocketAddr) -> bool {
+        let _ = (now, peer);
+        true
+    }
+
+    /// A TLS connection was closed before its handshake: over the connection limit
+    /// (`counted` false) or refused by [`Service::admit_handshake`]. Nothing was sent: log
+    /// and count it here. Default: nothing.
+    fn refused_before_handshake(&self, now: Now, peer: SocketAddr, counted: bool) {
+        let _ = (now, peer, counted);
+    }
+
     /// A connection that `open_connection` accepted has closed.
     fn close_connection(&self) {}
 

@@ -62,6 +62,11 @@ pub enum CloseReason {
     IoError,
     /// The peer went away mid-request (its queued job, if any, was cancelled).
     PeerGone,
+    /// Refused before anything was read or written: a TLS connection over the connection
+    /// limit, or one its client's limit refuses, is closed before any handshake work (a
+    /// refusal could only be sent after a full handshake, the work a refusal is meant to
+    /// spare).
+    Refused,
 }
 
 impl CloseReason {
@@ -209,6 +214,18 @@ impl<S: Service> Session<S> {
     /// (a connection limit), the session answers with its refusal and closes. A runtime that
     /// creates a session during a drain calls [`Session::handle_drain`] on it at once.
     pub fn new(service: Arc<S>, peer: SocketAddr, now: Now) -> Self {
+        Self::open(service, peer, now, false)
+    }
+
+    /// A session for a connection about to spend a TLS handshake: when the service refuses
+    /// the connection ([`Service::open_connection`]) or the handshake
+    /// ([`Service::admit_handshake`]), it closes at once with [`CloseReason::Refused`],
+    /// without an answer and without the handshake's work.
+    pub fn before_handshake(service: Arc<S>, peer: SocketAddr, now: Now) -> Self {
+        Self::open(service, peer, now, true)
+    }
+
+    fn open(service: Arc<S>, peer: SocketAddr, now: Now, handshake: bool) -> Self {
         let counted = service.open_connection();
         let header_timeout = service.http_config().header_timeout;
         let mut s = Session {
@@ -237,7 +254,12 @@ impl<S: Service> Session<S> {
             served: 0,
         };
         s.set_timer(Timer::Header, now.mono.saturating_add(header_timeout));
-        if !counted {
+        if handshake && !(counted && s.service.admit_handshake(now, peer)) {
+            s.keep_alive = false;
+            s.service.refused_before_handshake(now, peer, counted);
+            s.state = State::Closing(CloseReason::Refused);
+            s.after_input(now);
+        } else if !counted {
             s.keep_alive = false;
             s.res.clear();
             s.service.refuse(now, peer, &mut s.ex, &mut s.res);

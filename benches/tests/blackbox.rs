@@ -389,8 +389,7 @@ fn past_the_open_file_limit_clients_get_503(rt: &'static str) {
     let effective = |text: &str| -> Option<usize> {
         let line = text
             .lines()
-            .filter(|l| l.contains("MAX_CONNECTIONS clamped"))
-            .last()?;
+            .rfind(|l| l.contains("MAX_CONNECTIONS clamped"))?;
         let at = line.find("effective=")? + "effective=".len();
         line[at..]
             .split(|c: char| !c.is_ascii_digit())

@@ -34,7 +34,7 @@ def main():
                         "-days", "1", "-subj", "/CN=localhost"], check=True,
                        capture_output=True)
         env.update(TLS_CERT=cert, TLS_KEY=key)
-    srv = subprocess.Popen([binary], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    srv = subprocess.Popen([binary], env=env, stdout=subprocess.PIPE, stderr=(None if os.environ.get("SERVER_STDERR") else subprocess.DEVNULL))
     try:
         line = srv.stdout.readline().decode()
         host, port = line.strip().removeprefix("listening on ").rsplit(":", 1)

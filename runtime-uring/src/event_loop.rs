@@ -6,11 +6,14 @@
 //! - a connection has at most one (multishot) receive and one send in flight; its slot (and
 //!   descriptor) is released only once neither is, so no completion ever names a freed slot
 //!   and no operation a closed (or reused) descriptor;
-//! - the multishot receive stays armed while the session wants to read; when it stops
-//!   wanting to (its output is backed up, its buffer full), the receive is cancelled, and
-//!   what arrived before the cancel took effect waits in the backlog;
-//! - a send carries a copy of the session's queued output, owned by the ring until its
-//!   completion; the session's output is advanced by what the kernel reports sent, only while
+//! - the receive stays armed while the session wants to read: one pool buffer at a time until
+//!   the connection has answered with little output queued (and for good once its peer has sent more than
+//!   the session could take), multishot after that; when the session stops
+//!   wanting to read (its output is above the high-water mark, its buffer full), the receive
+//!   is cancelled and the cancel submitted at once, and what arrived before it took effect
+//!   waits in the backlog;
+//! - a send carries a copy of at most [`SEND_CHUNK`] of the session's queued output, owned by
+//!   the ring until its completion; the session's output is advanced by what the kernel reports sent, only while
 //!   the session is still open (a session that closed has discarded its output);
 //! - received bytes are fed to the session straight from the pool buffer, which goes back to
 //!   the kernel at once; what the session cannot take yet (its output is backed up) is copied
@@ -37,6 +40,15 @@ use weir_kit::{clock, net};
 
 use crate::ring::{self, Completion, Ring};
 use crate::wake::Wakeups;
+
+/// The most of a connection's queued output one send carries (and the ring holds a copy of):
+/// a peer that stops reading makes the connection hold at most this beside the session's own
+/// output, and a large response goes out in several sends.
+const SEND_CHUNK: usize = 16 * 1024;
+
+/// Output still queued at which a connection's peer counts as one that waits for its answers
+/// (a few responses in flight): past it, its receive stays one buffer at a time.
+const STEADY_OUTPUT: usize = 4 * 1024;
 
 /// What an operation was, in the top byte of its token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +101,9 @@ struct Conn {
     send_busy: bool,
     /// The last receive found the pool empty; retried next turn.
     starved: bool,
+    /// The peer once sent more than the session could take (its output was backed up):
+    /// from then on it receives one buffer at a time.
+    pressed: bool,
     /// Received bytes the session could not take yet.
     backlog: Vec<u8>,
     linger: Option<Linger>,
@@ -273,6 +288,7 @@ impl EventLoop {
             recv_cancelling: false,
             send_busy: false,
             starved: false,
+            pressed: false,
             backlog: Vec::new(),
             linger: None,
         });
@@ -329,7 +345,10 @@ impl EventLoop {
             } else if let Some(s) = conn.session.as_mut() {
                 let bytes = self.ring.received(bid, 0..len);
                 let taken = s.feed(now, bytes);
-                conn.backlog.extend_from_slice(&bytes[taken..]);
+                if taken < bytes.len() {
+                    conn.pressed = true;
+                    conn.backlog.extend_from_slice(&bytes[taken..]);
+                }
             }
             self.ring.recycle(bid);
         } else if c.result == -libc::ENOBUFS {
@@ -477,7 +496,7 @@ impl EventLoop {
             if !conn.send_busy {
                 if let Some(bytes) = s.poll_transmit() {
                     let mut buf = self.send_buffers.pop().unwrap_or_default();
-                    buf.extend_from_slice(bytes);
+                    buf.extend_from_slice(&bytes[..bytes.len().min(SEND_CHUNK)]);
                     let t = token(Op::Send, slot, conn.generation);
                     self.ring.send(conn.stream.as_raw_fd(), slot, buf, t);
                     conn.send_busy = true;
@@ -505,31 +524,53 @@ impl EventLoop {
         }
         if s.wants_read() && conn.backlog.is_empty() {
             self.arm_recv(slot);
-        } else {
-            self.cancel_recv(slot);
+        } else if self.cancel_recv(slot) {
+            // Back-pressure: every completion that lands before the cancel takes effect is
+            // copied to the backlog, so it takes effect now, not at the next turn.
+            self.ring.submit_now();
         }
     }
 
+    /// Arms the connection's receive: one pool buffer at a time until the connection has
+    /// answered a request with less than `STEADY_OUTPUT` queued, then multishot (one arming then serves the
+    /// whole keep-alive connection: the common case pays nothing per request). A peer that
+    /// once sent more than its session could take goes back to one buffer at a time for
+    /// good. A multishot receive turns whatever the peer has sent into completions before
+    /// its cancel can stop it, so it is kept for peers that wait for their answers: one that
+    /// floods from its first bytes adds at most one pool buffer to what its connection holds,
+    /// and one that floods later at most what the kernel receives before the cancel (submitted
+    /// at once), once.
     fn arm_recv(&mut self, slot: usize) {
         let Some(conn) = self.conns[slot].as_mut() else {
             return;
         };
         if !conn.recv_busy && !conn.starved && conn.backlog.is_empty() {
-            self.ring
-                .recv_multi(conn.fd(), token(Op::Recv, slot, conn.generation));
+            let t = token(Op::Recv, slot, conn.generation);
+            let steady = conn.session.as_ref().is_some_and(|s| {
+                let queued = s.poll_transmit().map_or(0, <[u8]>::len);
+                !conn.pressed && s.requests_served() > 0 && queued <= STEADY_OUTPUT
+            });
+            if steady || conn.linger.is_some() {
+                self.ring.recv_multi(conn.fd(), t);
+            } else {
+                self.ring.recv_once(conn.fd(), t);
+            }
             conn.recv_busy = true;
         }
     }
 
-    fn cancel_recv(&mut self, slot: usize) {
+    /// Cancels the receive in flight; true when a cancel was queued.
+    fn cancel_recv(&mut self, slot: usize) -> bool {
         let Some(conn) = self.conns[slot].as_mut() else {
-            return;
+            return false;
         };
         if conn.recv_busy && !conn.recv_cancelling {
             let (t, generation) = (token(Op::Recv, slot, conn.generation), conn.generation);
             self.ring.cancel(t, token(Op::Cancel, slot, generation));
             conn.recv_cancelling = true;
+            return true;
         }
+        false
     }
 
     /// The session is done: linger after an orderly close, or finish at once.

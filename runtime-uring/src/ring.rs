@@ -173,6 +173,22 @@ impl Ring {
         self.push(e.user_data(token));
     }
 
+    /// One receive on `fd` into one pool buffer: at most [`POOL_BUFFER_BYTES`] arrive per
+    /// arming (a connection whose output is backed up takes no more than that at a time).
+    pub fn recv_once(&mut self, fd: RawFd, token: u64) {
+        let e = opcode::Recv::new(Fd(fd), std::ptr::null_mut(), POOL_BUFFER_BYTES)
+            .buf_group(GROUP)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT);
+        self.push(e.user_data(token));
+    }
+
+    /// Submits what is queued now, without waiting (a cancel that must take effect before
+    /// more completions arrive).
+    pub fn submit_now(&mut self) {
+        let _ = self.uring.submit();
+    }
+
     /// Sends `bytes` on `fd`; the ring keeps them until [`Ring::take_sent`] after the
     /// completion. One send per `slot` at a time.
     pub fn send(&mut self, fd: RawFd, slot: usize, bytes: Vec<u8>, token: u64) {

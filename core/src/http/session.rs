@@ -865,8 +865,12 @@ impl<S: Service> Session<S> {
     /// Drops the already-written prefix of the output once it is at least as long as what
     /// is still queued, so a peer that reads slowly but never catches up cannot make the
     /// buffer grow past about twice the backlog (amortised: each byte moves at most once).
+    /// Drops the written prefix of the output when it is at least half of it, or when the
+    /// output is past the high-water mark (a peer that reads in small pieces would otherwise
+    /// make the buffer grow past twice the mark, written bytes and all).
     fn compact_out(&mut self) {
-        if self.sent > 0 && self.sent >= self.out.len() - self.sent {
+        let pending = self.out.len() - self.sent;
+        if self.sent > 0 && (self.sent >= pending || self.out.len() > OUT_HIGH_WATER) {
             self.out.drain(..self.sent);
             self.sent = 0;
         }

@@ -137,6 +137,10 @@ fn hammer(servers: &[&Server], conns: usize, secs: u64) -> Vec<u64> {
 }
 
 #[test]
+#[cfg_attr(
+    missing_redis,
+    ignore = "redis-server is not installed (bash .ci/run installs it)"
+)]
 fn instances_share_one_limit_through_redis() {
     let Some(redis) = Redis::start(free_port()) else {
         return;
@@ -176,6 +180,10 @@ fn instances_share_one_limit_through_redis() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_redis,
+    ignore = "redis-server is not installed (bash .ci/run installs it)"
+)]
 fn redis_down_at_start_then_up_then_killed_then_stalled() {
     let port = free_port();
     let log = std::env::temp_dir().join(format!("weir-fleet-{}.log", std::process::id()));
@@ -252,6 +260,10 @@ fn redis_down_at_start_then_up_then_killed_then_stalled() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_redis,
+    ignore = "redis-server is not installed (bash .ci/run installs it)"
+)]
 fn a_dead_instance_leaves_the_fleet_within_its_heartbeat() {
     let Some(redis) = Redis::start(free_port()) else {
         return;

@@ -47,20 +47,16 @@ fn exprs(dashboard: &serde_json::Value) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(
+    missing_prometheus,
+    ignore = "prometheus is not installed (bash .ci/run installs it)"
+)]
 fn every_dashboard_expression_returns_data_from_prometheus() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/weir.json");
     let dashboard: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("dashboard JSON");
     let exprs = exprs(&dashboard);
     assert!(exprs.len() >= 8, "{exprs:?}");
-    if Command::new("prometheus")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: prometheus is not installed (Debian package `prometheus`)");
-        return;
-    }
     let srv = Arc::new(Server::start(
         "tokio",
         &[
@@ -136,4 +132,39 @@ fn every_dashboard_expression_returns_data_from_prometheus() {
         missing.is_empty(),
         "expressions without data after 60 s: {missing:?}"
     );
+}
+
+/// `promtool check metrics` accepts the text exposition of a server that has served a few
+/// requests (the `prometheus` package has promtool).
+#[test]
+#[cfg_attr(
+    missing_promtool,
+    ignore = "promtool is not installed (bash .ci/run installs it)"
+)]
+fn promtool_accepts_the_exposition() {
+    let srv = Server::start("tokio", &[]);
+    assert_eq!(srv.get("/ping").status, 200);
+    assert_eq!(
+        srv.request(&post("/api/v1/compute/fast", "{\"number\":1}"))
+            .status,
+        200
+    );
+    let body = srv.get("/metrics?format=prometheus").body;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(&body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let msg = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool: {msg}");
+    assert!(!msg.contains("error"), "promtool: {msg}");
 }

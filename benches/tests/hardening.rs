@@ -593,8 +593,7 @@ fn rss_per_unread_pipeline(rt: &'static str) -> u64 {
 #[ignore = "a ratio of release builds (a debug server reads too slowly to back up): .ci/run runs it with --release --ignored"]
 fn uring_holds_no_more_per_unread_pipeline_than_tokio() {
     if let Some(why) = uring_unavailable() {
-        eprintln!("SKIPPED: io_uring unavailable: {why}");
-        return;
+        panic!("io_uring unavailable: {why}");
     }
     let tokio = rss_per_unread_pipeline("tokio");
     let uring = rss_per_unread_pipeline("uring");

@@ -352,6 +352,7 @@ fn the_json_has_one_shape_whatever_the_scenario() {
 }
 
 #[test]
+#[cfg_attr(missing_script, ignore = "script(1) from util-linux is not installed")]
 fn a_terminal_gets_a_progress_bar_with_the_time_left() {
     // `script` (util-linux) gives weir-load a terminal, as a person running it would.
     let srv = Server::start("tokio", &[("RATE_LIMIT", "0")]);
@@ -360,8 +361,10 @@ fn a_terminal_gets_a_progress_bar_with_the_time_left() {
         env!("CARGO_BIN_EXE_weir-load"),
         srv.addr
     );
+    // The caller's own terminal never matters: the test says which one it plays.
     let out = Command::new("script")
         .args(["-qec", &command, "/dev/null"])
+        .env("TERM", "xterm-256color")
         .output()
         .expect("script(1) from util-linux runs");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -376,6 +379,23 @@ fn a_terminal_gets_a_progress_bar_with_the_time_left() {
         text.contains("Latency histogram"),
         "then the report: {text}"
     );
+    // A terminal that cannot draw a bar (TERM unset or dumb): plain progress lines.
+    for term in [None, Some("dumb")] {
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &command, "/dev/null"]);
+        match term {
+            Some(t) => cmd.env("TERM", t),
+            None => cmd.env_remove("TERM"),
+        };
+        let out = cmd.output().expect("script(1) runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "TERM={term:?}: {text}");
+        assert!(
+            text.contains("req/s") && !text.contains("\u{1b}[2K"),
+            "TERM={term:?}: plain progress lines: {text}"
+        );
+        assert!(text.contains("Latency histogram"), "TERM={term:?}: {text}");
+    }
     // Without a terminal: plain progress lines, no escape sequences.
     let out = Command::new(env!("CARGO_BIN_EXE_weir-load"))
         .args(["-z", "1500ms", "-c", "2", "-t", "1"])

@@ -97,8 +97,19 @@ fn main() {
     }
 }
 
-/// What the user sees while a run goes on: on a terminal a progress bar (requests, rate,
-/// failures, time left), elsewhere one line per `--report-interval` (for logs).
+/// Whether stderr is a terminal that can draw a bar: a terminal with a `TERM` other than
+/// `dumb` (where indicatif draws nothing at all), so everything else gets plain lines.
+fn can_draw_a_bar() -> bool {
+    let term = std::env::var("TERM").unwrap_or_default();
+    std::io::stderr().is_terminal()
+        && !term.is_empty()
+        && term != "dumb"
+        && !indicatif::ProgressDrawTarget::stderr().is_hidden()
+}
+
+/// What the user sees while a run goes on: on a terminal that can draw it a progress bar
+/// (requests, rate, failures, time left), elsewhere — a pipe, a log, `TERM=dumb` or unset —
+/// one line per `--report-interval`.
 struct Progress {
     every: Option<Duration>,
     bar: Option<ProgressBar>,
@@ -109,7 +120,7 @@ struct Progress {
 
 impl Progress {
     fn new(every: Option<Duration>, plan: &Plan) -> Progress {
-        let tty = std::io::stderr().is_terminal();
+        let tty = can_draw_a_bar();
         let by_requests = plan.total.is_some();
         let bar = (tty && every.is_some()).then(|| {
             let len = match (plan.total, plan.duration) {

@@ -525,14 +525,21 @@ pub fn run_on(rt: &'static str, f: fn(&'static str)) {
     f(rt)
 }
 
-/// Expands to one `#[test]` per runtime calling `$body(rt)`.
+/// Expands to one `#[test]` per runtime calling `$body(rt)` (with the attributes given before
+/// the name); weir-uring's are ignored where the kernel gives no io_uring (decided at build
+/// time, so the summary says so).
 #[macro_export]
 macro_rules! for_each_runtime {
-    ($($name:ident => $f:path;)*) => {
-        mod tokio_rt { $( #[test] fn $name() { $f("tokio") } )* }
-        mod smol_rt { $( #[test] fn $name() { $f("smol") } )* }
-        mod std_rt { $( #[test] fn $name() { $f("std") } )* }
-        mod uring_rt { $( #[test] fn $name() { $crate::common::run_on("uring", $f) } )* }
+    ($($(#[$attr:meta])* $name:ident => $f:path;)*) => {
+        mod tokio_rt { $( $(#[$attr])* #[test] fn $name() { $f("tokio") } )* }
+        mod smol_rt { $( $(#[$attr])* #[test] fn $name() { $f("smol") } )* }
+        mod std_rt { $( $(#[$attr])* #[test] fn $name() { $f("std") } )* }
+        mod uring_rt { $(
+            $(#[$attr])*
+            #[test]
+            #[cfg_attr(missing_uring, ignore = "io_uring is not available on this kernel")]
+            fn $name() { $crate::common::run_on("uring", $f) }
+        )* }
     };
 }
 
@@ -567,10 +574,15 @@ pub fn raise_fd_limit() {
 /// Expands to one `#[test]` per runtime calling `$body(rt)` with TLS (`rt` is `tokio+tls`, …).
 #[macro_export]
 macro_rules! for_each_runtime_over_tls {
-    ($($name:ident => $f:path;)*) => {
-        mod tokio_tls { $( #[test] fn $name() { $f("tokio+tls") } )* }
-        mod smol_tls { $( #[test] fn $name() { $f("smol+tls") } )* }
-        mod std_tls { $( #[test] fn $name() { $f("std+tls") } )* }
-        mod uring_tls { $( #[test] fn $name() { $crate::common::run_on("uring+tls", $f) } )* }
+    ($($(#[$attr:meta])* $name:ident => $f:path;)*) => {
+        mod tokio_tls { $( $(#[$attr])* #[test] fn $name() { $f("tokio+tls") } )* }
+        mod smol_tls { $( $(#[$attr])* #[test] fn $name() { $f("smol+tls") } )* }
+        mod std_tls { $( $(#[$attr])* #[test] fn $name() { $f("std+tls") } )* }
+        mod uring_tls { $(
+            $(#[$attr])*
+            #[test]
+            #[cfg_attr(missing_uring, ignore = "io_uring is not available on this kernel")]
+            fn $name() { $crate::common::run_on("uring+tls", $f) }
+        )* }
     };
 }

@@ -90,6 +90,7 @@ fn the_compose_fleets_settings_are_a_valid_configuration() {
         .skip_while(|l| l.trim() != "environment:")
         .skip(1)
         .take_while(|l| l.starts_with("    "))
+        .filter(|l| !l.trim().starts_with('#'))
         .filter_map(|l| l.trim().split_once(": "))
         .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
         .collect();
@@ -118,4 +119,45 @@ fn the_compose_fleets_settings_are_a_valid_configuration() {
     let ready = srv.get("/readyz");
     assert_eq!(ready.status, 200);
     assert_eq!(ready.json()["rate_limit"], "local-fallback");
+    // Only the load balancer is trusted: a client reaching weir directly cannot pick its own
+    // per-IP key with a forged X-Forwarded-For.
+    let trusted = &block
+        .iter()
+        .find(|(k, _)| k == "TRUSTED_PROXIES")
+        .unwrap()
+        .1;
+    assert!(!trusted.ends_with("/0"), "TRUSTED_PROXIES={trusted}");
+    let lb = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ipv4_address: "))
+        .expect("the load balancer has a fixed address");
+    assert_eq!(
+        trusted,
+        &format!("{lb}/32"),
+        "the load balancer's address only"
+    );
+}
+
+/// A trusted range that covers every address is accepted (it may be what a setup behind a
+/// private network wants) but warned about at start.
+#[test]
+fn trusting_every_address_is_warned_about() {
+    let log = std::env::temp_dir().join(format!("weir-trust-all-{}.log", std::process::id()));
+    let file = std::fs::File::create(&log).unwrap();
+    let srv = Server::start_with(
+        "tokio",
+        &[
+            ("TRUST_PROXY", "true"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 0.0.0.0/0"),
+        ],
+        file.into(),
+    );
+    assert_eq!(srv.get("/ping").status, 200);
+    let warned = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("TRUSTED_PROXIES covers every address")
+    };
+    assert!(common::retry(warned), "the start warns");
+    let _ = std::fs::remove_file(&log);
 }

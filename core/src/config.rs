@@ -44,6 +44,12 @@ impl IpNet {
         Some(IpNet { addr, prefix })
     }
 
+    /// Whether this network holds every address of its family (`0.0.0.0/0`, `::/0`): trusting
+    /// it lets any client choose its own `X-Forwarded-For` address.
+    pub fn is_everything(&self) -> bool {
+        self.prefix == 0
+    }
+
     /// Whether `ip` is inside this network (IPv4-mapped IPv6 addresses match IPv4 networks).
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {

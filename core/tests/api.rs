@@ -520,3 +520,28 @@ fn every_response_carries_the_common_lines_once() {
     assert_eq!(r.status, 503);
     common(&r, false);
 }
+
+/// Every operation of the description declares the 405 the server sends for the path's other
+/// methods (with `Allow`), and the metrics schema has the `fleet` object the server sends.
+#[test]
+fn the_description_declares_405_and_the_fleet_figures() {
+    let mut d = Driver::with(&[]);
+    let spec = d.request(&get("/openapi.json")).json();
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            assert_eq!(
+                op["responses"]["405"]["$ref"], "#/components/responses/MethodNotAllowed",
+                "{method} {path}"
+            );
+        }
+    }
+    let not_allowed = &spec["components"]["responses"]["MethodNotAllowed"];
+    assert!(not_allowed["headers"]["Allow"].is_object(), "{not_allowed}");
+    let r = d.request("DELETE /ping HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!((r.status, r.header("allow").is_some()), (405, true));
+    let fleet = &spec["components"]["schemas"]["Metrics"]["properties"]["fleet"];
+    assert!(
+        fleet["oneOf"][1]["properties"]["redis_errors"].is_object(),
+        "{fleet}"
+    );
+}

@@ -30,6 +30,7 @@ pub fn command(bin: &'static str) -> Command {
             .env(s.env)
             .hide_env_values(true)
             .help(help_line(s))
+            .help_heading(heading(s.env))
             .action(ArgAction::Set);
         if s.switch {
             let negation = format!("no-{}", s.flag);
@@ -44,6 +45,7 @@ pub fn command(bin: &'static str) -> Command {
                     .long(negation)
                     .action(ArgAction::SetTrue)
                     .help(format!("the same as --{}=false", s.flag))
+                    .help_heading(heading(s.env))
                     .overrides_with(s.env),
             );
         } else {
@@ -51,6 +53,28 @@ pub fn command(bin: &'static str) -> Command {
         }
     }
     cmd
+}
+
+/// The `--help` section of the setting `env`.
+fn heading(env: &str) -> &'static str {
+    match env {
+        "SERVER_PORT" | "BACKLOG" | "REUSE_PORT" | "IO_THREADS" | "RUNTIME_LAYOUT"
+        | "URING_BUFFERS" | "MAX_CONNECTIONS" => "Network",
+        "MAX_HEADER_BYTES" | "MAX_HEADERS" | "MAX_URI_BYTES" | "MAX_BODY_BYTES" => "Limits",
+        "HEADER_TIMEOUT" | "IDLE_TIMEOUT" | "WRITE_TIMEOUT" | "REQUEST_TIMEOUT"
+        | "SHUTDOWN_TIMEOUT" | "SHUTDOWN_DELAY" => "Timeouts",
+        "RATE_LIMIT"
+        | "RATE_BURST"
+        | "RATE_LIMIT_PER_IP"
+        | "RATE_LIMIT_MAX_KEYS"
+        | "TRUST_PROXY"
+        | "TRUSTED_PROXIES"
+        | "API_TOKEN" => "Rate limits and access",
+        "TLS_CERT" | "TLS_KEY" => "TLS",
+        "REDIS_URL" | "CLUSTER_NAME" | "CLUSTER_SIZE" | "LEASE_PERIOD" => "Fleet",
+        "QUEUE_SIZE" | "WORKER_COUNT" | "JOB_COST" => "Jobs",
+        _ => "Logging",
+    }
 }
 
 fn help_line(s: &Setting) -> String {
@@ -180,6 +204,31 @@ mod tests {
     #[test]
     fn the_command_is_well_formed() {
         command("weir-test").debug_assert();
+    }
+
+    #[test]
+    fn help_groups_the_settings_and_shows_duration_ranges() {
+        let help = command("weir-test").render_help().to_string();
+        for heading in [
+            "Network:",
+            "Limits:",
+            "Timeouts:",
+            "Rate limits and access:",
+            "TLS:",
+            "Fleet:",
+            "Jobs:",
+            "Logging:",
+        ] {
+            assert!(help.contains(heading), "{heading} in --help");
+        }
+        assert!(
+            help.contains("[range: 100ms..=1h]"),
+            "HEADER_TIMEOUT's range: {help}"
+        );
+        assert!(
+            help.contains("[default: 0s]"),
+            "SHUTDOWN_DELAY in the duration grammar"
+        );
     }
 
     #[test]

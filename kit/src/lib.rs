@@ -87,6 +87,18 @@ impl Server {
             );
             config.max_connections = usable as usize;
         }
+        if let Some(everything) = config
+            .trusted_proxies
+            .iter()
+            .find(|net| config.trust_proxy && net.is_everything())
+        {
+            tracing::warn!(
+                trusted_proxies = ?everything,
+                "TRUSTED_PROXIES covers every address: any client that reaches weir directly can \
+                 choose its own X-Forwarded-For address and so its RATE_LIMIT_PER_IP key and its \
+                 logged address; trust only your proxies' network"
+            );
+        }
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         if config.reuse_port && !process::migrates_queued_connections() {

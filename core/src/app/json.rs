@@ -46,17 +46,23 @@ pub fn write_int<I: itoa::Integer>(out: &mut Vec<u8>, v: I) {
     out.extend_from_slice(b.format(v).as_bytes());
 }
 
-/// Appends a finite float with up to 3 decimals (non-finite values become 0).
+/// Appends a finite float with up to 3 decimals (non-finite values become 0), formatted
+/// straight into `out` (no allocation beyond `out`'s own growth).
 pub fn write_f64(out: &mut Vec<u8>, v: f64) {
+    struct Into<'a>(&'a mut Vec<u8>);
+    impl std::fmt::Write for Into<'_> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.extend_from_slice(s.as_bytes());
+            Ok(())
+        }
+    }
     let v = if v.is_finite() { v } else { 0.0 };
     let rounded = (v * 1000.0).round() / 1000.0;
-    let mut s = String::new();
-    use std::fmt::Write as _;
-    let _ = write!(s, "{rounded}");
-    if !s.contains('.') && !s.contains('e') {
-        s.push_str(".0");
+    let start = out.len();
+    let _ = std::fmt::Write::write_fmt(&mut Into(out), format_args!("{rounded}"));
+    if !out[start..].iter().any(|&b| b == b'.' || b == b'e') {
+        out.extend_from_slice(b".0");
     }
-    out.extend_from_slice(s.as_bytes());
 }
 
 #[cfg(test)]

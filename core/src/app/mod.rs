@@ -1056,12 +1056,9 @@ fn bearer_matches(header: Option<&[u8]>, token: &[u8]) -> bool {
     if h.len() < 7 || !h[..7].eq_ignore_ascii_case(b"bearer ") {
         return false;
     }
-    let given = h[7..].trim_ascii();
-    let mut diff = given.len() ^ token.len();
-    for (i, &t) in token.iter().enumerate() {
-        diff |= usize::from(given.get(i).copied().unwrap_or(0) ^ t);
-    }
-    diff == 0
+    // Constant time in the bytes compared (the length is not secret: subtle answers a length
+    // mismatch at once).
+    subtle::ConstantTimeEq::ct_eq(h[7..].trim_ascii(), token).into()
 }
 
 #[cfg(test)]

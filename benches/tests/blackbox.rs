@@ -576,7 +576,9 @@ fn access_log_lines(rt: &'static str) {
         &[("ACCESS_LOG", "true"), ("ENVIRONMENT", "production")],
         file.into(),
     );
-    srv.request("GET /ping HTTP/1.1\r\nHost: t\r\nX-Request-ID: log-me\r\n\r\n");
+    let answer = srv.request(
+        "GET /ping?from=test HTTP/1.1\r\nHost: t\r\nX-Request-ID: log-me\r\nUser-Agent: weir-test/1\r\n\r\n",
+    );
     srv.signal("INT");
     assert_eq!(srv.wait_exit(), Some(0));
     let text = std::fs::read_to_string(&log).unwrap();
@@ -589,12 +591,39 @@ fn access_log_lines(rt: &'static str) {
         "request_id",
         "method",
         "path",
+        "query",
+        "protocol",
         "status",
+        "bytes_sent",
         "latency_ms",
         "client_ip",
+        "user_agent",
     ] {
         assert!(!v[field].is_null(), "{field} missing: {line}");
     }
+    assert_eq!(
+        (&v["query"], &v["protocol"], &v["user_agent"]),
+        (
+            &"from=test".into(),
+            &"HTTP/1.1".into(),
+            &"weir-test/1".into()
+        ),
+        "{line}"
+    );
+    let head_and_body = answer
+        .headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 4)
+        .sum::<usize>()
+        + "HTTP/1.1 200 OK\r\n\r\n".len()
+        + answer.body.len();
+    assert_eq!(
+        v["bytes_sent"].as_u64(),
+        Some(head_and_body as u64),
+        "{line}"
+    );
+    // Timed with a fine clock: a request takes more than nothing (it read 0.000 before).
+    assert!(v["latency_ms"].as_f64() > Some(0.0), "{line}");
     assert!(
         text.lines().any(|l| l.contains("weir started")),
         "start-up line"

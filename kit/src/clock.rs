@@ -47,6 +47,12 @@ pub fn now() -> Now {
     Now::new(Instant::from_nanos(mono), (mono_ms + offset).max(0) as u64)
 }
 
+/// The monotonic clock alone (a vDSO read: no system call), for the access log's latency.
+pub fn mono() -> Instant {
+    let mono = std::time::Instant::now().saturating_duration_since(origin());
+    Instant::from_nanos(mono.as_secs() * 1_000_000_000 + u64::from(mono.subsec_nanos()))
+}
+
 /// The std instant of a core instant (for runtime timers).
 pub fn to_std(i: Instant) -> std::time::Instant {
     origin() + Duration::from_nanos(i.as_nanos())

@@ -120,6 +120,7 @@ impl Server {
             .runtime(runtime)
             .secret(clock::random_secret())
             .process_figures(figures)
+            .latency_clock(clock::mono)
             .build(clock::now());
         app.set_tls(tls);
         if let (Some(f), Some(client)) = (&config.fleet, redis) {

@@ -171,8 +171,15 @@ impl Service for App {
     }
 
     #[inline(always)]
-    fn finish(&self, now: Now, ctx: &mut RequestCtx, head: Option<&Head<'_>>, status: Status) {
-        App::finish(self, now, ctx, head, status)
+    fn finish(
+        &self,
+        now: Now,
+        ctx: &mut RequestCtx,
+        head: Option<&Head<'_>>,
+        status: Status,
+        bytes_sent: u64,
+    ) {
+        App::finish(self, now, ctx, head, status, bytes_sent)
     }
 
     fn abandon(&self, ctx: &mut RequestCtx) {

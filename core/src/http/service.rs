@@ -216,9 +216,17 @@ pub trait Service {
         res.body_mut().extend_from_slice(message.as_bytes());
     }
 
-    /// The response to the current request is queued (`head` when it parsed).
-    fn finish(&self, now: Now, ex: &mut Self::Exchange, head: Option<&Head<'_>>, status: Status) {
-        let _ = (now, ex, head, status);
+    /// The response to the current request is queued (`head` when it parsed): `bytes_sent`
+    /// bytes of it, head and body (a stream's, all its chunks).
+    fn finish(
+        &self,
+        now: Now,
+        ex: &mut Self::Exchange,
+        head: Option<&Head<'_>>,
+        status: Status,
+        bytes_sent: u64,
+    ) {
+        let _ = (now, ex, head, status, bytes_sent);
     }
 
     /// The peer left or the socket failed before the response was queued: drop what is

@@ -207,6 +207,8 @@ pub struct Session<S: Service> {
     latest: Now,
     preamble: Preamble,
     served: u64,
+    /// Bytes of the stream being sent so far (head and chunks), for `Service::finish`.
+    stream_bytes: u64,
 }
 
 impl<S: Service> Session<S> {
@@ -252,6 +254,7 @@ impl<S: Service> Session<S> {
             latest: now,
             preamble: Preamble::default(),
             served: 0,
+            stream_bytes: 0,
         };
         s.set_timer(Timer::Header, now.mono.saturating_add(header_timeout));
         if handshake && !(counted && s.service.admit_handshake(now, peer)) {
@@ -749,6 +752,7 @@ impl<S: Service> Session<S> {
                     BodyFraming::UntilClose
                 };
                 let (service, ex) = (&self.service, &self.ex);
+                let before = self.out.len();
                 self.res.encode(
                     &mut self.out,
                     &self.preamble,
@@ -757,6 +761,7 @@ impl<S: Service> Session<S> {
                     framing,
                     |out| service.write_common_lines(ex, out),
                 );
+                self.stream_bytes = (self.out.len() - before) as u64;
                 self.arm_write(now);
                 if !with_body {
                     self.end_stream(now, false);
@@ -850,11 +855,13 @@ impl<S: Service> Session<S> {
             .service
             .poll_chunk(now, &mut self.ex, chunk, self.draining);
         self.compact_out();
+        let before = self.out.len();
         if chunked {
             encode_chunk(&mut self.out, self.res.body());
         } else {
             self.out.extend_from_slice(self.res.body());
         }
+        self.stream_bytes += (self.out.len() - before) as u64;
         self.arm_write(now);
         match step {
             Chunk::More { next } => self.set_timer(Timer::Handler, next),
@@ -862,9 +869,6 @@ impl<S: Service> Session<S> {
         }
     }
 
-    /// Drops the already-written prefix of the output once it is at least as long as what
-    /// is still queued, so a peer that reads slowly but never catches up cannot make the
-    /// buffer grow past about twice the backlog (amortised: each byte moves at most once).
     /// Drops the written prefix of the output when it is at least half of it, or when the
     /// output is past the high-water mark (a peer that reads in small pieces would otherwise
     /// make the buffer grow past twice the mark, written bytes and all).
@@ -877,14 +881,17 @@ impl<S: Service> Session<S> {
     }
 
     fn end_stream(&mut self, now: Now, chunked: bool) {
+        let before = self.out.len();
         if chunked {
             encode_last_chunk(&mut self.out);
         }
+        let bytes = self.stream_bytes + (self.out.len() - before) as u64;
         self.service.finish(
             now,
             &mut self.ex,
             Some(&self.head.view_in(&self.recv)),
             Status::OK,
+            bytes,
         );
         self.served += 1;
         self.after_response(now);
@@ -929,6 +936,7 @@ impl<S: Service> Session<S> {
         self.preamble.refresh(now.unix_secs());
         let with_body = !(self.head_valid && self.head.method == Method::Head);
         let (service, ex) = (&self.service, &self.ex);
+        let before = self.out.len();
         self.res.encode(
             &mut self.out,
             &self.preamble,
@@ -937,9 +945,10 @@ impl<S: Service> Session<S> {
             BodyFraming::Length,
             |out| service.write_common_lines(ex, out),
         );
+        let bytes = (self.out.len() - before) as u64;
         let head = self.head_valid.then(|| self.head.view_in(&self.recv));
         self.service
-            .finish(now, &mut self.ex, head.as_ref(), self.res.status());
+            .finish(now, &mut self.ex, head.as_ref(), self.res.status(), bytes);
         self.served += 1;
         self.arm_write(now);
         self.after_response(now);

@@ -405,3 +405,55 @@ fn a_terminal_gets_a_progress_bar_with_the_time_left() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("req/s") && !err.contains('\u{1b}'), "{err}");
 }
+
+/// A body's Content-Type is `-T` (application/json unless told), and the text report shows
+/// the bytes read.
+#[test]
+fn the_body_type_is_chosen_and_the_bytes_reported() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut buf = Vec::new();
+            let mut tmp = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut tmp) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                }
+            }
+            let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+            let _ = c.write_all(OK);
+        }
+    });
+    let url = format!("http://{addr}/x");
+    let (code, _, _) = load(&[
+        "-n",
+        "1",
+        "-c",
+        "1",
+        "-t",
+        "1",
+        "-d",
+        "hi",
+        "-T",
+        "text/plain",
+        &url,
+    ]);
+    assert_eq!(code, Some(0));
+    let head = rx.recv().unwrap().to_ascii_lowercase();
+    assert!(head.contains("content-type: text/plain\r\n"), "{head}");
+    let out = Command::new(env!("CARGO_BIN_EXE_weir-load"))
+        .args(["-n", "2", "-c", "1", "-t", "1", "-d", "{}", &url])
+        .output()
+        .unwrap();
+    let head = rx.recv().unwrap().to_ascii_lowercase();
+    assert!(
+        head.contains("content-type: application/json\r\n"),
+        "{head}"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Bytes read:"), "{text}");
+}

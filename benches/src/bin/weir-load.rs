@@ -258,7 +258,7 @@ fn plan(args: &Args, scenario: Option<Scenario>) -> Plan {
     }
     if let Some(b) = &body {
         if !has_ct {
-            req.push_str("Content-Type: application/json\r\n");
+            req.push_str(&format!("Content-Type: {}\r\n", args.content_type.trim()));
         }
         req.push_str(&format!("Content-Length: {}\r\n", b.len()));
     }

@@ -17,7 +17,11 @@ pub enum Scenario {
 
 /// weir-load: HTTP/1.1 load generator with HDR latency percentiles.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "weir-load", version, about)]
+#[command(
+    name = "weir-load",
+    version,
+    about = "weir-load: an HTTP/1.1 load generator (closed loop, or a constant rate with coordinated-omission correction) with HDR latency percentiles"
+)]
 pub struct Args {
     /// Target URL, e.g. http://127.0.0.1:8080/ping or https://localhost:8443/ping (with
     /// --scenario: the server's base URL).
@@ -47,6 +51,9 @@ pub struct Args {
     /// Request body from a file.
     #[arg(short = 'D', long = "body-file")]
     pub body_file: Option<std::path::PathBuf>,
+    /// The body's Content-Type (when no -H gives one).
+    #[arg(short = 'T', long, default_value = "application/json")]
+    pub content_type: String,
     /// Extra header `Name: value` (repeatable).
     #[arg(short = 'H', long = "header")]
     pub headers: Vec<String>,

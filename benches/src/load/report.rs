@@ -72,6 +72,18 @@ pub struct Bucket {
     pub count: u64,
 }
 
+/// A histogram row's bar, 40 squares for the fullest row and the rest in proportion
+/// (rounded): a row of a few requests beside one of thousands gets a dot, not a square that
+/// reads as the same order.
+fn bar(count: u64, most: u64) -> String {
+    let width = ((count * 40 + most / 2) / most.max(1)) as usize;
+    match (width, count) {
+        (0, 0) => String::new(),
+        (0, _) => "·".to_owned(),
+        (w, _) => "■".repeat(w),
+    }
+}
+
 /// The latency histogram of `h`: see [`Report::latency_histogram`].
 pub fn buckets(h: &hdrhistogram::Histogram<u64>) -> Vec<Bucket> {
     if h.is_empty() {
@@ -273,6 +285,12 @@ impl Report {
         let _ = writeln!(s, "Requests/s:      {:.1}", self.requests_per_sec);
         let _ = writeln!(
             s,
+            "Bytes read:      {} ({:.2} MB/s)",
+            self.bytes_read,
+            self.bytes_read as f64 / 1e6 / self.duration_s.max(1e-9)
+        );
+        let _ = writeln!(
+            s,
             "Latency (ms):    min {:.3}  avg {:.3}  max {:.3}",
             ms(l.min),
             l.avg / 1000.0,
@@ -316,7 +334,7 @@ impl Report {
                 .unwrap_or(1)
                 .max(1);
             for b in &self.latency_histogram {
-                let bar = "■".repeat((b.count * 40).div_ceil(most) as usize);
+                let bar = bar(b.count, most);
                 let _ = writeln!(s, "  {:>10.3} [{:>9}] |{bar}", ms(b.upto_us), b.count);
             }
         }
@@ -344,6 +362,15 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bars_are_in_proportion() {
+        assert_eq!(bar(1539, 1539).chars().count(), 40);
+        assert_eq!(bar(10, 1539), "·", "10 of 1,539 is under half a square");
+        assert_eq!(bar(30, 1539), "■", "30 of 1,539 rounds to one");
+        assert_eq!(bar(770, 1539).chars().count(), 20);
+        assert_eq!(bar(0, 1539), "");
+    }
 
     #[test]
     fn buckets_split_the_range_in_ten_and_keep_the_tail_apart() {

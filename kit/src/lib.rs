@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod clock;
 pub mod deadlines;
+#[cfg(feature = "fleet")]
 pub mod fleet;
 pub mod logging;
 pub mod net;
@@ -67,12 +68,20 @@ impl Server {
                 std::process::exit(2);
             })
         });
+        #[cfg(feature = "fleet")]
         let redis = config.fleet.as_ref().map(|f| {
             fleet::check(f).unwrap_or_else(|e| {
                 eprintln!("{bin}: {e}");
                 std::process::exit(2);
             })
         });
+        #[cfg(not(feature = "fleet"))]
+        if config.fleet.is_some() {
+            eprintln!(
+                "{bin}: REDIS_URL is set, but this binary was built without its `fleet` feature (on by default): rebuild with it, or unset REDIS_URL"
+            );
+            std::process::exit(2);
+        }
         let log = logging::init(&config);
         let fd_limit = process::raise_fd_limit();
         let usable = fd_limit
@@ -123,6 +132,7 @@ impl Server {
             .latency_clock(clock::mono)
             .build(clock::now());
         app.set_tls(tls);
+        #[cfg(feature = "fleet")]
         if let (Some(f), Some(client)) = (&config.fleet, redis) {
             fleet::spawn(app.clone(), f.clone(), client);
         }

@@ -161,3 +161,22 @@ fn trusting_every_address_is_warned_about() {
     assert!(common::retry(warned), "the start warns");
     let _ = std::fs::remove_file(&log);
 }
+
+/// `--health-check` probes the server its configuration describes (the container's health
+/// check needs no shell or curl): 0 while it serves, 1 when nothing answers.
+#[test]
+fn the_binary_checks_its_own_health() {
+    let srv = Server::start("tokio", &[]);
+    let check = |port: String| {
+        std::process::Command::new(common::binary("tokio"))
+            .arg("--health-check")
+            .env_clear()
+            .env("SERVER_PORT", port)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(check(format!("0.0.0.0:{}", srv.addr.port())), Some(0));
+    assert_eq!(check(format!("127.0.0.1:{}", common::free_port())), Some(1));
+}

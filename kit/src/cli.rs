@@ -24,6 +24,17 @@ pub fn command(bin: &'static str) -> Command {
              Durations take a unit (ms, s, m or h): 500ms, 30s, 2m. LOG_LEVEL, when not given, comes from RUST_LOG.",
         )
         .max_term_width(100);
+    cmd = cmd.arg(
+        Arg::new("health-check")
+            .long("health-check")
+            .action(ArgAction::SetTrue)
+            .help_heading("Operations")
+            .help(
+                "probe the server this configuration describes instead of starting one: GET /livez \
+                 on SERVER_PORT (a TCP connect when TLS is on); exit 0 when it answers 200, else 1 \
+                 (a container health check that needs no shell or curl)",
+            ),
+    );
     for s in SETTINGS {
         let mut arg = Arg::new(s.env)
             .long(s.flag)
@@ -177,6 +188,9 @@ pub enum Failure {
 pub fn load(bin: &'static str) -> Config {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     match parse(bin, std::env::args_os().skip(1), cores) {
+        Ok(config) if std::env::args_os().any(|a| a == "--health-check") => {
+            std::process::exit(if is_healthy(&config) { 0 } else { 1 })
+        }
         Ok(config) => config,
         Err(Failure::Clap(e)) => e.exit(),
         Err(Failure::Invalid(line)) => {
@@ -184,6 +198,36 @@ pub fn load(bin: &'static str) -> Config {
             std::process::exit(2);
         }
     }
+}
+
+/// `--health-check`: whether the server `config` describes answers `GET /livez` with 200
+/// within two seconds (over TLS: whether it accepts a connection).
+fn is_healthy(config: &Config) -> bool {
+    use std::io::{Read, Write};
+    let mut addr = config.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let timeout = std::time::Duration::from_secs(2);
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    if config.tls.is_some() {
+        return true;
+    }
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    if s.write_all(b"GET /livez HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 200"
 }
 
 #[cfg(test)]

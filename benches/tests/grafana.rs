@@ -36,13 +36,36 @@ fn prometheus_get(port: u16, path: &str) -> Option<serde_json::Value> {
     serde_json::from_str(body).ok()
 }
 
+/// Every panel's query, with Grafana's variables as Grafana would fill them in: all jobs and
+/// instances, and a rate interval that fits a 1 s scrape.
 fn exprs(dashboard: &serde_json::Value) -> Vec<String> {
-    dashboard["panels"]
+    let raw: Vec<String> = dashboard["panels"]
         .as_array()
         .expect("panels")
         .iter()
         .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
         .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+        .collect();
+    for e in &raw {
+        // Scoped to the chosen job and instance (so another process's series stay out), with
+        // Grafana's rate interval rather than a fixed window.
+        assert!(
+            e.contains(r#"job=~"$job", instance=~"$instance""#),
+            "unscoped: {e}"
+        );
+        assert!(!e.contains("[1m]"), "a fixed window: {e}");
+    }
+    let vars = dashboard["templating"]["list"].to_string();
+    assert!(
+        vars.contains("label_values(weir_build_info, job)") && vars.contains("instance"),
+        "job and instance variables: {vars}"
+    );
+    raw.iter()
+        .map(|e| {
+            e.replace("$__rate_interval", "1m")
+                .replace("$job", ".+")
+                .replace("$instance", ".+")
+        })
         .collect()
 }
 

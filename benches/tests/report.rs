@@ -226,3 +226,53 @@ fn weir_compare_has_a_real_command_line_and_refuses_one_core() {
         String::from_utf8_lossy(&one.stderr)
     );
 }
+
+/// hyper-ref has a real command line: its own description, a refused address exits 2, and
+/// `--port 127.0.0.1:0` serves (it used to bind :8080 whatever it was told and panic).
+#[test]
+fn hyper_ref_has_a_real_command_line() {
+    let bin = env!("CARGO_BIN_EXE_hyper-ref");
+    let help = Command::new(bin).arg("--help").output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.starts_with("hyper-ref: hyper 1.x") && text.contains("--flavor"),
+        "{text}"
+    );
+    let bad = Command::new(bin)
+        .args(["--port", "nonsense"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let mut srv = Command::new(bin)
+        .args(["--port", "127.0.0.1:0"])
+        .env_remove("SERVER_PORT")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(srv.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let mut c = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(
+        &mut c,
+        b"GET /ping HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut c, &mut answer).unwrap();
+    let _ = srv.kill();
+    let _ = srv.wait();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("pong"),
+        "{answer}"
+    );
+}

@@ -62,18 +62,39 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
     })
 }
 
+/// The hyper reference server: hyper 1.x on tokio answering weir's /ping and
+/// /api/v1/compute/fast the same way, for side-by-side benchmarks.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "hyper-ref",
+    version,
+    about = "hyper-ref: hyper 1.x on tokio answering /ping and /api/v1/compute/fast as weir does, the reference of the benchmarks"
+)]
+struct Cli {
+    /// Listen address: 8080, :8080, 127.0.0.1:8080, [::1]:8080 (port 0 picks a free port).
+    #[arg(long, env = "SERVER_PORT", default_value = "127.0.0.1:8080")]
+    port: String,
+    /// tokio's layout: `current` (one thread, as the benches run it) or `multi`.
+    #[arg(long, env = "HYPER_FLAVOR", default_value = "current", value_parser = ["current", "multi"])]
+    flavor: String,
+}
+
 fn main() {
-    let port = std::env::args()
-        .skip_while(|a| a != "--port")
-        .nth(1)
-        .or_else(|| std::env::var("SERVER_PORT").ok())
-        .unwrap_or_else(|| "127.0.0.1:8080".into());
-    let addr: SocketAddr = port.parse().unwrap_or_else(|_| {
-        format!("127.0.0.1:{}", port.trim_start_matches(':'))
-            .parse()
-            .expect("port")
+    let cli = <Cli as clap::Parser>::parse();
+    let port = cli.port.trim();
+    let addr: Option<SocketAddr> = port.parse().ok().or_else(|| {
+        let bare = port.trim_start_matches(':');
+        bare.parse::<u16>()
+            .ok()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
     });
-    let multi = std::env::var("HYPER_FLAVOR").is_ok_and(|f| f == "multi");
+    let Some(addr) = addr else {
+        eprintln!(
+            "hyper-ref: invalid --port / SERVER_PORT {port:?}: expected 8080, :8080, 127.0.0.1:8080 or [::1]:8080"
+        );
+        std::process::exit(2);
+    };
+    let multi = cli.flavor == "multi";
     let rt = if multi {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -85,7 +106,13 @@ fn main() {
     }
     .expect("tokio runtime");
     rt.block_on(async move {
-        let listener = TcpListener::bind(addr).await.expect("bind");
+        let listener = match TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("hyper-ref: cannot bind {addr}: {e}");
+                std::process::exit(1);
+            }
+        };
         println!("listening on {}", listener.local_addr().expect("local addr"));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
         loop {

@@ -240,6 +240,13 @@ fn plan(args: &Args, scenario: Option<Scenario>) -> Plan {
         env!("CARGO_PKG_VERSION")
     );
     let mut has_ct = false;
+    let has_auth = args.headers.iter().any(|h| {
+        h.split_once(':')
+            .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case("authorization"))
+    });
+    if let (Some(auth), false) = (&target.authorization, has_auth) {
+        req.push_str(&format!("Authorization: {auth}\r\n"));
+    }
     for h in &args.headers {
         let Some((name, value)) = h.split_once(':') else {
             fail(format!("invalid header {h:?}: expected 'Name: value'"))

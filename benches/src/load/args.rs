@@ -126,7 +126,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// A parsed `http(s)://host:port/path?query` target.
+/// A parsed `http(s)://[user[:password]@]host[:port]/path?query` target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// `https://`: speak TLS.
@@ -137,41 +137,61 @@ pub struct Target {
     pub host: String,
     /// Path and query.
     pub path: String,
+    /// `Basic …` from the URL's user and password, if it has them.
+    pub authorization: Option<String>,
 }
 
 impl Target {
-    /// Parses an `http://` or `https://` URL.
-    pub fn parse(url: &str) -> Result<Target, String> {
-        let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
-            (Some(rest), _) => (false, rest),
-            (_, Some(rest)) => (true, rest),
+    /// Parses an `http://` or `https://` URL (with the `url` crate: IPv6 literals, default
+    /// ports, percent-encoded user info).
+    pub fn parse(text: &str) -> Result<Target, String> {
+        use base64::Engine as _;
+        let url = url::Url::parse(text).map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+        let tls = match url.scheme() {
+            "http" => false,
+            "https" => true,
             _ => {
                 return Err(format!(
-                    "unsupported URL {url:?}: http:// or https:// expected"
+                    "unsupported URL {text:?}: http:// or https:// expected"
                 ));
             }
         };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("URL {text:?} has no host"))?;
+        let port = url
+            .port_or_known_default()
+            .expect("invariant: http and https have default ports");
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
         };
-        if authority.is_empty() {
-            return Err(format!("URL {url:?} has no host"));
-        }
-        let with_port = if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-            && !authority.ends_with(']')
-        {
-            authority.to_string()
-        } else {
-            format!("{authority}:{}", if tls { 443 } else { 80 })
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
         };
+        let authorization = (!url.username().is_empty() || url.password().is_some()).then(|| {
+            let pair = format!(
+                "{}:{}",
+                decode(url.username()),
+                url.password().map(decode).unwrap_or_default()
+            );
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        });
         Ok(Target {
             tls,
-            authority: with_port,
-            host: authority.to_string(),
-            path: path.to_string(),
+            authority: format!("{host}:{port}"),
+            host: match url.port() {
+                Some(p) => format!("{host}:{p}"),
+                None => host.to_owned(),
+            },
+            path,
+            authorization,
         })
     }
 }
@@ -198,8 +218,14 @@ mod tests {
         let t = Target::parse("http://[::1]:81/a").unwrap();
         assert_eq!(t.authority, "[::1]:81");
         assert!(Target::parse("https://x").is_ok_and(|t| t.tls && t.authority == "x:443"));
+        let t = Target::parse("http://us%40er:p%3Ass@example.test:8080/a").unwrap();
+        assert_eq!(t.host, "example.test:8080");
+        // base64("us@er:p:ss")
+        assert_eq!(t.authorization.as_deref(), Some("Basic dXNAZXI6cDpzcw=="));
+        assert_eq!(Target::parse("http://x/").unwrap().authorization, None);
+        assert!(Target::parse("http://").is_err());
+        assert!(Target::parse("not a url").is_err());
         assert!(Target::parse("ftp://x").is_err());
-        assert!(Target::parse("http:///x").is_err());
     }
 
     #[test]

@@ -31,6 +31,18 @@ fn a_noisy_client_does_not_starve_the_others(rt: &'static str) {
 /// (the bugs these tests catch missed it by seconds to hours).
 const SLACK: Duration = Duration::from_millis(1500);
 
+/// `answer` is a 408, given within the 2 s header timeout (and `SLACK`) of `start`.
+fn assert_408_in_time(rt: &str, answer: &[u8], start: Instant) {
+    let took = start.elapsed();
+    let text = String::from_utf8_lossy(answer);
+    eprintln!("{rt}: {:?} after {took:?}", text.lines().next());
+    assert!(text.starts_with("HTTP/1.1 408"), "{rt}: {text:?}");
+    assert!(
+        took < Duration::from_secs(2) + SLACK,
+        "{rt}: 408 after {took:?}"
+    );
+}
+
 /// A plain head trickled a byte per millisecond (so no read ever times out) is cut by
 /// `HEADER_TIMEOUT` with a 408, not by the header size limit.
 fn a_trickled_head_gets_408_at_the_header_timeout(rt: &'static str) {
@@ -58,14 +70,7 @@ fn a_trickled_head_gets_408_at_the_header_timeout(rt: &'static str) {
             Ok(n) => got.extend_from_slice(&buf[..n]),
         }
     }
-    let took = start.elapsed();
-    let text = String::from_utf8_lossy(&got);
-    eprintln!("{rt}: {:?} after {took:?}", text.lines().next());
-    assert!(text.starts_with("HTTP/1.1 408"), "{rt}: {text:?}");
-    assert!(
-        took < Duration::from_secs(2) + SLACK,
-        "{rt}: 408 after {took:?}"
-    );
+    assert_408_in_time(rt, &got, start);
     drop(reader);
     let _ = writer.join();
 }
@@ -263,14 +268,7 @@ fn tls_records_without_plaintext_meet_the_header_timeout(rt: &'static str) {
             plain.extend_from_slice(&opened[..end]);
         }
     }
-    let took = start.elapsed();
-    let text = String::from_utf8_lossy(&plain);
-    eprintln!("{rt}: {:?} after {took:?}", text.lines().next());
-    assert!(text.starts_with("HTTP/1.1 408"), "{rt}: {text:?}");
-    assert!(
-        took < Duration::from_secs(2) + SLACK,
-        "{rt}: 408 after {took:?}"
-    );
+    assert_408_in_time(rt, &plain, start);
     drop(sock);
     let _ = flood.join();
 }

@@ -457,3 +457,48 @@ fn the_body_type_is_chosen_and_the_bytes_reported() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Bytes read:"), "{text}");
 }
+
+/// `--percentiles` chooses the percentiles reported, in the text and the JSON (oha prints up
+/// to p99.99); a percentile out of (0, 100] is refused.
+#[test]
+fn the_percentiles_are_chosen() {
+    let url = scripted(|_| Some(OK));
+    let (code, json, _) = load(&[
+        "-n",
+        "50",
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "--percentiles",
+        "50,99.99",
+        "--json",
+        &url,
+    ]);
+    assert_eq!(code, Some(0));
+    let ps: Vec<f64> = json["percentiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["percentile"].as_f64().unwrap())
+        .collect();
+    assert_eq!(ps, [50.0, 99.99], "{json}");
+    let out = Command::new(env!("CARGO_BIN_EXE_weir-load"))
+        .args([
+            "-n",
+            "20",
+            "-c",
+            "1",
+            "-t",
+            "1",
+            "--percentiles",
+            "90,99.99",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("p90 ") && text.contains("p99.99 "), "{text}");
+    let (code, _, err) = load(&["-n", "1", "--percentiles", "0", &url]);
+    assert_eq!(code, Some(2), "{err}");
+}

@@ -48,6 +48,7 @@ fn main() {
         });
         progress.finish();
         let mut report = Report::new(&outcome);
+        report.set_percentiles(&outcome, &args.percentiles);
         report.scenario = scenario.map(|s| format!("{s:?}").to_lowercase());
         worst = worst.max(report.error_rate(args.fail_on == FailOn::ClientErrors));
         if !args.json {
@@ -76,7 +77,9 @@ fn main() {
         let report = if reports.len() == 1 {
             reports.pop().expect("one report")
         } else {
-            let mut sum = Report::new(&all.expect("at least one scenario ran"));
+            let all = all.expect("at least one scenario ran");
+            let mut sum = Report::new(&all);
+            sum.set_percentiles(&all, &args.percentiles);
             sum.scenario = Some("seed".into());
             sum.parts = reports;
             sum

@@ -79,6 +79,14 @@ pub struct Args {
     /// handshakes per second.
     #[arg(long)]
     pub no_keepalive: bool,
+    /// Latency percentiles to report (comma-separated, each above 0 and at most 100).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "50,90,95,99,99.9",
+        value_parser = parse_percentile
+    )]
+    pub percentiles: Vec<f64>,
     /// Print the final report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -101,6 +109,15 @@ pub enum FailOn {
     /// 4xx and 5xx answers (and transport errors).
     #[value(name = "4xx")]
     ClientErrors,
+}
+
+/// A percentile: a number above 0 and at most 100.
+fn parse_percentile(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|p| *p > 0.0 && *p <= 100.0)
+        .ok_or_else(|| format!("invalid percentile {s:?} (a number above 0, at most 100)"))
 }
 
 /// `500ms`, `10s`, `2m`, `1h`, or bare seconds.

@@ -56,11 +56,23 @@ pub struct Report {
     /// print it): ten equal steps from the fastest to the 99.9th percentile, then the rest up
     /// to the slowest; empty when nothing was answered.
     pub latency_histogram: Vec<Bucket>,
+    /// The latency at each percentile asked for with `--percentiles` (the text report's
+    /// `Percentiles` line), µs.
+    pub percentiles: Vec<Percentile>,
     /// The scenario this report measures (`fast`, `intensive`), or `null` for a URL.
     pub scenario: Option<String>,
     /// For `--scenario seed`: one report per scenario, while the fields above sum them; empty
     /// otherwise. The JSON has this one shape whatever the scenario.
     pub parts: Vec<Report>,
+}
+
+/// The latency at one percentile.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Percentile {
+    /// The percentile (50, 99.99, …).
+    pub percentile: f64,
+    /// The latency there, µs.
+    pub us: u64,
 }
 
 /// One bar of the latency histogram.
@@ -235,9 +247,35 @@ impl Report {
             in_flight_at_end: t.in_flight_at_end,
             bytes_read: t.bytes,
             latency_histogram: buckets(h),
+            percentiles: [50.0, 90.0, 95.0, 99.0, 99.9]
+                .map(|p| Percentile {
+                    percentile: p,
+                    us: if h.is_empty() {
+                        0
+                    } else {
+                        h.value_at_quantile(p / 100.0)
+                    },
+                })
+                .into(),
             scenario: None,
             parts: Vec::new(),
         }
+    }
+
+    /// Reports the latency at `percentiles` (of `--percentiles`) instead of the default five.
+    pub fn set_percentiles(&mut self, outcome: &Outcome, percentiles: &[f64]) {
+        let h = &outcome.tally.latency;
+        self.percentiles = percentiles
+            .iter()
+            .map(|&p| Percentile {
+                percentile: p,
+                us: if h.is_empty() {
+                    0
+                } else {
+                    h.value_at_quantile(p / 100.0)
+                },
+            })
+            .collect();
     }
 
     /// The failing rate for `--max-error-rate`: transport errors and 5xx, plus 4xx when
@@ -296,15 +334,12 @@ impl Report {
             l.avg / 1000.0,
             ms(l.max)
         );
-        let _ = writeln!(
-            s,
-            "Percentiles (ms): p50 {:.3}  p90 {:.3}  p95 {:.3}  p99 {:.3}  p99.9 {:.3}",
-            ms(l.p50),
-            ms(l.p90),
-            ms(l.p95),
-            ms(l.p99),
-            ms(l.p999)
-        );
+        let shown: Vec<String> = self
+            .percentiles
+            .iter()
+            .map(|p| format!("p{} {:.3}", p.percentile, ms(p.us)))
+            .collect();
+        let _ = writeln!(s, "Percentiles (ms): {}", shown.join("  "));
         if self.pacing_late_us.max > 0 {
             let p = &self.pacing_late_us;
             let _ = writeln!(

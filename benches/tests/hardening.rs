@@ -19,9 +19,12 @@ fn a_noisy_client_does_not_starve_the_others(rt: &'static str) {
         read_response(c, false).unwrap().status
     };
     let mut noisy = srv.connect_from(IpAddr::from([127, 0, 0, 1]));
+    let start = Instant::now();
     let statuses: Vec<u16> = (0..40).map(|_| ask(&mut noisy)).collect();
+    // The burst of 5, and what 5/s refilled meanwhile (a loaded machine is slow).
+    let most = 5 + (5.0 * start.elapsed().as_secs_f64()).ceil() as usize;
     let ok = statuses.iter().filter(|&&s| s == 200).count();
-    assert!((5..=6).contains(&ok), "{rt}: {statuses:?}");
+    assert!((5..=most).contains(&ok), "{rt}: {statuses:?}");
     let mut quiet = srv.connect_from(IpAddr::from([127, 0, 0, 2]));
     let statuses: Vec<u16> = (0..5).map(|_| ask(&mut quiet)).collect();
     assert_eq!(statuses, [200; 5], "{rt}: the second client's first five");
@@ -351,11 +354,14 @@ fn a_hostile_redis_is_never_trusted(reply: &'static [u8], pace: Option<Duration>
     });
     assert_eq!(m["fleet"]["shared"], false, "{m}");
     assert_eq!(m["fleet"]["leases"], 0, "{m}");
+    let start = Instant::now();
     let ok = admitted_of(&srv, 300);
     eprintln!("{:?}: admitted {ok} of 300", String::from_utf8_lossy(reply));
+    // The burst of 100, and what 100/s refilled meanwhile.
+    let most = 100 + (100.0 * start.elapsed().as_secs_f64()).ceil() as usize;
     assert!(
-        (90..=160).contains(&ok),
-        "the fallback share of 100/s, burst 100: admitted {ok} of 300"
+        (90..=most.min(299)).contains(&ok),
+        "the fallback share of 100/s, burst 100: admitted {ok} of 300 (at most {most})"
     );
     assert_eq!(srv.get("/readyz").json()["rate_limit"], "local-fallback");
 }
@@ -468,11 +474,14 @@ fn tls_over_the_connection_limit_is_closed_before_the_handshake(rt: &'static str
 fn handshakes_count_against_the_per_ip_limit(rt: &'static str) {
     let srv = Server::start(rt, &[("RATE_LIMIT_PER_IP", "5")]);
     let flood = IpAddr::from([127, 0, 0, 1]);
+    let start = Instant::now();
     let answered = (0..20)
         .filter(|_| !hello_and_listen(&srv, flood).is_empty())
         .count();
+    // The burst of 5, and what 5/s refilled meanwhile.
+    let most = 5 + (5.0 * start.elapsed().as_secs_f64()).ceil() as usize;
     assert!(
-        (5..=7).contains(&answered),
+        (5..=most.min(19)).contains(&answered),
         "{rt}: {answered} of 20 handshakes from one address got a ServerHello"
     );
     let mut other = srv.connect_from(IpAddr::from([127, 0, 0, 2]));

@@ -7,6 +7,9 @@
 //! app, worker threads, bound listener, the address on stdout's first line), its own accept
 //! loop and connection loops, then on a signal [`Server::begin_drain`], waiting until
 //! [`Server::drained`] or the deadline, and [`Server::finish`] (final statistics, exit 0).
+
+// `unsafe` only where allowed by name (docs/architecture.md, "Where `unsafe` is").
+#![deny(unsafe_code)]
 #![allow(clippy::disallowed_methods)] // this module is where clocks, threads and env are allowed
 
 pub mod cli;

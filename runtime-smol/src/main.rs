@@ -5,6 +5,9 @@
 //! live on the thread's timerfd (`weir_kit::deadlines`) rather than in async-io's timer map,
 //! which allocates at every reactor turn while any timer is set.
 
+// `unsafe` only where allowed by name (docs/architecture.md, "Where `unsafe` is").
+#![deny(unsafe_code)]
+
 use std::future::{Future, poll_fn};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;

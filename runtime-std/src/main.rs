@@ -2,6 +2,9 @@
 //! taken from the session's deadlines. Only moves bytes and waits; decisions are in the core,
 //! everything else in the runtime kit.
 
+// `unsafe` only where allowed by name (docs/architecture.md, "Where `unsafe` is").
+#![deny(unsafe_code)]
+
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;

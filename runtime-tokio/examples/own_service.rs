@@ -1,5 +1,8 @@
 //! Your own service on weir: two routes, served by weir-tokio's connection loop with the
 //! runtime kit, then called by a plain client. `cargo run -p weir-tokio --example own_service`
+
+// `unsafe` only where allowed by name (docs/architecture.md, "Where `unsafe` is").
+#![deny(unsafe_code)]
 use std::io::{Read, Write};
 use std::sync::Arc;
 

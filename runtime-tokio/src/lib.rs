@@ -4,6 +4,9 @@
 //! This file only moves bytes between sockets and sessions and waits; every decision is in
 //! the core, everything else in the runtime kit.
 
+// `unsafe` only where allowed by name (docs/architecture.md, "Where `unsafe` is").
+#![deny(unsafe_code)]
+
 use std::future::Future;
 use std::future::poll_fn;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -52,6 +55,7 @@ pub async fn serve<S: Served>(service: Arc<S>, l: StdListener, drain: Arc<Drain>
 }
 
 /// Runs this thread's connection deadlines on its timerfd, registered with tokio's reactor.
+#[allow(unsafe_code)] // `AsyncFd::register`: one of the two places of this crate (see SAFETY)
 async fn drive_deadlines() {
     let file = deadlines::timer_fd().expect("invariant: a timerfd can be duplicated");
     // SAFETY: the File owns its descriptor, and it does not change or close while the
@@ -82,6 +86,7 @@ impl RuntimeTimer for TokioTimer {
 
 type Timer = ConnTimer<TokioTimer>;
 
+#[allow(unsafe_code)] // `AsyncFd::register`: the other place of this crate (see SAFETY)
 async fn connection<S: Served>(serving: Serving<S>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     // AsyncFd rather than TcpStream: a short read clears the readiness at once, which saves

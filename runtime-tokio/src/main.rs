@@ -2,6 +2,9 @@
 //! `RUNTIME_LAYOUT=per-core`), or one multi-thread runtime (`RUNTIME_LAYOUT=shared`), each
 //! serving weir's application with the library's `serve`.
 
+// `unsafe` only where allowed by name (docs/architecture.md, "Where `unsafe` is").
+#![deny(unsafe_code)]
+
 use std::sync::Arc;
 
 use tokio::runtime::{Builder, Runtime};

@@ -8,6 +8,9 @@
 //! Where io_uring cannot be used (an old kernel, `kernel.io_uring_disabled`, a seccomp
 //! filter), the binary exits 1 at start with one line saying why and what to run instead.
 
+// `unsafe` only in `ring` (allowed there by name; docs/architecture.md, "Where `unsafe` is").
+#![deny(unsafe_code)]
+
 mod event_loop;
 mod ring;
 mod wake;

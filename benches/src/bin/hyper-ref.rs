@@ -2,6 +2,9 @@
 //! same responses as weir (no rate limiter, metrics or request IDs: the minimum hyper needs).
 //! `SERVER_PORT` (or `--port`) like weir; `HYPER_FLAVOR=current|multi` picks the tokio layout.
 
+// `unsafe` only where allowed by name (docs/architecture.md, "Where `unsafe` is").
+#![deny(unsafe_code)]
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 

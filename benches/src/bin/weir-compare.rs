@@ -7,6 +7,9 @@
 //! `--server-cpu` and weir-load to `--client-cpu`, and write into `--out` (default: a fresh
 //! folder under `target/weir-compare/`, so tracked results change only when asked).
 
+// `unsafe` only where allowed by name (docs/architecture.md, "Where `unsafe` is").
+#![deny(unsafe_code)]
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};

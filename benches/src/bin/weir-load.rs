@@ -1,5 +1,8 @@
 //! `weir-load [OPTIONS] URL`: see `weir-load --help` and `weir_bench::load`.
 
+// `unsafe` only where allowed by name (docs/architecture.md, "Where `unsafe` is").
+#![deny(unsafe_code)]
+
 use std::io::{IsTerminal, Write};
 use std::net::ToSocketAddrs;
 use std::time::Duration;

@@ -343,6 +343,22 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The limits and timeouts the settings give every connection's session.
+    pub fn http(&self) -> crate::http::HttpConfig {
+        crate::http::HttpConfig {
+            limits: crate::http::Limits {
+                max_header_bytes: self.max_header_bytes,
+                max_headers: self.max_headers,
+                max_uri_bytes: self.max_uri_bytes,
+                max_body_bytes: self.max_body_bytes,
+            },
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            write_timeout: self.write_timeout,
+            drain_grace: crate::http::session::drain_grace(self.shutdown_timeout),
+        }
+    }
+
     /// Builds the configuration from `(variable, value)` pairs — the process environment,
     /// with the command line's flags already turned into their variables by the caller.
     /// Later pairs win over earlier ones. `cores` is the machine's parallelism, for the

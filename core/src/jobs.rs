@@ -7,12 +7,14 @@
 //! - a job whose waiter was dropped (its client left) or whose deadline passed before a worker
 //!   took it is never run;
 //! - the core never spawns: worker threads (the runtime kit's) call [`JobQueue::take`] and
-//!   [`Job::start`]/[`Job::complete`]; waiting is a `Future` or a timed blocking wait.
+//!   [`Job::start`]/[`Job::complete`], and nothing here blocks: the queue is a data
+//!   structure, waiting for it ([`JobQueue::incoming`]) or for a job's end (a [`JobWatch`] is a
+//!   `Future`) is the runtime kit's.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -99,7 +101,6 @@ struct Slot {
     enqueued: Instant,
     deadline: Instant,
     inner: Mutex<Inner>,
-    ready: Condvar,
 }
 
 impl Slot {
@@ -112,18 +113,21 @@ impl Slot {
         inner.state = State::Done(done);
         let waker = inner.waker.take();
         drop(inner);
-        self.ready.notify_all();
         if let Some(w) = waker {
             w.wake();
         }
     }
 }
 
+/// A job in the queue, as a worker receives it from [`JobQueue::incoming`].
+#[derive(Debug)]
+pub struct Queued(Arc<Slot>);
+
 /// The bounded FIFO of jobs, shared by all connections and workers.
 #[derive(Debug)]
 pub struct JobQueue {
-    tx: Sender<Arc<Slot>>,
-    rx: Receiver<Arc<Slot>>,
+    tx: Sender<Queued>,
+    rx: Receiver<Queued>,
     capacity: usize,
     next_id: AtomicU64,
     closed: AtomicBool,
@@ -176,9 +180,8 @@ impl JobQueue {
                 state: State::Queued,
                 waker: None,
             }),
-            ready: Condvar::new(),
         });
-        match self.tx.try_send(slot.clone()) {
+        match self.tx.try_send(Queued(slot.clone())) {
             Ok(()) => {
                 self.stats.submitted.fetch_add(1, Ordering::Relaxed);
                 Ok(JobWait {
@@ -195,21 +198,20 @@ impl JobQueue {
 
     /// Takes the oldest queued job, if any. Never blocks.
     pub fn take(&self) -> Option<Job<'_>> {
-        self.rx
-            .try_recv()
-            .ok()
-            .map(|slot| Job { slot, queue: self })
+        self.rx.try_recv().ok().map(|queued| self.job(queued))
     }
 
-    /// Waits for a job until `stop` fires (its sender dropped or sent to); queued jobs are
-    /// still handed out first. `None`: stop and the queue is empty (worker threads only).
-    pub fn take_until(&self, stop: &Receiver<()>) -> Option<Job<'_>> {
-        if let Ok(slot) = self.rx.try_recv() {
-            return Some(Job { slot, queue: self });
-        }
-        crossbeam_channel::select! {
-            recv(self.rx) -> slot => slot.ok().map(|slot| Job { slot, queue: self }),
-            recv(stop) -> _ => self.rx.try_recv().ok().map(|slot| Job { slot, queue: self }),
+    /// Where queued jobs arrive, for a worker to wait on (the kit's workers block on it
+    /// beside their stop signal); hand what it yields to [`JobQueue::job`].
+    pub fn incoming(&self) -> &Receiver<Queued> {
+        &self.rx
+    }
+
+    /// The job a worker received from [`JobQueue::incoming`].
+    pub fn job(&self, queued: Queued) -> Job<'_> {
+        Job {
+            slot: queued.0,
+            queue: self,
         }
     }
 
@@ -340,20 +342,6 @@ impl JobWait {
         }
     }
 
-    /// Blocks up to `timeout` for the outcome (the std runtime's wait).
-    pub fn wait_timeout(&self, timeout: Duration) -> Option<JobDone> {
-        let inner = self.slot.lock();
-        let (inner, _) = self
-            .slot
-            .ready
-            .wait_timeout_while(inner, timeout, |i| !matches!(i.state, State::Done(_)))
-            .unwrap_or_else(|p| p.into_inner());
-        match inner.state {
-            State::Done(d) => Some(d),
-            _ => None,
-        }
-    }
-
     /// A cheap clone of the claim for a runtime that waits on it while the session keeps its
     /// own; dropping a clone does not cancel.
     pub fn watcher(&self) -> JobWatch {
@@ -388,19 +376,6 @@ impl JobWatch {
             self.slot.lock().state,
             State::Queued | State::Running { .. }
         )
-    }
-
-    /// Blocks up to `timeout` for the job to end; true when it has (the std runtime's wait).
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let inner = self.slot.lock();
-        let (inner, _) = self
-            .slot
-            .ready
-            .wait_timeout_while(inner, timeout, |i| {
-                matches!(i.state, State::Queued | State::Running { .. })
-            })
-            .unwrap_or_else(|p| p.into_inner());
-        !matches!(inner.state, State::Queued | State::Running { .. })
     }
 }
 

@@ -89,6 +89,7 @@ pub mod http;
 pub mod jobs;
 pub mod limit;
 pub mod metrics;
+pub mod server;
 pub mod time;
 pub mod tls;
 

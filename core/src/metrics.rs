@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Shards per metric family: more than the cores of the machines weir is measured on; a
@@ -216,9 +216,6 @@ struct CounterShard {
     success: AtomicU64,
     errors: AtomicU64,
     rejected: AtomicU64,
-    active_connections: AtomicI64,
-    connections_total: AtomicU64,
-    connections_refused: AtomicU64,
     _pad: [u64; 0],
 }
 
@@ -362,25 +359,6 @@ impl Metrics {
         overflow
     }
 
-    /// A connection opened (`accepted`) or was refused at the limit.
-    pub fn connection_opened(&self, accepted: bool) {
-        let c = &self.shard().counters;
-        c.connections_total.fetch_add(1, Ordering::Relaxed);
-        if accepted {
-            c.active_connections.fetch_add(1, Ordering::Relaxed);
-        } else {
-            c.connections_refused.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// An accepted connection closed.
-    pub fn connection_closed(&self) {
-        self.shard()
-            .counters
-            .active_connections
-            .fetch_sub(1, Ordering::Relaxed);
-    }
-
     /// Sums the counters.
     pub fn totals(&self) -> Totals {
         let mut t = Totals::default();
@@ -396,9 +374,6 @@ impl Metrics {
             t.success += success;
             t.errors += errors;
             t.rejected += c.rejected.load(Ordering::Relaxed);
-            t.active_connections += c.active_connections.load(Ordering::Relaxed);
-            t.connections_total += c.connections_total.load(Ordering::Relaxed);
-            t.connections_refused += c.connections_refused.load(Ordering::Relaxed);
         }
         t.total = t.success + t.errors;
         t.consistent()

@@ -28,6 +28,7 @@ use std::time::Duration;
 use rustls::{ServerConfig, ServerConnection};
 
 use crate::http::{CloseReason, Effect, IoFailure, Service, Session};
+use crate::server::{Lifecycle, Slot};
 use crate::time::{Instant, Now};
 
 /// Records waiting to be written above which no more plaintext is encrypted.
@@ -45,11 +46,16 @@ const READ_CHUNK: usize = 4096;
 /// the default `MAX_HEADER_BYTES` does.
 pub const MAX_HANDSHAKE_BYTES: usize = 12 * 1024;
 
-/// One connection: its session, behind TLS when the service has a TLS configuration.
+/// One connection: its slot in the server's [`Lifecycle`], and its session, behind TLS when
+/// the lifecycle has a TLS configuration. What a runtime drives.
 #[derive(Debug)]
 pub struct Connection<S: Service> {
     session: Session<S>,
     tls: Option<Box<Tls>>,
+    /// Held while the connection is open (`None`: refused, or a bare session's).
+    slot: Option<Slot>,
+    /// The session has heard the drain.
+    drain_heard: bool,
 }
 
 /// The TLS state of a connection.
@@ -87,23 +93,45 @@ impl std::fmt::Debug for Tls {
 }
 
 impl<S: Service> Connection<S> {
-    /// A connection from `peer`: TLS when `service.tls()` has a configuration.
-    pub fn new(service: Arc<S>, peer: SocketAddr, now: Now) -> Self {
-        let Some(config) = service.tls() else {
-            return Connection::plain(Session::new(service, peer, now));
-        };
+    /// A connection from `peer` to a server with `lifecycle`: claims a connection slot, and
+    /// speaks TLS when the lifecycle has a configuration. Past `MAX_CONNECTIONS` a plain
+    /// connection is answered with the service's 503 and closes; a TLS one — or one whose
+    /// handshake the service refuses ([`Service::admit_handshake`]) — closes at once, sending
+    /// nothing. A connection opened during a drain has heard it.
+    pub fn new(service: Arc<S>, lifecycle: &Arc<Lifecycle>, peer: SocketAddr, now: Now) -> Self {
+        let slot = lifecycle.claim();
+        let config = lifecycle.tls();
         let write_timeout = service.http_config().write_timeout;
-        let session = Session::before_handshake(service, peer, now);
-        if session.is_closed() {
-            // Refused before the handshake: nothing to encrypt, close at once.
-            return Connection::plain(session);
-        }
-        Connection::tls(session, config, write_timeout)
+        let mut session = Session::new(service, peer, now);
+        let mut c = match config {
+            None if slot.is_none() => {
+                session.refuse(now);
+                Connection::plain(session)
+            }
+            None => Connection::plain(session),
+            Some(config) => {
+                if slot.is_some() && session.service().admit_handshake(now, peer) {
+                    Connection::tls(session, config, write_timeout)
+                } else {
+                    refused_before_handshake(lifecycle, now, peer, slot.is_some());
+                    session.close_unanswered(now);
+                    Connection::plain(session)
+                }
+            }
+        };
+        c.slot = slot;
+        c.hear_drain(now);
+        c
     }
 
     /// A plain-TCP connection.
     pub fn plain(session: Session<S>) -> Self {
-        Connection { session, tls: None }
+        Connection {
+            session,
+            tls: None,
+            slot: None,
+            drain_heard: false,
+        }
     }
 
     /// A connection behind TLS with `config`.
@@ -126,8 +154,8 @@ impl<S: Service> Connection<S> {
         });
         match tls {
             Ok(tls) => Connection {
-                session,
                 tls: Some(tls),
+                ..Connection::plain(session)
             },
             Err(e) => {
                 // Only a configuration rustls itself rejects gets here; never serve plaintext
@@ -172,6 +200,7 @@ impl<S: Service> Connection<S> {
 
     /// `n` bytes were read into [`Connection::recv_buf`].
     pub fn handle_read(&mut self, now: Now, n: usize) {
+        self.hear_drain(now);
         match self.tls.as_deref_mut() {
             None => self.session.handle_read(now, n),
             Some(t) => {
@@ -261,10 +290,27 @@ impl<S: Service> Connection<S> {
         self.pump(now);
     }
 
-    /// The server began draining.
+    /// The server began draining (the runtime's notice of [`Lifecycle::begin_drain`]).
+    /// Idempotent.
     pub fn handle_drain(&mut self, now: Now) {
+        self.drain_heard = true;
         self.session.handle_drain(now);
         self.pump(now);
+    }
+
+    /// Delivers the drain if it began and the session has not heard it: a request read
+    /// after the drain began is answered with `Connection: close` whether or not the
+    /// runtime's notice came first (one atomic load per read).
+    #[inline]
+    fn hear_drain(&mut self, now: Now) {
+        if !self.drain_heard
+            && self
+                .slot
+                .as_ref()
+                .is_some_and(|slot| slot.lifecycle().is_draining())
+        {
+            self.handle_drain(now);
+        }
     }
 
     /// `n` bytes of [`Connection::poll_transmit`] were written.
@@ -494,4 +540,22 @@ impl Tls {
             }
         }
     }
+}
+
+/// Logs a TLS connection closed before its handshake, the first of each second (the
+/// refusals themselves are counted: the lifecycle's refusals or the service's own limit).
+fn refused_before_handshake(lifecycle: &Lifecycle, now: Now, peer: SocketAddr, counted: bool) {
+    if !lifecycle.log_refusal(now) {
+        return;
+    }
+    let why = if counted {
+        "its client's limit (the service refused the handshake)"
+    } else {
+        "the connection limit (MAX_CONNECTIONS)"
+    };
+    tracing::warn!(
+        peer = %peer,
+        reason = why,
+        "TLS connection closed before the handshake (no answer is sent: a 503 would cost the handshake it spares); further refusals this second are not logged"
+    );
 }

@@ -262,7 +262,7 @@ fn health_reports_checks_and_draining() {
         .runtime("test")
         .health_check("database", || false)
         .build(t0());
-    a.worker_started();
+    a.lifecycle().worker_started();
     let mut d = Driver::new(a.clone());
     let r = d.request(&get("/health"));
     assert_eq!(r.status, 503);
@@ -281,14 +281,14 @@ fn health_reports_checks_and_draining() {
         (r.status, r.json()["status"]["worker_pool"].as_str()),
         (200, Some("healthy"))
     );
-    d.app.worker_stopped();
+    d.app.lifecycle().worker_stopped();
     assert_eq!(
         d.request(&get("/health")).status,
         503,
         "no workers: unhealthy"
     );
-    d.app.worker_started();
-    d.app.begin_drain(d.now);
+    d.app.lifecycle().worker_started();
+    d.app.lifecycle().begin_drain();
     let r = d.request(&get("/health"));
     assert_eq!(
         (r.status, r.json()["status"]["server"].as_str()),

@@ -309,7 +309,7 @@ fn a_drain_gives_idle_connections_a_grace_to_send_a_racing_request() {
     d.request(&get("/ping"));
     let mut quiet = Driver::new(app.clone());
     quiet.request(&get("/ping"));
-    app.begin_drain(d.now);
+    app.lifecycle().begin_drain();
     d.session.handle_drain(d.now);
     d.drain();
     assert!(d.closed.is_none(), "not slammed shut at the first instant");
@@ -348,7 +348,7 @@ fn a_drain_ends_streams_and_sleeps_properly() {
     let mut sleep = Driver::new(app.clone());
     sleep.send(get("/api/v1/sleep?ms=5000").as_bytes());
     sleep.advance(Duration::from_millis(1200));
-    app.begin_drain(stream.now);
+    app.lifecycle().begin_drain();
     stream.session.handle_drain(stream.now);
     stream.drain();
     let r = stream.one();

@@ -1,6 +1,6 @@
-//! weir-core is sans-IO: no file, socket, thread, clock, signal, environment, printing or exit
-//! in its sources, test modules included (tests that need threads live in `core/tests`). This
-//! test reads `src/` and fails on any API for those.
+//! weir-core is sans-IO: no file, socket, thread, blocking wait, clock, signal, environment,
+//! printing or exit in its sources, test modules included (tests that need threads live in
+//! `core/tests`). This test reads `src/` and fails on any API for those.
 
 use std::path::Path;
 
@@ -15,6 +15,12 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("thread::spawn", "threads"),
     ("thread::Builder", "threads"),
     ("thread::sleep", "blocking sleeps"),
+    ("thread::park", "blocking waits"),
+    ("Condvar", "blocking waits"),
+    ("select!", "blocking waits"),
+    (".recv()", "blocking waits"),
+    ("recv_timeout", "blocking waits"),
+    ("wait_timeout", "blocking waits"),
     ("Instant::now", "clocks"),
     ("SystemTime", "clocks"),
     ("std::env", "the process environment"),

@@ -495,7 +495,7 @@ fn drain_closes_idle_and_marks_in_flight_close() {
     idle.request(&get("/ping"));
     let mut busy = Driver::new(app.clone());
     busy.send(post("/api/v1/compute/intensive", "{\"number\":2}").as_bytes());
-    app.begin_drain(busy.now);
+    app.lifecycle().begin_drain();
     idle.session.handle_drain(idle.now);
     idle.drain();
     idle.advance(weir_core::http::session::DRAIN_GRACE);

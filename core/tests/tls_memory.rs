@@ -68,7 +68,7 @@ fn tls_app() -> (Arc<App>, Arc<rustls::ClientConfig>) {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let app = app(&[]);
-    app.set_tls(Some(Arc::new(server)));
+    app.lifecycle().set_tls(Some(Arc::new(server)));
     (app, Arc::new(client))
 }
 

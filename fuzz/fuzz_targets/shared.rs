@@ -11,6 +11,6 @@ pub fn build_app(env: &[(&str, &str)]) -> Arc<App> {
     all.extend_from_slice(env);
     let config = Config::from_sources(all, 1).expect("valid fuzz config");
     let app = App::builder(config).build(Now::new(Instant::from_nanos(1), 1_700_000_000_000));
-    app.worker_started();
+    app.lifecycle().worker_started();
     app
 }

@@ -43,7 +43,7 @@ fn fixture() -> &'static Fixture {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let app = shared::build_app(&[("MAX_HEADER_BYTES", "2048"), ("MAX_BODY_BYTES", "8192")]);
-        app.set_tls(Some(Arc::new(server)));
+        app.lifecycle().set_tls(Some(Arc::new(server)));
         Fixture { app, client: Arc::new(client) }
     })
 }

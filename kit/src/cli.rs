@@ -23,7 +23,10 @@ pub fn command(bin: &'static str) -> Command {
             "Every flag has an environment variable of the same meaning; the flag wins.\n\
              Durations take a unit (ms, s, m or h): 500ms, 30s, 2m. LOG_LEVEL, when not given, comes from RUST_LOG.",
         )
-        .max_term_width(100);
+        .max_term_width(100)
+        // A flag given twice takes its last value: defaults a program passes first
+        // (`load_with`) give way to what its user writes after them.
+        .args_override_self(true);
     cmd = cmd.arg(
         Arg::new("health-check")
             .long("health-check")
@@ -186,8 +189,18 @@ pub enum Failure {
 /// Reads the configuration from the process's arguments and environment; on `--help` or
 /// `--version` prints and exits 0, on an error prints it and exits 2.
 pub fn load(bin: &'static str) -> Config {
+    load_with(bin, &[])
+}
+
+/// [`load`] with `defaults` read before the process's own arguments (so those win): a
+/// program's own defaults, e.g. `["--server-port", "127.0.0.1:0"]`.
+pub fn load_with(bin: &'static str, defaults: &[&str]) -> Config {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    match parse(bin, std::env::args_os().skip(1), cores) {
+    let args = defaults
+        .iter()
+        .map(std::ffi::OsString::from)
+        .chain(std::env::args_os().skip(1));
+    match parse(bin, args, cores) {
         Ok(config) if std::env::args_os().any(|a| a == "--health-check") => {
             std::process::exit(if is_healthy(&config) { 0 } else { 1 })
         }

@@ -60,7 +60,7 @@ pub fn to_std(i: Instant) -> std::time::Instant {
 
 /// 32 bytes from the OS's random source (the per-process secret). Falls back to the
 /// standard library's randomly keyed hasher if `getrandom` fails (it does not on Linux ≥ 3.17).
-pub fn random_secret() -> weir_core::app::Secret {
+pub fn random_bytes() -> [u8; 32] {
     let mut bytes = [0u8; 32];
     let mut filled = 0;
     while filled < bytes.len() {
@@ -77,7 +77,7 @@ pub fn random_secret() -> weir_core::app::Secret {
             }
         }
     }
-    weir_core::app::Secret::new(bytes)
+    bytes
 }
 
 #[cfg(test)]

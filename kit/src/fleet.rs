@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use weir_core::App;
 use weir_core::config::{FleetConfig, redis_host};
+use weir_core::server::Hosted;
 
 use crate::clock;
 
@@ -85,11 +85,11 @@ pub fn check(config: &FleetConfig) -> Result<redis::Client, String> {
     })
 }
 
-/// Starts the renewal thread for `app`'s fleet share.
-pub fn spawn(app: Arc<App>, config: FleetConfig, client: redis::Client) {
+/// Starts the renewal thread for `service`'s fleet share ([`Hosted::fleet`]).
+pub fn spawn<S: Hosted>(service: Arc<S>, config: FleetConfig, client: redis::Client) {
     std::thread::Builder::new()
         .name("weir-fleet".into())
-        .spawn(move || renew_forever(&app, &config, &client))
+        .spawn(move || renew_forever(&*service, &config, &client))
         .expect("invariant: the OS can start the fleet thread");
 }
 
@@ -189,8 +189,8 @@ fn round_trips(
     }
 }
 
-fn renew_forever(app: &App, config: &FleetConfig, client: &redis::Client) {
-    let Some(share) = app.fleet() else { return };
+fn renew_forever<S: Hosted>(service: &S, config: &FleetConfig, client: &redis::Client) {
+    let Some(share) = service.fleet() else { return };
     let period = share.period();
     let (rate, burst) = share.rate_and_burst();
     let keys =

@@ -3,10 +3,13 @@
 //! environment and `/proc` read, signals handled and the process exited — never in
 //! `weir-core`, which stays sans-IO.
 //!
-//! A runtime's `main` is: [`Server::start`] (config from env + flags, logging, fd limit,
-//! app, worker threads, bound listener, the address on stdout's first line), its own accept
-//! loop and connection loops, then on a signal [`Server::begin_drain`], waiting until
-//! [`Server::drained`] or the deadline, and [`Server::finish`] (final statistics, exit 0).
+//! The kit hosts any [`Hosted`] service (weir's application, or one of your own): a runtime's
+//! `run` is [`serve::run`] over a [`Server`] from [`Server::start`] (config from env + flags,
+//! logging, fd limit, the service built from a [`Setup`], worker threads, the bound
+//! listener), its own accept loop and connection loops on the I/O threads, and the shutdown
+//! sequence on the calling thread: on a signal the shutdown delay, [`Server::begin_drain`],
+//! waiting until [`Server::drained`] or the deadline, and [`Server::finish`] (final
+//! statistics, exit status 0).
 
 // `unsafe` only where allowed by name (docs/architecture.md, "Where `unsafe` is").
 #![deny(unsafe_code)]
@@ -26,19 +29,25 @@ pub mod waits;
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use weir_core::app::{App, ProcessFigures};
-use weir_core::jobs::intensive_work;
+use weir_core::app::ProcessFigures;
+use weir_core::config::Config;
+use weir_core::jobs::{JobQueue, intensive_work};
+use weir_core::server::{Hosted, Lifecycle, Setup};
 use weir_core::time::format_duration;
 
-/// One server process: its app, workers, listener, signal handlers and log writer.
+/// One server process: its service, lifecycle, workers, listener, signal handlers and log
+/// writer.
 #[derive(Debug)]
-pub struct Server {
-    /// The shared application.
-    pub app: Arc<App>,
+pub struct Server<S> {
+    /// The service every connection serves.
+    pub service: Arc<S>,
+    /// The connections' slots, readiness, the drain and the TLS configuration.
+    pub lifecycle: Arc<Lifecycle>,
+    /// The settings.
+    pub config: Config,
     listener: Option<TcpListener>,
     signals: signal_hook::iterator::Signals,
     workers: Vec<JoinHandle<()>>,
@@ -54,16 +63,21 @@ pub fn fd_reserve(fd_limit: u64, io_threads: usize) -> u64 {
     (32 + 4 * io_threads as u64).min(fd_limit / 2)
 }
 
-impl Server {
+impl<S: Hosted> Server<S> {
     /// Starts everything but the accept loop: configuration, logging, the descriptor limit
-    /// (and `MAX_CONNECTIONS` clamped below it), the process-figures sampler, the app, the
-    /// workers, the signal handlers, then the listener. Stdout's `listening on` line comes
+    /// (and `MAX_CONNECTIONS` clamped below it), the process-figures sampler, the service
+    /// (`build` from a [`Setup`]), the workers (when the service has jobs), the signal
+    /// handlers, then the listener. Stdout's `listening on` line comes
     /// from [`serve::run`](crate::serve::run) once the I/O threads run and `MAX_CONNECTIONS`
     /// is clamped to the descriptors they left — so a signal sent as soon as that line
     /// appears starts a drain, never a default death, and a client that waited for it meets
     /// the final limit.
-    pub fn start(bin: &'static str, runtime: &'static str) -> std::io::Result<Server> {
-        let mut config = cli::load(bin);
+    pub fn start(
+        bin: &'static str,
+        runtime: &'static str,
+        mut config: Config,
+        build: impl FnOnce(Setup) -> Arc<S>,
+    ) -> std::io::Result<Server<S>> {
         // Checked before anything is bound: a wrong file is a configuration error (exit 2).
         let tls = config.tls.as_ref().map(|files| {
             tls::load(files).unwrap_or_else(|e| {
@@ -128,16 +142,20 @@ impl Server {
         let local = listener.local_addr()?;
         let figures = Arc::new(ProcessFigures::default());
         process::spawn_sampler(figures.clone());
-        let app = App::builder(config.clone())
-            .runtime(runtime)
-            .secret(clock::random_secret())
-            .process_figures(figures)
-            .latency_clock(clock::mono)
-            .build(clock::now());
-        app.set_tls(tls);
+        let lifecycle = Lifecycle::for_config(&config);
+        lifecycle.set_tls(tls);
+        let service = build(Setup {
+            config: config.clone(),
+            lifecycle: lifecycle.clone(),
+            runtime,
+            now: clock::now(),
+            secret: clock::random_bytes(),
+            process: figures,
+            clock: clock::mono,
+        });
         #[cfg(feature = "fleet")]
         if let (Some(f), Some(client)) = (&config.fleet, redis) {
-            fleet::spawn(app.clone(), f.clone(), client);
+            fleet::spawn(service.clone(), f.clone(), client);
         }
         tracing::info!(
             runtime,
@@ -149,22 +167,35 @@ impl Server {
             "weir started"
         );
         let (stop_workers, stop_rx) = crossbeam_channel::bounded::<()>(0);
-        let workers = (0..config.worker_count)
+        let workers = if service.jobs().is_some() {
+            config.worker_count
+        } else {
+            0
+        };
+        lifecycle.expect_workers(workers);
+        let workers: Vec<_> = (0..workers)
             .map(|i| {
-                let app = app.clone();
+                let (service, lifecycle) = (service.clone(), lifecycle.clone());
                 let stop = stop_rx.clone();
                 std::thread::Builder::new()
                     .name(format!("weir-worker-{i}"))
-                    .spawn(move || run_worker(&app, &stop))
+                    .spawn(move || {
+                        if let Some(queue) = service.jobs() {
+                            run_worker(queue, &lifecycle, &stop)
+                        }
+                    })
                     .expect("invariant: the OS can start the configured worker threads")
             })
             .collect();
-        // Serve only once the worker pool is up, so /health is truthful from the first request.
-        while app.workers_alive() < config.worker_count {
+        // Serve only once the worker pool is up, so /readyz is truthful from the first
+        // request; a service without jobs has no pool to wait for.
+        while lifecycle.workers().0 < workers.len() {
             std::thread::sleep(Duration::from_millis(1));
         }
         Ok(Server {
-            app,
+            service,
+            lifecycle,
+            config,
             listener: Some(listener),
             signals,
             workers,
@@ -187,12 +218,12 @@ impl Server {
     /// its accept loops to accept what the kernel has queued and stop, and its connections to
     /// call `Session::handle_drain`.
     pub fn begin_drain(&mut self) {
-        let timeout = self.app.config().shutdown_timeout;
+        let timeout = self.config.shutdown_timeout;
         // Checked: a configured span can never overflow a clock (the spans are bounded too).
         let now = std::time::Instant::now();
         self.drain_deadline = Some(now.checked_add(timeout).unwrap_or(now));
-        tracing::info!(connections = self.app.connections(), timeout = %format_duration(timeout), "draining");
-        self.app.begin_drain(clock::now());
+        tracing::info!(connections = self.lifecycle.connections(), timeout = %format_duration(timeout), "draining");
+        self.lifecycle.begin_drain();
         drop(self.listener.take());
     }
 
@@ -235,11 +266,11 @@ impl Server {
     /// balancer stops sending before the listener closes. A second SIGINT/SIGTERM ends the
     /// delay and exits at once; SIGHUP still reloads.
     fn shutdown_delay(&mut self) {
-        let delay = self.app.config().shutdown_delay;
+        let delay = self.config.shutdown_delay;
         if delay.is_zero() {
             return;
         }
-        self.app.begin_unready();
+        self.lifecycle.begin_unready();
         tracing::info!(delay = %format_duration(delay), "shutting down: not ready, still serving until the drain");
         let now = std::time::Instant::now();
         let until = now.checked_add(delay).unwrap_or(now);
@@ -251,13 +282,13 @@ impl Server {
     /// `SIGHUP`: reads the TLS files again; new handshakes use the new pair, open connections
     /// keep theirs, and a bad new pair is logged and the old one kept.
     fn reload_tls(&self) {
-        let Some(files) = self.app.config().tls.as_ref() else {
+        let Some(files) = self.config.tls.as_ref() else {
             tracing::info!("SIGHUP: TLS is not configured; nothing to reload");
             return;
         };
         match tls::load(files) {
             Ok(config) => {
-                self.app.set_tls(Some(config));
+                self.lifecycle.set_tls(Some(config));
                 tracing::info!(cert = %files.cert, key = %files.key, "SIGHUP: TLS certificate and key reloaded");
             }
             Err(e) => {
@@ -269,7 +300,7 @@ impl Server {
     /// True once every accept loop has finished (having accepted what the kernel queued) and
     /// every connection has closed, or the drain deadline has passed.
     pub fn drained(&self) -> bool {
-        self.app.acceptors() == 0 && self.app.connections() == 0
+        self.lifecycle.acceptors() == 0 && self.lifecycle.connections() == 0
             || self
                 .drain_deadline
                 .is_some_and(|d| std::time::Instant::now() >= d)
@@ -278,11 +309,13 @@ impl Server {
     /// Stops the workers (after the queued jobs ran, within the drain deadline), logs the
     /// final statistics and returns the process exit status (0).
     pub fn finish(mut self) -> i32 {
-        self.app.queue().close();
+        if let Some(queue) = self.service.jobs() {
+            queue.close();
+        }
         // Dropping the sender wakes every worker; each leaves once the queue is empty.
         drop(self.stop_workers.take());
         let deadline = self.drain_deadline.unwrap_or_else(std::time::Instant::now);
-        for w in self.workers {
+        for w in std::mem::take(&mut self.workers) {
             while !w.is_finished() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -290,41 +323,48 @@ impl Server {
                 let _ = w.join();
             }
         }
-        let t = self.app.metrics().totals();
-        let q = self.app.queue().stats();
-        let lat = self.app.metrics().latency().snapshot();
+        self.service.final_statistics();
         tracing::info!(
-            total_requests = t.total,
-            success_count = t.success,
-            error_count = t.errors,
-            rejected_count = t.rejected,
-            connections_total = t.connections_total,
-            open_connections = self.app.connections(),
-            jobs_completed = q.completed.load(Ordering::Relaxed),
-            jobs_rejected = q.rejected.load(Ordering::Relaxed),
-            jobs_cancelled = q.cancelled.load(Ordering::Relaxed),
-            jobs_timed_out = q.timed_out.load(Ordering::Relaxed),
-            p50_latency_us = lat.quantile(0.5),
-            p99_latency_us = lat.quantile(0.99),
+            open_connections = self.lifecycle.connections(),
             log_lines_dropped = logging::dropped(),
-            "final statistics; shutdown complete"
+            "shutdown complete"
         );
         0
+    }
+
+    /// The address the listener is bound to (a service of your own starts its clients here).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 }
 
 /// The worker loop: take a job, skip it if cancelled or expired, run it, deliver the result.
 /// A panic in the work is caught and answered as `PROCESSING_ERROR`. Blocks while idle (no
 /// polling); returns once `stop` fires and the queue is empty.
-pub fn run_worker(app: &App, stop: &crossbeam_channel::Receiver<()>) {
-    app.worker_started();
-    while let Some(job) = app.queue().take_until(stop) {
+pub fn run_worker(queue: &JobQueue, lifecycle: &Lifecycle, stop: &crossbeam_channel::Receiver<()>) {
+    lifecycle.worker_started();
+    while let Some(job) = take_until(queue, stop) {
         if let Some((n, cost)) = job.start(clock::now().mono) {
             let result = std::panic::catch_unwind(|| intensive_work(n, cost)).ok();
             job.complete(clock::now().mono, result);
         }
     }
-    app.worker_stopped();
+    lifecycle.worker_stopped();
+}
+
+/// Waits for a job until `stop` fires (its sender dropped or sent to); queued jobs are
+/// still handed out first. `None`: stop, and the queue is empty.
+fn take_until<'q>(
+    queue: &'q JobQueue,
+    stop: &crossbeam_channel::Receiver<()>,
+) -> Option<weir_core::jobs::Job<'q>> {
+    if let Some(job) = queue.take() {
+        return Some(job);
+    }
+    crossbeam_channel::select! {
+        recv(queue.incoming()) -> queued => queued.ok().map(|q| queue.job(q)),
+        recv(stop) -> _ => queue.take(),
+    }
 }
 
 /// Writes what `s` has queued through `write` until the socket would block (or times out);

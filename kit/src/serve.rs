@@ -11,41 +11,52 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use event_listener::{Event, EventListener};
 use weir_core::http::Effect;
+use weir_core::server::{Hosted, Lifecycle, Setup, WithProbes};
 use weir_core::tls::Connection;
-use weir_core::{App, CloseReason, Instant, Service};
+use weir_core::{CloseReason, Instant, Service};
 
 use crate::{Server, clock};
 
-/// The process's drain signal, waitable from any executor (a future), or by `poll` on a
-/// descriptor (a blocking thread).
+/// The notice of the lifecycle's drain ([`Lifecycle::begin_drain`], the one source of it),
+/// waitable from any executor (a future), or by `poll` on a descriptor (a blocking thread).
 #[derive(Debug)]
 pub struct Drain {
-    set: AtomicBool,
+    lifecycle: Arc<Lifecycle>,
     event: Event,
     /// Readable (at end of stream) once the drain began: the other end is shut down.
     pollable: (UnixStream, UnixStream),
 }
 
 impl Default for Drain {
+    /// The notice of a lifecycle of its own (tests).
     fn default() -> Self {
-        Drain {
-            set: AtomicBool::new(false),
-            event: Event::new(),
-            pollable: UnixStream::pair().expect("invariant: a socket pair can be made"),
-        }
+        Drain::new(Lifecycle::new(usize::MAX, 0))
     }
 }
 
 impl Drain {
-    /// Signals the drain to every listener, once.
+    /// The notice of `lifecycle`'s drain.
+    pub fn new(lifecycle: Arc<Lifecycle>) -> Self {
+        Drain {
+            lifecycle,
+            event: Event::new(),
+            pollable: UnixStream::pair().expect("invariant: a socket pair can be made"),
+        }
+    }
+
+    /// The lifecycle whose drain this is (connections claim their slots in it).
+    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.lifecycle
+    }
+
+    /// Begins the lifecycle's drain and tells every listener, once.
     pub fn begin(&self) {
-        self.set.store(true, Ordering::Release);
+        self.lifecycle.begin_drain();
         self.event.notify(usize::MAX);
         let _ = self.pollable.1.shutdown(std::net::Shutdown::Both);
     }
@@ -57,7 +68,7 @@ impl Drain {
 
     /// Whether the drain has begun.
     pub fn is_set(&self) -> bool {
-        self.set.load(Ordering::Acquire)
+        self.lifecycle.is_draining()
     }
 
     /// A future that completes at the drain, or `None` when it has already begun (listening
@@ -79,21 +90,10 @@ impl Drain {
     }
 }
 
-/// A service an async runtime can serve: shared across threads, with waits that are futures.
-pub trait Served:
-    Service<Exchange: Send, Wait: Future<Output = ()> + Unpin + Send> + Send + Sync + 'static
-{
-}
-
-impl<S> Served for S where
-    S: Service<Exchange: Send, Wait: Future<Output = ()> + Unpin + Send> + Send + Sync + 'static
-{
-}
-
 /// Held by an accept loop until it has accepted what the kernel queued before the drain;
 /// dropping it tells the shutdown sequence so.
 #[derive(Debug)]
-pub struct Acceptor(Arc<App>);
+pub struct Acceptor(Arc<Lifecycle>);
 
 impl Drop for Acceptor {
     fn drop(&mut self) {
@@ -101,20 +101,46 @@ impl Drop for Acceptor {
     }
 }
 
-/// [`Server::start`], or exit 1 with the error on stderr.
-pub fn start(bin: &'static str, runtime: &'static str) -> Server {
-    Server::start(bin, runtime).unwrap_or_else(|e| {
+/// [`Server::start`] with the settings of the command line and the environment
+/// ([`cli::load`](crate::cli::load)), or exit 1 with the error on stderr: weir's own
+/// application (its `from_setup`) or any other [`Hosted`] service ([`with_probes`]).
+pub fn start<S: Hosted>(
+    bin: &'static str,
+    runtime: &'static str,
+    build: impl FnOnce(Setup) -> Arc<S>,
+) -> Server<S> {
+    start_with(bin, runtime, crate::cli::load(bin), build)
+}
+
+/// [`start`] with settings of the caller's making (e.g. [`cli::load_with`](crate::cli::load_with)).
+pub fn start_with<S: Hosted>(
+    bin: &'static str,
+    runtime: &'static str,
+    config: weir_core::Config,
+    build: impl FnOnce(Setup) -> Arc<S>,
+) -> Server<S> {
+    Server::start(bin, runtime, config, build).unwrap_or_else(|e| {
         eprintln!("{bin}: {e}");
         std::process::exit(1)
     })
 }
 
+/// The builder of a service of your own for [`start`]: `build` makes it from the [`Setup`]
+/// and the kit puts `/livez` and `/readyz` in front of it ([`WithProbes`]).
+pub fn with_probes<S: Hosted>(
+    build: impl FnOnce(&Setup) -> S,
+) -> impl FnOnce(Setup) -> Arc<WithProbes<S>> {
+    |setup| Arc::new(WithProbes::new(build(&setup), setup.lifecycle.clone()))
+}
+
 /// Runs `serve` on `threads` I/O threads, each with its own copy of the (non-blocking)
 /// listener, the drain and an [`Acceptor`]; runs the shutdown sequence on this thread and
-/// exits the process with its status.
-pub fn run<F>(mut server: Server, threads: usize, serve: F) -> !
+/// returns the process's exit status once the drain is over (the I/O threads still run:
+/// exit with it).
+pub fn run<S, F>(mut server: Server<S>, threads: usize, serve: F) -> i32
 where
-    F: Fn(Arc<App>, TcpListener, Arc<Drain>, Acceptor) + Send + Clone + 'static,
+    S: Hosted,
+    F: Fn(Arc<S>, TcpListener, Arc<Drain>, Acceptor) + Send + Clone + 'static,
 {
     let listener = server.take_listener();
     let local = listener
@@ -123,25 +149,25 @@ where
     listener
         .set_nonblocking(true)
         .expect("invariant: a bound listener can be non-blocking");
-    let drain = Arc::new(Drain::default());
-    server.app.acceptors_started(threads);
+    let lifecycle = server.lifecycle.clone();
+    let drain = Arc::new(Drain::new(lifecycle.clone()));
+    lifecycle.acceptors_started(threads);
     for i in 0..threads {
-        let (app, drain, serve) = (server.app.clone(), drain.clone(), serve.clone());
+        let (service, drain, serve) = (server.service.clone(), drain.clone(), serve.clone());
         let listener = listener
             .try_clone()
             .expect("invariant: a listener fd can be duplicated");
-        let acceptor = Acceptor(app.clone());
+        let acceptor = Acceptor(lifecycle.clone());
         std::thread::Builder::new()
             .name(format!("weir-io-{i}"))
-            .spawn(move || serve(app, listener, drain, acceptor))
+            .spawn(move || serve(service, listener, drain, acceptor))
             .expect("invariant: the OS can start the I/O threads");
     }
     drop(listener);
-    clamp_to_descriptors(&server.app, threads);
+    clamp_to_descriptors(&lifecycle, threads);
     // The first line of stdout: scripts and tests read the bound address (port 0 works).
     println!("listening on {local}");
-    let code = server.run_until_signalled(|| drain.begin());
-    std::process::exit(code)
+    server.run_until_signalled(|| drain.begin())
 }
 
 /// Descriptors kept free, beyond those the runtime holds once started, for what comes and
@@ -154,7 +180,7 @@ const FD_SPARE: u64 = 8;
 /// and keeps `FD_SPARE` plus one per I/O thread free — so past the limit a client is answered
 /// 503 instead of waiting behind `EMFILE` (the start's estimate assumed 4 descriptors per
 /// thread; weir-tokio uses about 7).
-fn clamp_to_descriptors(app: &App, threads: usize) {
+fn clamp_to_descriptors(lifecycle: &Lifecycle, threads: usize) {
     let start = std::time::Instant::now();
     let (mut last, mut stable_since) = (crate::process::open_fds(), start);
     while start.elapsed() < Duration::from_secs(2) {
@@ -167,12 +193,12 @@ fn clamp_to_descriptors(app: &App, threads: usize) {
         }
     }
     // Connections accepted meanwhile are not the runtime's own.
-    let in_use = last.saturating_sub(app.connections() as u64);
+    let in_use = last.saturating_sub(lifecycle.connections() as u64);
     let limit = crate::process::fd_limit();
     let left = limit.saturating_sub(in_use + FD_SPARE + threads as u64);
-    let before = app.max_connections();
-    app.clamp_max_connections(usize::try_from(left).unwrap_or(usize::MAX));
-    let after = app.max_connections();
+    let before = lifecycle.max_connections();
+    lifecycle.clamp_max_connections(usize::try_from(left).unwrap_or(usize::MAX));
+    let after = lifecycle.max_connections();
     if after < before {
         tracing::warn!(
             fd_limit = limit,
@@ -435,7 +461,7 @@ pub async fn awaited<F: Future>(f: F) -> (F::Output, bool) {
 #[cfg(test)]
 mod tests {
     use std::cell::{Cell, RefCell};
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
 
     use super::*;

@@ -48,19 +48,42 @@ impl<S> Clone for Serving<S> {
 }
 
 impl<S: Service<Wait: Future<Output = ()> + Unpin>> Serving<S> {
-    /// A new connection from `peer`: its session, its waits and the time it opened. A drain
-    /// that already began has been told to the session.
+    /// A new connection from `peer`: its session, its waits and the time it opened (the
+    /// connection has heard a drain that already began).
     pub fn open<T: RuntimeTimer>(
         &self,
         peer: SocketAddr,
     ) -> (Connection<S>, Waits<'_, S::Wait, T>, Now) {
         let now = clock::now();
-        let mut s = Connection::new(self.service.clone(), peer, now);
-        let waits = Waits::new(&self.drain, self.local);
-        if waits.draining() {
-            s.handle_drain(now);
+        let s = Connection::new(self.service.clone(), self.drain.lifecycle(), peer, now);
+        (s, Waits::new(&self.drain, self.local), now)
+    }
+}
+
+/// Waits for `f` on this thread for at most `timeout` (a blocking runtime's wait on a
+/// [`Service::Wait`]): polls it with a waker that unparks the thread, and parks in between.
+/// `None`: not ready in time.
+pub fn block_on_timeout<F: Future + Unpin>(
+    f: &mut F,
+    timeout: std::time::Duration,
+) -> Option<F::Output> {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
         }
-        (s, waits, now)
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let start = std::time::Instant::now();
+    loop {
+        if let Poll::Ready(v) = Pin::new(&mut *f).poll(&mut cx) {
+            return Some(v);
+        }
+        let left = timeout
+            .checked_sub(start.elapsed())
+            .filter(|d| !d.is_zero())?;
+        std::thread::park_timeout(left);
     }
 }
 
@@ -190,10 +213,35 @@ mod tests {
     use std::sync::Arc;
     use std::task::Waker;
 
+    use weir_core::http::{Head, HttpConfig, Reply, Response};
     use weir_core::jobs::JobWatch;
-    use weir_core::{App, Config, Instant};
+    use weir_core::server::Lifecycle;
+    use weir_core::{Instant, Service};
 
     use super::*;
+
+    /// Answers every request with an empty 200.
+    struct Empty(HttpConfig);
+
+    impl Service for Empty {
+        type Exchange = ();
+        type Wait = JobWatch;
+
+        fn http_config(&self) -> &HttpConfig {
+            &self.0
+        }
+
+        fn call(
+            &self,
+            _: Now,
+            _: &Head<'_>,
+            _: &[u8],
+            _: &mut (),
+            _: &mut Response,
+        ) -> Reply<JobWatch> {
+            Reply::Now
+        }
+    }
 
     /// A runtime timer that has fired once the time it was set to has passed.
     struct Passed(Option<std::time::Instant>);
@@ -229,9 +277,14 @@ mod tests {
 
     #[test]
     fn the_socket_comes_first_then_the_timer_then_the_drain_each_delivered_once() {
-        let config = Config::from_sources([("WORKER_COUNT", "1")], 1).expect("valid config");
         let start = weir_core::Now::new(Instant::from_nanos(1_000_000_000), 1_795_305_600_000);
-        let app = Arc::new(App::builder(config).runtime("test").build(start));
+        let service = Arc::new(Empty(HttpConfig::default()));
+        // The connections' own lifecycle never drains: they hear the drain only as delivered.
+        let lifecycle = Lifecycle::new(10, 0);
+        let connection = |port| {
+            let peer = SocketAddr::from(([192, 0, 2, 7], port));
+            Connection::new(service.clone(), &lifecycle, peer, start)
+        };
         let drain = Drain::default();
         let mut waits = Waits::<JobWatch, Passed>::new(&drain, false);
         assert!(!waits.draining());
@@ -247,7 +300,7 @@ mod tests {
 
         // Delivered, the timer is disarmed and the session heard it (an idle connection
         // past its deadline closes).
-        let mut s = app.connection("192.0.2.7:40000".parse().unwrap(), start);
+        let mut s = connection(40000);
         let later = weir_core::Now::new(Instant::from_nanos(u64::MAX / 2), 1_795_305_600_000);
         let mut cx = Context::from_waker(Waker::noop());
         let Poll::Ready(Wake::Waited(timer)) = waits.poll(&mut cx, PENDING, None::<Probe>) else {
@@ -262,7 +315,7 @@ mod tests {
         assert_eq!(poll(&mut waits, PENDING, None), "Drain");
 
         // The drain, delivered, is not seen again; the session heard it.
-        let mut s = app.connection("192.0.2.7:40001".parse().unwrap(), start);
+        let mut s = connection(40001);
         let Poll::Ready(Wake::Waited(drained)) = waits.poll(&mut cx, None::<Probe>, None::<Probe>)
         else {
             panic!("the drain began");
@@ -274,7 +327,7 @@ mod tests {
         waits.deliver(drained, &mut s, start);
         assert_eq!(poll(&mut waits, PENDING, None), "pending");
         // The session heard the drain: its next response closes the connection.
-        let req = b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n";
+        let req = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
         s.recv_buf()[..req.len()].copy_from_slice(req);
         s.handle_read(start, req.len());
         let out = s.poll_transmit().expect("a response");
@@ -286,5 +339,35 @@ mod tests {
             Waits::<JobWatch, Passed>::new(&drain, false).draining(),
             "a connection opened after the drain began hears of it at once"
         );
+    }
+
+    #[test]
+    fn a_blocking_wait_ends_when_the_future_is_woken_or_at_its_timeout() {
+        use std::time::Duration;
+        let mut never = std::future::pending::<()>();
+        let start = std::time::Instant::now();
+        assert!(block_on_timeout(&mut never, Duration::from_millis(50)).is_none());
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        // A future completed from another thread wakes the parked one.
+        let queue = weir_core::jobs::JobQueue::new(1, 1);
+        let wait = queue
+            .submit(Instant::ZERO, 3, Instant::from_nanos(u64::MAX))
+            .unwrap();
+        let mut watch = wait.watcher();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                let job = queue.take().expect("queued");
+                job.start(Instant::ZERO);
+                job.complete(Instant::ZERO, Some(9));
+            });
+            let start = std::time::Instant::now();
+            assert!(block_on_timeout(&mut watch, Duration::from_secs(30)).is_some());
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "woken, not timed out"
+            );
+        });
+        assert!(wait.try_done().is_some());
     }
 }

@@ -1,8 +1,9 @@
-//! weir-tokio's I/O model as a library: accept connections and serve any
-//! [`Service`](weir_core::Service) over tokio (see [`Served`]), one task per connection. The `weir-tokio`
-//! binary serves weir's own application with it; `examples/own_service.rs` serves another.
-//! This file only moves bytes between sockets and sessions and waits; every decision is in
-//! the core, everything else in the runtime kit.
+//! weir-tokio's I/O model as a library: [`run`] serves any [`Hosted`] service over tokio,
+//! one task per connection — one current-thread runtime per I/O thread sharing the listener
+//! (default, `RUNTIME_LAYOUT=per-core`), or one multi-thread runtime
+//! (`RUNTIME_LAYOUT=shared`). The `weir-tokio` binary serves weir's own application with it;
+//! `examples/own_service.rs` serves another. This file only moves bytes between sockets and
+//! sessions and waits; every decision is in the core, everything else in the runtime kit.
 
 // `unsafe` only where allowed by name (docs/architecture.md, "Where `unsafe` is").
 #![deny(unsafe_code)]
@@ -18,16 +19,46 @@ use std::time::Duration;
 use tokio::io::Ready;
 use tokio::io::unix::AsyncFd;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::runtime::{Builder, Handle, Runtime, RuntimeFlavor};
+use weir_core::config::Layout;
+use weir_core::server::Hosted;
 use weir_kit::deadlines::{self, ConnTimer, RuntimeTimer};
-use weir_kit::serve::{Drain, Served, accept_queued, accept_until_drained};
+use weir_kit::serve::{Drain, accept_queued, accept_until_drained};
 use weir_kit::waits::{Serving, Wake};
-use weir_kit::{self as rt, clock, net};
+use weir_kit::{self as rt, Server, clock, net};
+
+/// Serves `server`'s service on its I/O threads until a signal drains it; returns the exit
+/// status (`std::process::exit` with it: the I/O threads still run).
+pub fn run<S: Hosted>(server: Server<S>) -> i32 {
+    let config = &server.config;
+    let (accept_loops, shared) = match config.layout {
+        Layout::PerCore => (config.io_threads, None),
+        Layout::Shared => {
+            let mut builder = Builder::new_multi_thread();
+            let builder = builder.worker_threads(config.io_threads).enable_all();
+            (1, Some(runtime(builder)))
+        }
+    };
+    weir_kit::serve::run(server, accept_loops, move |s, l, d, a| match &shared {
+        Some(shared) => shared.block_on(serve(s, l, d, a)),
+        // I/O only: `serve` keeps a current-thread runtime's deadlines on the thread's
+        // timerfd, so tokio's time driver would only cost a walk of its wheel per park.
+        None => runtime(Builder::new_current_thread().enable_io()).block_on(serve(s, l, d, a)),
+    })
+}
+
+fn runtime(builder: &mut Builder) -> Arc<Runtime> {
+    Arc::new(
+        builder
+            .build()
+            .expect("invariant: the tokio runtime starts"),
+    )
+}
 
 /// Accepts on `l` (non-blocking) until the drain, then what the kernel queued, then drops
 /// `done` (an accept-loop token) and keeps this runtime alive for its connections (the process exits from
 /// its own shutdown sequence).
-pub async fn serve<S: Served>(service: Arc<S>, l: StdListener, drain: Arc<Drain>, done: impl Send) {
+pub async fn serve<S: Hosted>(service: Arc<S>, l: StdListener, drain: Arc<Drain>, done: impl Send) {
     let listener = TcpListener::from_std(l).expect("invariant: the listener registers");
     // On a current-thread runtime tasks stay on this thread: connection deadlines go on its
     // timerfd (`weir_kit::deadlines`), and tokio's time driver has no timer to walk per park.
@@ -87,7 +118,7 @@ impl RuntimeTimer for TokioTimer {
 type Timer = ConnTimer<TokioTimer>;
 
 #[allow(unsafe_code)] // `AsyncFd::register`: the other place of this crate (see SAFETY)
-async fn connection<S: Served>(serving: Serving<S>, tcp: TcpStream, peer: SocketAddr) {
+async fn connection<S: Hosted>(serving: Serving<S>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     // AsyncFd rather than TcpStream: a short read clears the readiness at once, which saves
     // the read that would only return EAGAIN — one syscall per request.

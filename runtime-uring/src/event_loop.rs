@@ -33,8 +33,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Waker};
 
-use weir_core::jobs::JobWatch;
-use weir_core::{App, CloseReason, Connection, Instant, Now};
+use weir_core::server::Hosted;
+use weir_core::tls::Connection;
+use weir_core::{CloseReason, Instant, Now, Service};
 use weir_kit::serve::{self as kit, Acceptor, Alarm, Drain};
 use weir_kit::{clock, net};
 
@@ -86,12 +87,12 @@ struct Linger {
 }
 
 #[derive(Debug)]
-struct Conn {
+struct Conn<S: Service> {
     stream: TcpStream,
     generation: u32,
     /// `None` once closed: the slot waits for its operations in flight to complete.
-    session: Option<Connection>,
-    job: Option<JobWatch>,
+    session: Option<Connection<S>>,
+    job: Option<S::Wait>,
     waker: Waker,
     alarm: Alarm,
     /// The multishot receive is armed (until a completion without "more").
@@ -109,7 +110,7 @@ struct Conn {
     linger: Option<Linger>,
 }
 
-impl Conn {
+impl<S: Service> Conn<S> {
     fn fd(&self) -> RawFd {
         self.stream.as_raw_fd()
     }
@@ -117,10 +118,10 @@ impl Conn {
 
 /// One I/O thread's state.
 #[derive(Debug)]
-pub struct EventLoop {
-    app: Arc<App>,
+pub struct EventLoop<S: Service> {
+    service: Arc<S>,
     ring: Ring,
-    conns: Vec<Option<Conn>>,
+    conns: Vec<Option<Conn<S>>>,
     free: Vec<usize>,
     generations: u32,
     timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
@@ -137,17 +138,19 @@ pub struct EventLoop {
     draining: bool,
 }
 
-impl EventLoop {
-    /// This thread's ring and wake-up channel; fails when the kernel refuses a ring.
+impl<S: Hosted> EventLoop<S> {
+    /// This thread's ring (with `buffers` receive buffers) and wake-up channel; fails when
+    /// the kernel refuses a ring.
     pub fn new(
-        app: Arc<App>,
+        service: Arc<S>,
+        buffers: u16,
         listener: TcpListener,
         drain: Arc<Drain>,
         acceptor: Acceptor,
-    ) -> std::io::Result<EventLoop> {
+    ) -> std::io::Result<EventLoop<S>> {
         Ok(EventLoop {
-            ring: Ring::new(app.config().uring_buffers)?,
-            app,
+            ring: Ring::new(buffers)?,
+            service,
             conns: Vec::new(),
             free: Vec::new(),
             generations: 0,
@@ -273,10 +276,8 @@ impl EventLoop {
         });
         self.generations = self.generations.wrapping_add(1) & 0xFF_FFFF;
         let generation = self.generations;
-        let mut session = self.app.connection(peer, now);
-        if self.draining {
-            session.handle_drain(now);
-        }
+        // A connection opened during the drain has heard it.
+        let session = Connection::new(self.service.clone(), self.drain.lifecycle(), peer, now);
         self.conns[slot] = Some(Conn {
             stream,
             generation,
@@ -464,7 +465,7 @@ impl EventLoop {
 
     // ---- driving a session -----------------------------------------------------------
 
-    fn session(&mut self, slot: usize) -> Option<&mut Connection> {
+    fn session(&mut self, slot: usize) -> Option<&mut Connection<S>> {
         self.conns[slot]
             .as_mut()
             .filter(|c| c.linger.is_none())

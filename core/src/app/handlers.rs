@@ -427,10 +427,8 @@ impl App {
     }
 
     fn health(&self, now: Now, res: &mut Response) {
-        let workers = self
-            .workers_alive
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let pool_ok = workers >= self.config.worker_count;
+        let (workers, wanted) = self.lifecycle.workers();
+        let pool_ok = workers >= wanted;
         let mut healthy = pool_ok;
         res.header_line(b"Content-Type: application/json\r\n");
         res.header("Cache-Control", b"no-store");
@@ -512,7 +510,7 @@ impl App {
     }
 
     fn metrics_json(&self, now: Now, p: &super::ProcessStats) -> String {
-        let t = self.metrics.totals();
+        let t = self.totals();
         let lat = self.metrics.latency().snapshot();
         let q = self.queue.stats();
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
@@ -569,7 +567,7 @@ impl App {
     }
 
     fn metrics_text(&self, now: Now, p: &super::ProcessStats, om: bool) -> String {
-        let t = self.metrics.totals();
+        let t = self.totals();
         let q = self.queue.stats();
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         let mut s = String::with_capacity(8192);

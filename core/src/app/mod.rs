@@ -15,18 +15,18 @@ pub mod router;
 mod service;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::Config;
 use crate::fleet::FleetShare;
 use crate::http::response::{put_block, put_decimal};
-use crate::http::session::drain_grace;
 use crate::http::{Head, HttpConfig, Limits, Method, Response, Session, Status};
 use crate::jobs::{JobQueue, JobWait};
 use crate::limit::{Gcra, KeyedGcra, Quota, Verdict, client_key};
-use crate::metrics::{Metrics, RequestRecord};
+use crate::metrics::{Metrics, RequestRecord, Totals};
+use crate::server::{Lifecycle, Setup};
 use crate::time::{Instant, Now};
 pub use error::{ErrorCode, write_error};
 pub use request_id::RequestId;
@@ -205,6 +205,7 @@ pub struct AppBuilder {
     checks: Vec<(String, HealthCheck)>,
     process: Arc<ProcessFigures>,
     latency_clock: Option<fn() -> Instant>,
+    lifecycle: Option<Arc<Lifecycle>>,
 }
 
 impl std::fmt::Debug for AppBuilder {
@@ -245,6 +246,13 @@ impl AppBuilder {
     /// latency is measured with `now`.
     pub fn latency_clock(mut self, clock: fn() -> Instant) -> Self {
         self.latency_clock = Some(clock);
+        self
+    }
+
+    /// The server's lifecycle, which `/readyz`, `/health` and `/metrics` report (default: a
+    /// lifecycle of its own, for an app driven without a runtime kit).
+    pub fn lifecycle(mut self, lifecycle: Arc<Lifecycle>) -> Self {
+        self.lifecycle = Some(lifecycle);
         self
     }
 
@@ -298,18 +306,7 @@ impl AppBuilder {
             ));
         }
         Arc::new(App {
-            http: HttpConfig {
-                limits: Limits {
-                    max_header_bytes: c.max_header_bytes,
-                    max_headers: c.max_headers,
-                    max_uri_bytes: c.max_uri_bytes,
-                    max_body_bytes: c.max_body_bytes,
-                },
-                header_timeout: c.header_timeout,
-                idle_timeout: c.idle_timeout,
-                write_timeout: c.write_timeout,
-                drain_grace: drain_grace(c.shutdown_timeout),
-            },
+            http: c.http(),
             queue: JobQueue::new(c.queue_size, c.job_cost),
             metrics: Metrics::new(labels),
             unmatched_route: router.patterns().len() as u8,
@@ -328,8 +325,6 @@ impl AppBuilder {
             global,
             needs_client_ip: c.access_log || per_ip.is_some(),
             per_ip,
-            refusal_logged: AtomicU64::new(0),
-            max_connections: AtomicUsize::new(c.max_connections),
             rate_lines: (!policy.is_empty()).then(|| {
                 let policy = policy.join(", ");
                 RatePolicy::ALL.map(|p| {
@@ -343,12 +338,10 @@ impl AppBuilder {
                     block
                 })
             }),
-            connections: AtomicUsize::new(0),
-            workers_alive: AtomicUsize::new(0),
             rate_limited: [AtomicU64::new(0), AtomicU64::new(0)],
-            unready: AtomicBool::new(false),
-            acceptors: AtomicUsize::new(0),
-            draining: AtomicBool::new(false),
+            lifecycle: self
+                .lifecycle
+                .unwrap_or_else(|| Lifecycle::for_config(&self.config)),
             started: now,
             runtime: self.runtime,
             secret,
@@ -356,7 +349,6 @@ impl AppBuilder {
             process: self.process,
             latency_clock: self.latency_clock,
             rate_window: Mutex::new((now.mono, 0)),
-            tls: std::sync::RwLock::new(None),
             config: self.config,
         })
     }
@@ -377,24 +369,15 @@ pub struct App {
     /// `global`, and dividing `per_ip`).
     fleet: Option<FleetShare>,
     per_ip: Option<KeyedGcra>,
-    /// `MAX_CONNECTIONS` in force: the configured value, clamped by the runtime kit once it
-    /// has measured the descriptors its runtime uses.
-    max_connections: AtomicUsize,
-    /// The monotonic second (+1) of the last logged refusal before a TLS handshake.
-    refusal_logged: AtomicU64,
     /// The access log or the per-IP limit needs each request's client address.
     needs_client_ip: bool,
     /// Per [`RatePolicy`]: the `RateLimit-Policy` line and the start of the `RateLimit` line
     /// up to its remaining count, written as one block per response.
     rate_lines: Option<[Box<RateBlock>; 2]>,
-    connections: AtomicUsize,
-    workers_alive: AtomicUsize,
-    /// The shutdown delay began (`/readyz` 503).
-    unready: AtomicBool,
     /// 429s by [`RatePolicy`] (only refusals touch these).
     rate_limited: [AtomicU64; 2],
-    acceptors: AtomicUsize,
-    draining: AtomicBool,
+    /// The server's lifecycle, read (never changed) to report readiness and connections.
+    lifecycle: Arc<Lifecycle>,
     started: Now,
     runtime: &'static str,
     secret: Secret,
@@ -402,8 +385,6 @@ pub struct App {
     process: Arc<ProcessFigures>,
     /// (time, total requests) of the last rate sample, for `requests_per_sec`.
     rate_window: Mutex<(Instant, u64)>,
-    /// The TLS configuration for new connections (replaced on a reload).
-    tls: std::sync::RwLock<Option<Arc<rustls::ServerConfig>>>,
 }
 
 impl std::fmt::Debug for App {
@@ -499,15 +480,36 @@ impl App {
         Session::new(self.clone(), peer, now)
     }
 
-    /// A connection from `peer`: its session, behind TLS when TLS is configured.
+    /// A connection from `peer`: its slot in the app's lifecycle and its session, behind
+    /// TLS when the lifecycle has a TLS configuration (what a runtime drives).
     pub fn connection(self: &Arc<Self>, peer: SocketAddr, now: Now) -> crate::Connection {
-        crate::tls::Connection::new(self.clone(), peer, now)
+        crate::tls::Connection::new(self.clone(), &self.lifecycle, peer, now)
     }
 
-    /// Serves new connections with `config` (TLS), or plain TCP with `None`; connections
-    /// already open keep what they started with.
-    pub fn set_tls(&self, config: Option<Arc<rustls::ServerConfig>>) {
-        *self.tls.write().unwrap_or_else(|e| e.into_inner()) = config;
+    /// Builds the app the runtime kit hosts, from what the kit provides.
+    pub fn from_setup(setup: Setup) -> Arc<App> {
+        App::builder(setup.config)
+            .runtime(setup.runtime)
+            .secret(Secret::new(setup.secret))
+            .process_figures(setup.process)
+            .latency_clock(setup.clock)
+            .lifecycle(setup.lifecycle)
+            .build(setup.now)
+    }
+
+    /// The metrics' totals with the lifecycle's connection counts.
+    pub fn totals(&self) -> Totals {
+        let mut t = self.metrics.totals();
+        let (accepted, refused) = self.lifecycle.connections_total();
+        t.active_connections = self.lifecycle.connections() as i64;
+        t.connections_total = accepted + refused;
+        t.connections_refused = refused;
+        t
+    }
+
+    /// The server's lifecycle this app reports.
+    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.lifecycle
     }
 
     /// A builder for `config`.
@@ -519,6 +521,7 @@ impl App {
             checks: Vec::new(),
             process: Arc::default(),
             latency_clock: None,
+            lifecycle: None,
         }
     }
 
@@ -547,64 +550,14 @@ impl App {
         self.runtime
     }
 
-    /// A worker thread started (the `worker_pool` health check counts them).
-    pub fn worker_started(&self) {
-        self.workers_alive.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Worker threads running now.
-    pub fn workers_alive(&self) -> usize {
-        self.workers_alive.load(Ordering::Relaxed)
-    }
-
-    /// The runtime runs `n` accept loops; each calls [`App::acceptor_stopped`] once it has
-    /// accepted what the kernel queued before a drain. Set before serving, so a drain never
-    /// looks finished while queued connections still wait to be accepted.
-    pub fn acceptors_started(&self, n: usize) {
-        self.acceptors.fetch_add(n, Ordering::AcqRel);
-    }
-
-    /// An accept loop finished (see [`App::acceptors_started`]).
-    pub fn acceptor_stopped(&self) {
-        self.acceptors.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Accept loops still running.
-    pub fn acceptors(&self) -> usize {
-        self.acceptors.load(Ordering::Acquire)
-    }
-
-    /// A worker thread stopped.
-    pub fn worker_stopped(&self) {
-        self.workers_alive.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// Starts a graceful drain: the runtimes stop accepting once the kernel's queue is empty,
-    /// in-flight requests are answered with `Connection: close`, idle connections close after
-    /// a short grace. Queued jobs still run.
-    pub fn begin_drain(&self, _now: Now) {
-        self.draining.store(true, Ordering::Release);
-    }
-
-    /// The shutdown delay began: `/readyz` answers 503 from now on, everything else is
-    /// served as before (the drain follows `SHUTDOWN_DELAY` later).
-    pub fn begin_unready(&self) {
-        self.unready.store(true, Ordering::Release);
-    }
-
     /// Whether new traffic should go elsewhere: starting (not every worker up), in the
     /// shutdown delay, draining, or a health check failing.
     pub fn is_ready(&self) -> (bool, &'static str) {
-        if self.workers_alive.load(Ordering::Acquire) < self.config.worker_count {
-            (false, "starting")
-        } else if self.is_draining() {
-            (false, "draining")
-        } else if self.unready.load(Ordering::Acquire) {
-            (false, "shutting down")
-        } else if self.checks.iter().any(|(_, check)| !check()) {
-            (false, "a health check fails")
-        } else {
-            (true, "ready")
+        match self.lifecycle.readiness() {
+            (true, _) if self.checks.iter().any(|(_, check)| !check()) => {
+                (false, "a health check fails")
+            }
+            readiness => readiness,
         }
     }
 
@@ -622,38 +575,8 @@ impl App {
     }
 
     /// Whether a drain has begun.
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-
-    /// Open connections.
-    pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::Acquire)
-    }
-
-    /// Claims a connection slot; false past `MAX_CONNECTIONS`. (During a drain the runtimes
-    /// accept only what the kernel had already queued, and those connections are served.)
-    /// `MAX_CONNECTIONS` in force.
-    pub fn max_connections(&self) -> usize {
-        self.max_connections.load(Ordering::Relaxed)
-    }
-
-    /// Lowers `MAX_CONNECTIONS` to `n` (at least 1): the kit's clamp below the descriptors
-    /// left once the runtime has started. Never raises it above the configured value.
-    pub fn clamp_max_connections(&self, n: usize) {
-        self.max_connections
-            .fetch_min(n.clamp(1, self.config.max_connections), Ordering::Relaxed);
-    }
-
-    pub(crate) fn open_connection(&self) -> bool {
-        let prev = self.connections.fetch_add(1, Ordering::AcqRel);
-        if prev >= self.max_connections.load(Ordering::Relaxed) {
-            self.connections.fetch_sub(1, Ordering::AcqRel);
-            self.metrics.connection_opened(false);
-            return false;
-        }
-        self.metrics.connection_opened(true);
-        true
+    fn is_draining(&self) -> bool {
+        self.lifecycle.is_draining()
     }
 
     /// Reads the access log's fine clock at the start of a request (only while it logs).
@@ -662,12 +585,6 @@ impl App {
         if let (true, Some(clock)) = (self.config.access_log, self.latency_clock) {
             ctx.log_started = clock();
         }
-    }
-
-    /// Releases a slot claimed by `open_connection`.
-    pub(crate) fn close_connection(&self) {
-        self.connections.fetch_sub(1, Ordering::AcqRel);
-        self.metrics.connection_closed();
     }
 
     /// Starts a request whose head could not be parsed or was refused by the HTTP layer.
@@ -772,26 +689,6 @@ impl App {
             self.rate_limited[RatePolicy::PerIp as usize].fetch_add(1, Ordering::Relaxed);
         }
         allowed
-    }
-
-    /// Logs a TLS connection closed before its handshake, at most once a second (the
-    /// refusals themselves are counted: `weir_connections_rejected_total` or the per-IP
-    /// 429 counter).
-    pub(crate) fn refused_before_handshake(&self, now: Now, peer: SocketAddr, counted: bool) {
-        let second = now.mono.as_nanos() / 1_000_000_000 + 1;
-        if self.refusal_logged.swap(second, Ordering::Relaxed) == second {
-            return;
-        }
-        let why = if counted {
-            "its client's rate limit (RATE_LIMIT_PER_IP counts handshakes)"
-        } else {
-            "the connection limit (MAX_CONNECTIONS)"
-        };
-        tracing::warn!(
-            peer = %peer,
-            reason = why,
-            "TLS connection closed before the handshake (no answer is sent: a 503 would cost the handshake it spares); further refusals this second are not logged"
-        );
     }
 
     /// The rate limits, per-IP first: a request refused by its client's limit spends nothing
@@ -1201,19 +1098,30 @@ mod tests {
     }
 
     #[test]
-    fn connection_limit_and_drain_refuse() {
+    fn the_connection_limit_and_the_drain_are_the_lifecycles() {
         let a = app(&[("MAX_CONNECTIONS", "2")]);
-        assert!(a.open_connection() && a.open_connection());
-        assert!(!a.open_connection());
-        a.close_connection();
-        assert!(a.open_connection());
-        a.begin_drain(Now::default());
-        a.close_connection();
+        let peer: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        let (one, two) = (
+            a.connection(peer, Now::default()),
+            a.connection(peer, Now::default()),
+        );
+        assert_eq!(a.lifecycle().connections(), 2);
+        let refused = a.connection(peer, Now::default());
         assert!(
-            a.open_connection(),
+            refused
+                .poll_transmit()
+                .is_some_and(|b| b.starts_with(b"HTTP/1.1 503"))
+        );
+        drop(one);
+        a.lifecycle().begin_drain();
+        assert_eq!(a.is_ready().1, "starting", "no worker runs here");
+        let queued = a.connection(peer, Now::default());
+        assert!(
+            queued.poll_transmit().is_none(),
             "a connection queued before the drain is served"
         );
-        assert!(!a.open_connection());
-        assert_eq!(a.metrics().totals().connections_refused, 2);
+        drop((two, queued, refused));
+        assert_eq!(a.totals().connections_refused, 1);
+        assert_eq!(a.totals().active_connections, 0);
     }
 }

@@ -3,11 +3,13 @@
 //! stream) keep their state in the request's [`RequestCtx`].
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::{App, Deferred, ErrorCode, RequestCtx};
+use crate::fleet::FleetShare;
 use crate::http::{Chunk, Head, HttpConfig, Reply, ReplyPoll, Response, Service, Status};
-use crate::jobs::JobWatch;
+use crate::jobs::{JobQueue, JobWatch};
+use crate::server::Hosted;
 use crate::time::Now;
 
 impl Service for App {
@@ -18,36 +20,8 @@ impl Service for App {
         &self.http
     }
 
-    fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
-        self.tls.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn open_connection(&self) -> bool {
-        App::open_connection(self)
-    }
-
-    fn close_connection(&self) {
-        App::close_connection(self)
-    }
-
     fn admit_handshake(&self, now: Now, peer: SocketAddr) -> bool {
         App::admit_handshake(self, now, peer)
-    }
-
-    fn refused_before_handshake(&self, now: Now, peer: SocketAddr, counted: bool) {
-        App::refused_before_handshake(self, now, peer, counted)
-    }
-
-    fn refuse(&self, now: Now, peer: SocketAddr, ctx: &mut RequestCtx, res: &mut Response) {
-        self.begin_unparsed(now, ctx, peer);
-        res.header("Retry-After", b"1");
-        self.error(
-            now,
-            ctx,
-            res,
-            ErrorCode::ServiceOverloaded,
-            "connection limit reached",
-        );
     }
 
     fn admit(
@@ -190,8 +164,35 @@ impl Service for App {
             self.metrics().request_abandoned();
         }
     }
+}
 
-    fn is_draining(&self) -> bool {
-        App::is_draining(self)
+impl Hosted for App {
+    fn jobs(&self) -> Option<&JobQueue> {
+        Some(self.queue())
+    }
+
+    fn fleet(&self) -> Option<&FleetShare> {
+        App::fleet(self)
+    }
+
+    fn final_statistics(&self) {
+        let t = self.totals();
+        let q = self.queue().stats();
+        let lat = self.metrics().latency().snapshot();
+        tracing::info!(
+            total_requests = t.total,
+            success_count = t.success,
+            error_count = t.errors,
+            rejected_count = t.rejected,
+            connections_total = t.connections_total,
+            open_connections = t.active_connections,
+            jobs_completed = q.completed.load(Ordering::Relaxed),
+            jobs_rejected = q.rejected.load(Ordering::Relaxed),
+            jobs_cancelled = q.cancelled.load(Ordering::Relaxed),
+            jobs_timed_out = q.timed_out.load(Ordering::Relaxed),
+            p50_latency_us = lat.quantile(0.5),
+            p99_latency_us = lat.quantile(0.99),
+            "final statistics"
+        );
     }
 }

@@ -88,7 +88,10 @@ pub enum Chunk {
     Last,
 }
 
-/// An application served over HTTP/1.1 by [`Session`](super::Session)s.
+/// An application served over HTTP/1.1 by [`Session`](super::Session)s: the per-request
+/// contract only (the connection's lifecycle — its slot, the drain, TLS — is the connection
+/// layer's, [`crate::server::Lifecycle`]). Every method takes `&self` and the exchange it is
+/// about, so one connection may drive many exchanges at once.
 pub trait Service {
     /// Per-request state, kept by the session between calls.
     type Exchange: Default + std::fmt::Debug;
@@ -100,40 +103,12 @@ pub trait Service {
     /// The limits and timeouts for this service's connections.
     fn http_config(&self) -> &HttpConfig;
 
-    /// The TLS configuration new connections are served with (read at each connection, so a
-    /// reload applies to new handshakes); `None`, the default, serves plain TCP.
-    fn tls(&self) -> Option<std::sync::Arc<rustls::ServerConfig>> {
-        None
-    }
-
-    /// A connection opens; false refuses it (the session then answers with
-    /// [`Service::refuse`] and closes). Default: every connection is welcome.
-    fn open_connection(&self) -> bool {
-        true
-    }
-
-    /// A TLS connection from `peer` that `open_connection` accepted is about to spend a
+    /// A TLS connection from `peer`, within the connection limit, is about to spend a
     /// handshake (the costliest thing a client can make a server do, about 1 ms of CPU with
-    /// RSA); false closes it first. Default: every handshake is welcome.
+    /// RSA); false closes it first, sending nothing. Default: every handshake is welcome.
     fn admit_handshake(&self, now: Now, peer: SocketAddr) -> bool {
         let _ = (now, peer);
         true
-    }
-
-    /// A TLS connection was closed before its handshake: over the connection limit
-    /// (`counted` false) or refused by [`Service::admit_handshake`]. Nothing was sent: log
-    /// and count it here. Default: nothing.
-    fn refused_before_handshake(&self, now: Now, peer: SocketAddr, counted: bool) {
-        let _ = (now, peer, counted);
-    }
-
-    /// A connection that `open_connection` accepted has closed.
-    fn close_connection(&self) {}
-
-    /// Fills `res` with the answer to a refused connection (default: a bare 503).
-    fn refuse(&self, now: Now, peer: SocketAddr, ex: &mut Self::Exchange, res: &mut Response) {
-        let _ = (now, peer, ex);
-        res.set_status(Status::SERVICE_UNAVAILABLE);
     }
 
     /// A complete head: route, authorize, limit. True: read the body and `call`; false: `res`
@@ -233,10 +208,5 @@ pub trait Service {
     /// pending (a queued job is cancelled).
     fn abandon(&self, ex: &mut Self::Exchange) {
         *ex = Self::Exchange::default();
-    }
-
-    /// Whether the server is draining (responses then say `Connection: close`).
-    fn is_draining(&self) -> bool {
-        false
     }
 }

@@ -185,7 +185,6 @@ enum State {
 pub struct Session<S: Service> {
     service: Arc<S>,
     peer: SocketAddr,
-    counted: bool,
     recv: Vec<u8>,
     rpos: usize,
     rend: usize,
@@ -212,28 +211,13 @@ pub struct Session<S: Service> {
 }
 
 impl<S: Service> Session<S> {
-    /// A session for a new connection from `peer`. When the service refuses the connection
-    /// (a connection limit), the session answers with its refusal and closes. A runtime that
-    /// creates a session during a drain calls [`Session::handle_drain`] on it at once.
+    /// A session for a new connection from `peer`. A runtime that creates a session during a
+    /// drain calls [`Session::handle_drain`] on it at once (the connection layer does).
     pub fn new(service: Arc<S>, peer: SocketAddr, now: Now) -> Self {
-        Self::open(service, peer, now, false)
-    }
-
-    /// A session for a connection about to spend a TLS handshake: when the service refuses
-    /// the connection ([`Service::open_connection`]) or the handshake
-    /// ([`Service::admit_handshake`]), it closes at once with [`CloseReason::Refused`],
-    /// without an answer and without the handshake's work.
-    pub fn before_handshake(service: Arc<S>, peer: SocketAddr, now: Now) -> Self {
-        Self::open(service, peer, now, true)
-    }
-
-    fn open(service: Arc<S>, peer: SocketAddr, now: Now, handshake: bool) -> Self {
-        let counted = service.open_connection();
         let header_timeout = service.http_config().header_timeout;
         let mut s = Session {
             service,
             peer,
-            counted,
             recv: Vec::new(),
             rpos: 0,
             rend: 0,
@@ -257,19 +241,39 @@ impl<S: Service> Session<S> {
             stream_bytes: 0,
         };
         s.set_timer(Timer::Header, now.mono.saturating_add(header_timeout));
-        if handshake && !(counted && s.service.admit_handshake(now, peer)) {
-            s.keep_alive = false;
-            s.service.refused_before_handshake(now, peer, counted);
-            s.state = State::Closing(CloseReason::Refused);
-            s.after_input(now);
-        } else if !counted {
-            s.keep_alive = false;
-            s.res.clear();
-            s.service.refuse(now, peer, &mut s.ex, &mut s.res);
-            s.send_response(now);
-            s.after_input(now);
-        }
         s
+    }
+
+    /// The service this session serves.
+    pub fn service(&self) -> &Arc<S> {
+        &self.service
+    }
+
+    /// Answers the connection with the service's 503 (`Retry-After: 1`) and closes: the
+    /// connection limit, decided by the connection layer before anything was read.
+    pub fn refuse(&mut self, now: Now) {
+        self.keep_alive = false;
+        self.res.clear();
+        self.res.header("Retry-After", b"1");
+        let status = Status::SERVICE_UNAVAILABLE;
+        self.service.error(
+            now,
+            self.peer,
+            &mut self.ex,
+            &mut self.res,
+            status,
+            "connection limit reached",
+        );
+        self.send_response(now);
+        self.after_input(now);
+    }
+
+    /// Closes at once without a word ([`CloseReason::Refused`]): a TLS connection refused
+    /// before its handshake, where an answer would cost the handshake it is meant to spare.
+    pub fn close_unanswered(&mut self, now: Now) {
+        self.keep_alive = false;
+        self.state = State::Closing(CloseReason::Refused);
+        self.after_input(now);
     }
 
     // ---- inputs ----------------------------------------------------------------------
@@ -900,8 +904,7 @@ impl<S: Service> Session<S> {
     /// The `Connection` line to send, if any; clears `keep_alive` when the connection is to
     /// close after this response.
     fn connection_header(&mut self) -> Option<&'static [u8]> {
-        if !self.keep_alive || self.res.wants_close() || self.draining || self.service.is_draining()
-        {
+        if !self.keep_alive || self.res.wants_close() || self.draining {
             self.keep_alive = false;
             Some(b"Connection: close\r\n")
         } else if self.head_valid && self.head.version == Version::Http10 {
@@ -1015,8 +1018,5 @@ impl<S: Service> Session<S> {
 impl<S: Service> Drop for Session<S> {
     fn drop(&mut self) {
         self.service.abandon(&mut self.ex);
-        if self.counted {
-            self.service.close_connection();
-        }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_core::jobs::{JobWatch, intensive_work};
-use weir_core::{App, CloseReason, Config, Effect, Instant, Now, Session};
+use weir_core::{App, CloseReason, Config, Connection, Effect, Instant, Now};
 
 /// 2026-11-22 00:00:00 UTC, so `Date` headers are predictable.
 pub const WALL0_MS: u64 = 1_795_305_600_000;
@@ -22,7 +22,7 @@ pub fn app(env: &[(&str, &str)]) -> Arc<App> {
         .runtime("test")
         .secret(weir_core::app::Secret::new([1; 32]))
         .build(t0());
-    app.worker_started();
+    app.lifecycle().worker_started();
     app
 }
 
@@ -126,7 +126,7 @@ pub fn parse_responses(mut buf: &[u8], head_only: bool) -> Vec<Resp> {
 
 pub struct Driver {
     pub app: Arc<App>,
-    pub session: Session,
+    pub session: Connection,
     pub now: Now,
     pub out: Vec<u8>,
     pub closed: Option<CloseReason>,
@@ -143,7 +143,7 @@ impl Driver {
     /// A connection from `peer`.
     pub fn at(app: Arc<App>, peer: SocketAddr) -> Self {
         let now = t0();
-        let session = app.session(peer, now);
+        let session = app.connection(peer, now);
         let mut d = Driver {
             app,
             session,

@@ -9,8 +9,11 @@
 //!
 //! ## Run loop
 //!
-//! One [`App`] per process ([`App::builder`]), one [`Session`] per connection
-//! ([`App::session`]). After **every** input, drain the outputs in this order:
+//! One service per process (weir's [`App`], [`App::builder`], or any [`Service`]) and one
+//! [`server::Lifecycle`]; one [`tls::Connection`] per connection ([`App::connection`], or
+//! `tls::Connection::new(service, &lifecycle, peer, now)`), which claims the connection's slot
+//! and drives its [`http::Session`] (behind TLS when configured) with the same calls. After
+//! **every** input, drain the outputs in this order:
 //!
 //! 1. write what [`Session::poll_transmit`] yields, then [`Session::advance_transmit`] with the
 //!    number of bytes written (partial writes are fine);
@@ -66,12 +69,13 @@
 //! ## Your own service
 //!
 //! [`Session`] is weir's application on [`http::Session`], which serves any
-//! [`http::Service`]: implement `http_config` and `call` (the other methods have defaults)
-//! and serve it with a runtime — `runtime-tokio/examples/own_service.rs` does it in under 60
-//! lines (CI runs it).
+//! [`http::Service`]: implement `http_config` and `call` (the other methods have defaults),
+//! [`server::Hosted`] (its defaults suit a service without jobs), and serve it with the
+//! runtime kit and a runtime — the `own_service` example of each runtime package does
+//! (docs/library.md; CI runs all four).
 //!
-//! The queued jobs of `/api/v1/compute/intensive` are run by worker threads the runtime
-//! starts (`weir_kit::run_worker`), taking from [`App::queue`].
+//! The queued jobs of `/api/v1/compute/intensive` are run by worker threads the kit starts
+//! for a service with a job queue ([`server::Hosted::jobs`]); the core only holds the queue.
 //!
 //! ## Invariants
 //! - `now` passed to a session never goes backwards (it is clamped if it does);

@@ -1,4 +1,5 @@
-//! TLS as a layer between a connection's socket bytes and its [`Session`]: socket bytes →
+//! The connection layer: a connection's slot in the server's [`Lifecycle`], its linger after
+//! an orderly close, and TLS as a layer between its socket bytes and its [`Session`]: socket bytes →
 //! rustls → plaintext into the session; the session's output → rustls → records out. rustls'
 //! `ServerConnection` is sans-IO like the session, so this layer is too, and every runtime gets
 //! TLS by driving a [`Connection`] instead of a bare session — with the same calls.
@@ -18,7 +19,13 @@
 //!   clients send a tenth of it), so a stalled handshake holds no more than a stalled head;
 //! - an idle connection's record buffers are released with the session's (`SHRINK_AFTER`);
 //! - no handshake work is spent on a connection the service refuses (the connection limit,
-//!   or its client's limit): it closes at once with `CloseReason::Refused`, sending nothing.
+//!   or its client's limit): it closes at once with `CloseReason::Refused`, sending nothing;
+//! - after an orderly close (every byte out) the connection lingers — [`Effect::HalfClose`],
+//!   then the peer's bytes read and dropped until its end of stream, [`LINGER_BYTES`] or
+//!   [`LINGER_TIME`] in all (its deadline from `poll_timeout`), then `Close` — so the peer
+//!   reads the last response instead of a reset; every runtime gets it with one socket call;
+//! - the connection holds its slot of the [`Lifecycle`] until it is dropped, and hears the
+//!   lifecycle's drain at its next input if the runtime's notice has not come first.
 
 use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
@@ -33,6 +40,12 @@ use crate::time::{Instant, Now};
 
 /// Records waiting to be written above which no more plaintext is encrypted.
 pub const OUT_HIGH_WATER: usize = 64 * 1024;
+
+/// Most bytes read and dropped while lingering after an orderly close.
+pub const LINGER_BYTES: usize = 64 * 1024;
+
+/// Longest linger after an orderly close.
+pub const LINGER_TIME: Duration = Duration::from_millis(500);
 
 /// Ciphertext read per call (rustls takes at most one record's worth of room at a time).
 const READ_CHUNK: usize = 4096;
@@ -56,6 +69,27 @@ pub struct Connection<S: Service> {
     slot: Option<Slot>,
     /// The session has heard the drain.
     drain_heard: bool,
+    /// After an orderly close: the write side is shut and the peer's bytes are dropped.
+    linger: Option<Box<Linger>>,
+}
+
+/// The linger after an orderly close (see [`Effect::HalfClose`]).
+#[derive(Debug)]
+struct Linger {
+    until: Instant,
+    left: usize,
+    sink: Vec<u8>,
+    /// End of stream, the byte budget or the time is reached: `Close` is due.
+    over: bool,
+    /// `Close` was emitted.
+    announced: bool,
+}
+
+impl Linger {
+    fn take(&mut self, now: Now, n: usize) {
+        self.left = self.left.saturating_sub(n);
+        self.over |= n == 0 || self.left == 0 || now.mono >= self.until;
+    }
 }
 
 /// The TLS state of a connection.
@@ -131,6 +165,7 @@ impl<S: Service> Connection<S> {
             tls: None,
             slot: None,
             drain_heard: false,
+            linger: None,
         }
     }
 
@@ -187,6 +222,9 @@ impl<S: Service> Connection<S> {
         if !self.wants_read() {
             return &mut [];
         }
+        if let Some(l) = self.linger.as_deref_mut() {
+            return &mut l.sink[..];
+        }
         match self.tls.as_deref_mut() {
             None => self.session.recv_buf(),
             Some(t) => {
@@ -200,6 +238,9 @@ impl<S: Service> Connection<S> {
 
     /// `n` bytes were read into [`Connection::recv_buf`].
     pub fn handle_read(&mut self, now: Now, n: usize) {
+        if let Some(l) = self.linger.as_deref_mut() {
+            return l.take(now, n.max(1));
+        }
         self.hear_drain(now);
         match self.tls.as_deref_mut() {
             None => self.session.handle_read(now, n),
@@ -219,6 +260,10 @@ impl<S: Service> Connection<S> {
     /// Copies `bytes` in (tests, fuzzing, runtimes that read elsewhere); returns how many
     /// were taken — fewer than offered only while the connection does not want to read.
     pub fn feed(&mut self, now: Now, bytes: &[u8]) -> usize {
+        if let Some(l) = self.linger.as_deref_mut() {
+            l.take(now, bytes.len().max(1));
+            return bytes.len();
+        }
         if self.tls.is_none() {
             return self.session.feed(now, bytes);
         }
@@ -238,6 +283,9 @@ impl<S: Service> Connection<S> {
 
     /// The peer closed its sending side.
     pub fn handle_eof(&mut self, now: Now) {
+        if let Some(l) = self.linger.as_deref_mut() {
+            return l.take(now, 0);
+        }
         match self.tls.as_deref_mut() {
             None => self.session.handle_eof(now),
             Some(t) => {
@@ -254,6 +302,9 @@ impl<S: Service> Connection<S> {
 
     /// The socket failed.
     pub fn handle_io_error(&mut self, now: Now, failure: IoFailure) {
+        if let Some(l) = self.linger.as_deref_mut() {
+            return l.take(now, 0);
+        }
         self.session.handle_io_error(now, failure);
         if let Some(t) = self.tls.as_deref_mut() {
             t.out.clear();
@@ -264,6 +315,10 @@ impl<S: Service> Connection<S> {
 
     /// Deadlines up to `now` have passed. Idempotent and safe to call early.
     pub fn handle_timeout(&mut self, now: Now) {
+        if let Some(l) = self.linger.as_deref_mut() {
+            return l.over |= now.mono >= l.until;
+        }
+        self.hear_drain(now);
         self.session.handle_timeout(now);
         if let Some(t) = self.tls.as_deref_mut() {
             // The session released its buffers (idle): so do the records' own.
@@ -286,6 +341,7 @@ impl<S: Service> Connection<S> {
 
     /// The last wait handle may be ready.
     pub fn handle_wake(&mut self, now: Now) {
+        self.hear_drain(now);
         self.session.handle_wake(now);
         self.pump(now);
     }
@@ -298,9 +354,9 @@ impl<S: Service> Connection<S> {
         self.pump(now);
     }
 
-    /// Delivers the drain if it began and the session has not heard it: a request read
-    /// after the drain began is answered with `Connection: close` whether or not the
-    /// runtime's notice came first (one atomic load per read).
+    /// Delivers the drain if it began and the session has not heard it: a response queued
+    /// after the drain began says `Connection: close` whether or not the runtime's notice
+    /// came first (one atomic load per read, wake or timeout).
     #[inline]
     fn hear_drain(&mut self, now: Now) {
         if !self.drain_heard
@@ -339,6 +395,9 @@ impl<S: Service> Connection<S> {
 
     /// Bytes to write now.
     pub fn poll_transmit(&self) -> Option<&[u8]> {
+        if self.linger.is_some() {
+            return None;
+        }
         match self.tls.as_deref() {
             None => self.session.poll_transmit(),
             Some(t) => (t.sent < t.out.len()).then(|| &t.out[t.sent..]),
@@ -349,6 +408,31 @@ impl<S: Service> Connection<S> {
     /// close after a TLS failure) waits until every record, `close_notify` or the alert
     /// included, is written.
     pub fn poll_effect(&mut self) -> Option<Effect<S::Wait>> {
+        if let Some(l) = self.linger.as_deref_mut() {
+            if !l.over || l.announced {
+                return None;
+            }
+            l.announced = true;
+            return Some(Effect::Close(CloseReason::Done));
+        }
+        match self.poll_layer_effect() {
+            Some(Effect::Close(reason)) if reason.wants_linger() => {
+                let until = self.session.latest().mono.saturating_add(LINGER_TIME);
+                self.linger = Some(Box::new(Linger {
+                    until,
+                    left: LINGER_BYTES,
+                    sink: vec![0; READ_CHUNK],
+                    over: false,
+                    announced: false,
+                }));
+                Some(Effect::HalfClose)
+            }
+            effect => effect,
+        }
+    }
+
+    /// The session's effects through the TLS layer.
+    fn poll_layer_effect(&mut self) -> Option<Effect<S::Wait>> {
         let Some(t) = self.tls.as_deref_mut() else {
             return self.session.poll_effect();
         };
@@ -371,6 +455,9 @@ impl<S: Service> Connection<S> {
 
     /// The earliest deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if let Some(l) = self.linger.as_deref() {
+            return (!l.over).then_some(l.until);
+        }
         let session = self.session.poll_timeout();
         match self.tls.as_deref().and_then(|t| t.write_deadline) {
             None => session,
@@ -380,6 +467,9 @@ impl<S: Service> Connection<S> {
 
     /// Whether the runtime should read.
     pub fn wants_read(&self) -> bool {
+        if let Some(l) = self.linger.as_deref() {
+            return !l.over;
+        }
         match self.tls.as_deref() {
             None => self.session.wants_read(),
             Some(t) => {
@@ -394,6 +484,9 @@ impl<S: Service> Connection<S> {
 
     /// Whether the connection is closed (its `Close` effect was or will be emitted).
     pub fn is_closed(&self) -> bool {
+        if let Some(l) = self.linger.as_deref() {
+            return l.announced;
+        }
         match self.tls.as_deref() {
             None => self.session.is_closed(),
             Some(t) => t.closed,

@@ -11,12 +11,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// (Go's net/http backs off from 5 ms to 1 s; a fixed pause keeps this simple and idle).
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Most bytes read and discarded while lingering before a close.
-pub const LINGER_BYTES: usize = 64 * 1024;
-
-/// Longest linger before a close (the peer reads our last response instead of a reset).
-pub const LINGER_TIME: Duration = Duration::from_millis(500);
-
 /// Reads what a connection's socket holds into `buf`: `recv(2)` made straight (rustix),
 /// the same call as `Read for &TcpStream` without libc's cancellation-point wrapper around
 /// it (about 45 instructions a call, measured under callgrind).
@@ -71,53 +65,8 @@ pub fn accept_error(e: &io::Error) -> Option<Duration> {
     Some(ACCEPT_BACKOFF)
 }
 
-/// Closes a connection in order after its last response: half-closes, then reads and drops
-/// what the peer still sends (at most [`LINGER_BYTES`], at most [`LINGER_TIME`] as `timeout`
-/// decides) so that the peer reads our last bytes instead of a reset. `readable` waits until
-/// the socket may be read (the runtime's readiness). A runtime calls it for
-/// `CloseReason::wants_linger`; other closes just drop the socket.
-pub async fn linger<R>(
-    sock: &std::net::TcpStream,
-    mut readable: impl FnMut() -> R,
-    timeout: impl std::future::Future<Output = ()>,
-) where
-    R: std::future::Future<Output = io::Result<()>>,
-{
-    let _ = sock.shutdown(std::net::Shutdown::Write);
-    let drain = async {
-        // On the heap: an array here would sit in every connection's future for its life.
-        let mut sink = vec![0u8; 4096];
-        let mut left = LINGER_BYTES;
-        while left > 0 {
-            if readable().await.is_err() {
-                return;
-            }
-            match io::Read::read(&mut &*sock, &mut sink) {
-                Ok(0) => return,
-                Ok(n) => left = left.saturating_sub(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return,
-            }
-        }
-    };
-    crate::serve::first(drain, timeout).await;
-}
-
-/// [`linger`] for a blocking socket: the same limits, [`LINGER_TIME`] in total (not per
-/// read: a peer that sends a byte now and then cannot hold the thread longer).
-pub fn linger_blocking(sock: &std::net::TcpStream) {
-    let _ = sock.shutdown(std::net::Shutdown::Write);
-    let until = std::time::Instant::now() + LINGER_TIME;
-    let mut sink = [0u8; 4096];
-    let mut left = LINGER_BYTES;
-    while left > 0 {
-        let rest = until.saturating_duration_since(std::time::Instant::now());
-        if rest.is_zero() || sock.set_read_timeout(Some(rest)).is_err() {
-            return;
-        }
-        match io::Read::read(&mut &*sock, &mut sink) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => left = left.saturating_sub(n),
-        }
-    }
+/// Shuts a socket's write side (the connection's [`HalfClose`](weir_core::http::Effect)
+/// before its linger); a socket already gone needs nothing.
+pub fn shut_write(sock: std::os::fd::BorrowedFd<'_>) {
+    let _ = rustix::net::shutdown(sock, rustix::net::Shutdown::Write);
 }

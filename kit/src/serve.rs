@@ -273,14 +273,17 @@ pub fn accept_queued(
     }
 }
 
-/// Takes the session's effects: keeps a wait handle in `job`; returns the reason to close.
+/// Takes the connection's effects: keeps a wait handle in `wait`, shuts `sock`'s write side
+/// for a linger; returns the reason to close (the socket is then dropped).
 pub fn take_effects<S: Service>(
     s: &mut Connection<S>,
     wait: &mut Option<S::Wait>,
+    sock: impl std::os::fd::AsFd,
 ) -> Option<CloseReason> {
     while let Some(effect) = s.poll_effect() {
         match effect {
             Effect::Wait(w) => *wait = Some(w),
+            Effect::HalfClose => crate::net::shut_write(sock.as_fd()),
             Effect::Close(reason) => return Some(reason),
         }
     }

@@ -136,13 +136,15 @@ impl<'d, W: Future<Output = ()> + Unpin, T: RuntimeTimer> Waits<'d, W, T> {
         self.drained.is_none()
     }
 
-    /// Takes the session's effects, keeping a wait handle; returns the reason to close.
+    /// Takes the connection's effects, keeping a wait handle, shutting `sock`'s write side
+    /// for a linger; returns the reason to close.
     #[inline]
     pub fn take_effects<S: Service<Wait = W>>(
         &mut self,
         s: &mut Connection<S>,
+        sock: impl std::os::fd::AsFd,
     ) -> Option<CloseReason> {
-        take_effects(s, &mut self.job)
+        take_effects(s, &mut self.job, sock)
     }
 
     /// Sets the timer for the session's earliest deadline, when it is earlier than the one
@@ -321,7 +323,7 @@ mod tests {
             panic!("the drain began");
         };
         assert!(
-            waits.take_effects(&mut s).is_none(),
+            waits.take_effects(&mut s, std::io::stdin()).is_none(),
             "open before the drain"
         );
         waits.deliver(drained, &mut s, start);

@@ -98,8 +98,8 @@ async fn connection<S: Hosted>(serving: Serving<S>, stream: Async<TcpStream>, pe
         flush_at(&mut s, Some(now), |bytes| {
             net::send(stream.get_ref(), bytes)
         });
-        if let Some(reason) = waits.take_effects(&mut s) {
-            return close(stream, reason.wants_linger()).await;
+        if waits.take_effects(&mut s, stream.get_ref()).is_some() {
+            return;
         }
         // Read while the socket may hold data; a short read means it is drained, so the next
         // step is to wait (saving the read that would only say EAGAIN). async-io reports
@@ -182,15 +182,5 @@ impl RuntimeTimer for SmolTimer {
 
     fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         Pin::new(&mut self.0).poll(cx).map(drop)
-    }
-}
-
-/// Closes the socket; after an orderly end, lingers so the peer reads the last response.
-async fn close(stream: Async<TcpStream>, linger: bool) {
-    if linger {
-        let timeout = async {
-            Timer::after(net::LINGER_TIME).await;
-        };
-        net::linger(stream.get_ref(), || stream.readable(), timeout).await;
     }
 }

@@ -92,10 +92,7 @@ fn connection<S: Hosted>(service: Arc<S>, drain: &Drain, mut stream: TcpStream, 
     let (mut job, mut drain_seen) = (None, false);
     loop {
         flush(&mut s, &mut stream);
-        if let Some(reason) = take_effects(&mut s, &mut job) {
-            if reason.wants_linger() {
-                net::linger_blocking(&stream);
-            }
+        if take_effects(&mut s, &mut job, &stream).is_some() {
             return;
         }
         if !drain_seen && drain.is_set() {

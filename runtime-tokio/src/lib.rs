@@ -134,17 +134,7 @@ async fn connection<S: Hosted>(serving: Serving<S>, tcp: TcpStream, peer: Socket
     let (mut s, mut waits, mut now) = serving.open::<TokioTimer>(peer);
     loop {
         let blocked = rt::flush_at(&mut s, Some(now), |bytes| net::send(sock.get_ref(), bytes));
-        if let Some(reason) = waits.take_effects(&mut s) {
-            if reason.wants_linger() {
-                // Readiness is cleared before each read: one that finds nothing then waits.
-                let readable = || async { sock.readable().await.map(|mut g| g.clear_ready()) };
-                net::linger(
-                    sock.get_ref(),
-                    readable,
-                    Timer::sleep(serving.local, net::LINGER_TIME),
-                )
-                .await;
-            }
+        if waits.take_effects(&mut s, sock.get_ref()).is_some() {
             return;
         }
         let (wants_read, wants_write) = (s.wants_read(), blocked && s.poll_transmit().is_some());

@@ -35,7 +35,7 @@ use std::task::{Context, Waker};
 
 use weir_core::server::Hosted;
 use weir_core::tls::Connection;
-use weir_core::{CloseReason, Instant, Now, Service};
+use weir_core::{Instant, Now, Service};
 use weir_kit::serve::{self as kit, Acceptor, Alarm, Drain};
 use weir_kit::{clock, net};
 
@@ -78,14 +78,6 @@ fn split(token: u64) -> (u8, usize, u32) {
     )
 }
 
-/// After an orderly close: the write side is shut, what the peer still sends is read and
-/// dropped until end of stream, [`net::LINGER_BYTES`] or `until`.
-#[derive(Clone, Copy, Debug)]
-struct Linger {
-    until: Instant,
-    left: usize,
-}
-
 #[derive(Debug)]
 struct Conn<S: Service> {
     stream: TcpStream,
@@ -107,7 +99,6 @@ struct Conn<S: Service> {
     pressed: bool,
     /// Received bytes the session could not take yet.
     backlog: Vec<u8>,
-    linger: Option<Linger>,
 }
 
 impl<S: Service> Conn<S> {
@@ -291,7 +282,6 @@ impl<S: Hosted> EventLoop<S> {
             starved: false,
             pressed: false,
             backlog: Vec::new(),
-            linger: None,
         });
         self.pump(slot, now);
     }
@@ -336,14 +326,7 @@ impl<S: Hosted> EventLoop<S> {
         let now = clock::now();
         if let Some(bid) = c.buffer() {
             let len = c.result.max(0) as usize;
-            if let Some(l) = conn.linger.as_mut() {
-                l.left = l.left.saturating_sub(len);
-                if l.left == 0 || len == 0 {
-                    self.ring.recycle(bid);
-                    self.finish(slot);
-                    return;
-                }
-            } else if let Some(s) = conn.session.as_mut() {
+            if let Some(s) = conn.session.as_mut() {
                 let bytes = self.ring.received(bid, 0..len);
                 let taken = s.feed(now, bytes);
                 if taken < bytes.len() {
@@ -357,10 +340,6 @@ impl<S: Hosted> EventLoop<S> {
             self.starved.push((slot, conn.generation));
         } else if c.result == -libc::ECANCELED {
             // Cancelled for back-pressure, or by `finish`.
-        } else if conn.linger.is_some() {
-            // End of stream or an error ends the linger.
-            self.finish(slot);
-            return;
         } else if let Some(s) = conn.session.as_mut() {
             if c.result == 0 {
                 s.handle_eof(now);
@@ -383,7 +362,7 @@ impl<S: Hosted> EventLoop<S> {
         };
         conn.send_busy = false;
         let now = clock::now();
-        if let Some(s) = conn.session.as_mut().filter(|_| conn.linger.is_none()) {
+        if let Some(s) = conn.session.as_mut() {
             if c.result >= 0 {
                 let queued = s.poll_transmit().map_or(0, <[u8]>::len);
                 s.advance_transmit(now, (c.result as usize).min(queued));
@@ -425,10 +404,6 @@ impl<S: Hosted> EventLoop<S> {
             else {
                 continue;
             };
-            if conn.linger.is_some_and(|l| l.until <= now.mono) {
-                self.finish(slot);
-                continue;
-            }
             if !conn.alarm.is_due(now) {
                 continue;
             }
@@ -466,10 +441,7 @@ impl<S: Hosted> EventLoop<S> {
     // ---- driving a session -----------------------------------------------------------
 
     fn session(&mut self, slot: usize) -> Option<&mut Connection<S>> {
-        self.conns[slot]
-            .as_mut()
-            .filter(|c| c.linger.is_none())
-            .and_then(|c| c.session.as_mut())
+        self.conns[slot].as_mut().and_then(|c| c.session.as_mut())
     }
 
     /// After any input: feed what was received, send what is queued, take the effects,
@@ -478,10 +450,6 @@ impl<S: Hosted> EventLoop<S> {
         let Some(conn) = self.conns[slot].as_mut() else {
             return;
         };
-        if conn.linger.is_some() {
-            self.arm_recv(slot);
-            return;
-        }
         let Some(s) = conn.session.as_mut() else {
             return;
         };
@@ -503,8 +471,8 @@ impl<S: Hosted> EventLoop<S> {
                     conn.send_busy = true;
                 }
             }
-            if let Some(reason) = kit::take_effects(s, &mut conn.job) {
-                self.close(slot, reason, now);
+            if kit::take_effects(s, &mut conn.job, &conn.stream).is_some() {
+                self.finish(slot);
                 return;
             }
             let ready = conn.job.as_mut().is_some_and(|job| {
@@ -551,7 +519,7 @@ impl<S: Hosted> EventLoop<S> {
                 let queued = s.poll_transmit().map_or(0, <[u8]>::len);
                 !conn.pressed && s.requests_served() > 0 && queued <= STEADY_OUTPUT
             });
-            if steady || conn.linger.is_some() {
+            if steady {
                 self.ring.recv_multi(conn.fd(), t);
             } else {
                 self.ring.recv_once(conn.fd(), t);
@@ -574,27 +542,6 @@ impl<S: Hosted> EventLoop<S> {
         false
     }
 
-    /// The session is done: linger after an orderly close, or finish at once.
-    fn close(&mut self, slot: usize, reason: CloseReason, now: Now) {
-        let Some(conn) = self.conns[slot].as_mut() else {
-            return;
-        };
-        if !reason.wants_linger() {
-            self.finish(slot);
-            return;
-        }
-        let _ = conn.stream.shutdown(std::net::Shutdown::Write);
-        let until = now.mono.saturating_add(net::LINGER_TIME);
-        conn.linger = Some(Linger {
-            until,
-            left: net::LINGER_BYTES,
-        });
-        conn.job = None;
-        conn.backlog = Vec::new();
-        self.timers.push(Reverse((until, slot, conn.generation)));
-        self.arm_recv(slot);
-    }
-
     /// Drops the session, cancels what is in flight and releases the slot once nothing is.
     fn finish(&mut self, slot: usize) {
         let Some(conn) = self.conns[slot].as_mut() else {
@@ -602,7 +549,6 @@ impl<S: Hosted> EventLoop<S> {
         };
         conn.session = None;
         conn.job = None;
-        conn.linger = None;
         conn.backlog = Vec::new();
         let generation = conn.generation;
         let send_busy = conn.send_busy;

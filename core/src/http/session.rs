@@ -95,6 +95,11 @@ pub enum Effect<W> {
     /// Wait for this handle as well as the socket and the timer; when it is ready call
     /// [`Session::handle_wake`]. Dropping it cancels nothing.
     Wait(W),
+    /// Shut the socket's write side (`shutdown(SHUT_WR)`) and go on as before: the
+    /// connection layer ([`crate::tls::Connection`]) lingers after an orderly close, reading
+    /// and dropping what the peer still sends until its end of stream, `LINGER_BYTES` or
+    /// `LINGER_TIME`, so the peer reads the last response instead of a reset; then `Close`.
+    HalfClose,
     /// Close the connection (after the bytes of `poll_transmit` are written, which by then
     /// is nothing).
     Close(CloseReason),
@@ -247,6 +252,11 @@ impl<S: Service> Session<S> {
     /// The service this session serves.
     pub fn service(&self) -> &Arc<S> {
         &self.service
+    }
+
+    /// The latest time the session was given.
+    pub fn latest(&self) -> Now {
+        self.latest
     }
 
     /// Answers the connection with the service's 503 (`Retry-After: 1`) and closes: the

@@ -133,6 +133,8 @@ pub struct Driver {
     pub job: Option<JobWatch>,
     /// When false, the driver does not write output (a peer that stopped reading).
     pub writing: bool,
+    /// The connection shut its write side (an orderly close's linger).
+    pub half_closed: bool,
 }
 
 impl Driver {
@@ -152,6 +154,7 @@ impl Driver {
             closed: None,
             job: None,
             writing: true,
+            half_closed: false,
         };
         d.drain();
         d
@@ -177,6 +180,12 @@ impl Driver {
                 progressed = true;
                 match e {
                     Effect::Wait(w) => self.job = Some(w),
+                    // The peer of these tests closes as soon as the server shuts its side:
+                    // the linger ends with its end of stream.
+                    Effect::HalfClose => {
+                        self.half_closed = true;
+                        self.session.handle_eof(self.now);
+                    }
                     Effect::Close(r) => {
                         assert!(self.closed.is_none(), "Close emitted twice");
                         self.closed = Some(r);

@@ -1,4 +1,5 @@
-//! What an async connection waits on besides its socket — its deferred reply (the job), its
+//! What an async connection waits on besides its socket — its deferred reply (the service's
+//! wait handle, a job's completion for weir's application), its
 //! deadline and the drain — polled by hand in one fixed order after the socket's readiness,
 //! and handed to the session once one of them is ready. Written once for weir-tokio and
 //! weir-smol; each adds only how its socket signals readiness.
@@ -9,7 +10,8 @@
 //!
 //! Invariants: the timer is re-armed only for an earlier deadline ([`Alarm`]), so a deadline
 //! that moves later with every request costs nothing; a wake is delivered to the session at
-//! most once (the job and the drain watch are dropped when they fire, the alarm is cleared);
+//! most once (the wait handle and the drain watch are dropped when they fire, the alarm is
+//! cleared);
 //! each handler of the session is idempotent, so a stale wake is harmless.
 
 use std::future::Future;
@@ -28,7 +30,7 @@ use crate::serve::{Alarm, Drain, DrainWatch, take_effects};
 /// What the connections of one accept loop share: the service, the drain, and whether their
 /// tasks stay on the thread that made them (their deadlines then go on its timerfd).
 #[derive(Debug)]
-pub struct Serving<S> {
+pub struct Connections<S> {
     /// The service every connection serves.
     pub service: Arc<S>,
     /// The process's drain signal.
@@ -37,9 +39,9 @@ pub struct Serving<S> {
     pub local: bool,
 }
 
-impl<S> Clone for Serving<S> {
+impl<S> Clone for Connections<S> {
     fn clone(&self) -> Self {
-        Serving {
+        Connections {
             service: self.service.clone(),
             drain: self.drain.clone(),
             local: self.local,
@@ -47,7 +49,7 @@ impl<S> Clone for Serving<S> {
     }
 }
 
-impl<S: Service<Wait: Future<Output = ()> + Unpin>> Serving<S> {
+impl<S: Service<Wait: Future<Output = ()> + Unpin>> Connections<S> {
     /// A new connection from `peer`: its session, its waits and the time it opened (the
     /// connection has heard a drain that already began).
     pub fn open<T: RuntimeTimer>(
@@ -95,7 +97,7 @@ pub enum Wake<R> {
     Readable(R),
     /// The socket may be writable.
     Writable(R),
-    /// The job, the deadline or the drain: give it to [`Waits::deliver`].
+    /// The wait handle, the deadline or the drain: give it to [`Waits::deliver`].
     Waited(Waited),
 }
 
@@ -105,7 +107,7 @@ pub struct Waited(Kind);
 
 #[derive(Debug)]
 enum Kind {
-    Job,
+    Wait,
     Timer,
     Drain,
 }
@@ -113,18 +115,18 @@ enum Kind {
 /// A connection's waits besides its socket.
 #[derive(Debug)]
 pub struct Waits<'d, W, T> {
-    job: Option<W>,
+    wait: Option<W>,
     timer: ConnTimer<T>,
     alarm: Alarm,
     drained: Option<DrainWatch<'d>>,
 }
 
 impl<'d, W: Future<Output = ()> + Unpin, T: RuntimeTimer> Waits<'d, W, T> {
-    /// No job, no deadline, watching `drain`; `local`: the task never leaves its thread, so
+    /// No wait handle, no deadline, watching `drain`; `local`: the task never leaves its thread, so
     /// the deadline goes on the thread's timerfd.
     pub fn new(drain: &'d Drain, local: bool) -> Self {
         Waits {
-            job: None,
+            wait: None,
             timer: ConnTimer::new(local),
             alarm: Alarm::default(),
             drained: drain.watch(),
@@ -144,7 +146,7 @@ impl<'d, W: Future<Output = ()> + Unpin, T: RuntimeTimer> Waits<'d, W, T> {
         s: &mut Connection<S>,
         sock: impl std::os::fd::AsFd,
     ) -> Option<CloseReason> {
-        take_effects(s, &mut self.job, sock)
+        take_effects(s, &mut self.wait, sock)
     }
 
     /// Sets the timer for the session's earliest deadline, when it is earlier than the one
@@ -157,7 +159,7 @@ impl<'d, W: Future<Output = ()> + Unpin, T: RuntimeTimer> Waits<'d, W, T> {
     }
 
     /// Polls, in order, the socket's readability and writability (each only when given),
-    /// the job, the timer (only while armed) and the drain; the first ready one woke.
+    /// the wait handle, the timer (only while armed) and the drain; the first ready one woke.
     #[inline]
     pub fn poll<R>(
         &mut self,
@@ -172,11 +174,11 @@ impl<'d, W: Future<Output = ()> + Unpin, T: RuntimeTimer> Waits<'d, W, T> {
             return Poll::Ready(Wake::Writable(r));
         }
         let kind = if self
-            .job
+            .wait
             .as_mut()
             .is_some_and(|j| Pin::new(j).poll(cx).is_ready())
         {
-            Kind::Job
+            Kind::Wait
         } else if self.alarm.is_armed() && self.timer.poll_fired(cx).is_ready() {
             Kind::Timer
         } else if self
@@ -194,8 +196,8 @@ impl<'d, W: Future<Output = ()> + Unpin, T: RuntimeTimer> Waits<'d, W, T> {
     /// Hands what fired to the session, and forgets it.
     pub fn deliver<S: Service>(&mut self, waited: Waited, s: &mut Connection<S>, now: Now) {
         match waited.0 {
-            Kind::Job => {
-                self.job = None;
+            Kind::Wait => {
+                self.wait = None;
                 s.handle_wake(now);
             }
             Kind::Timer => {

@@ -21,7 +21,7 @@ use weir_core::config::Layout;
 use weir_core::server::Hosted;
 use weir_kit::deadlines::{self, RuntimeTimer};
 use weir_kit::serve::{Acceptor, ReadOutcome, accept_queued, accept_until_drained, read_at};
-use weir_kit::waits::{Serving, Wake};
+use weir_kit::waits::{Connections, Wake};
 use weir_kit::{Server, clock, flush_at, net};
 
 /// Rounds of the connection loop in a row that found work without waiting (each a read, a
@@ -40,7 +40,7 @@ pub fn run<S: Hosted>(server: Server<S>) -> i32 {
         threads,
         move |service, listener, drain, acceptor| {
             let local = layout == Layout::PerCore;
-            let serving = Serving {
+            let conns = Connections {
                 service,
                 drain,
                 local,
@@ -48,13 +48,16 @@ pub fn run<S: Hosted>(server: Server<S>) -> i32 {
             if !local {
                 let ex = shared.clone();
                 let spawn: Spawn = Box::new(move |f| ex.spawn(f).detach());
-                return async_io::block_on(shared.run(serve(serving, listener, acceptor, spawn)));
+                return async_io::block_on(
+                    shared.run(accept_loop(conns, listener, acceptor, spawn)),
+                );
             }
             let ex = std::rc::Rc::new(LocalExecutor::new());
             ex.spawn(drive_deadlines()).detach();
             let spawner = ex.clone();
             let spawn: Spawn = Box::new(move |f| spawner.spawn(f).detach());
-            ex.spawn(serve(serving, listener, acceptor, spawn)).detach();
+            ex.spawn(accept_loop(conns, listener, acceptor, spawn))
+                .detach();
             async_io::block_on(run_tasks(&ex))
         },
     )
@@ -62,13 +65,13 @@ pub fn run<S: Hosted>(server: Server<S>) -> i32 {
 
 /// Accepts until the drain, then what the kernel queued, then keeps this executor running
 /// for its connections (the process exits from `main`); `spawn` puts each on the executor.
-async fn serve<S: Hosted>(serving: Serving<S>, l: TcpListener, a: Acceptor, spawn: Spawn) {
+async fn accept_loop<S: Hosted>(conns: Connections<S>, l: TcpListener, a: Acceptor, spawn: Spawn) {
     let listener = Async::new(l).expect("invariant: the listener registers with async-io");
-    let start = |stream, peer| spawn(Box::pin(connection(serving.clone(), stream, peer)));
+    let start = |stream, peer| spawn(Box::pin(connection(conns.clone(), stream, peer)));
     let pause = |d| async move {
         Timer::after(d).await;
     };
-    accept_until_drained(&serving.drain, || listener.accept(), pause, &start).await;
+    accept_until_drained(&conns.drain, || listener.accept(), pause, &start).await;
     let _ = accept_queued(listener.get_ref(), |stream, peer| {
         if let Ok(stream) = Async::new(stream) {
             start(stream, peer);
@@ -78,11 +81,11 @@ async fn serve<S: Hosted>(serving: Serving<S>, l: TcpListener, a: Acceptor, spaw
     std::future::pending().await
 }
 
-async fn connection<S: Hosted>(serving: Serving<S>, stream: Async<TcpStream>, peer: SocketAddr) {
+async fn connection<S: Hosted>(conns: Connections<S>, stream: Async<TcpStream>, peer: SocketAddr) {
     let _ = stream.get_ref().set_nodelay(true);
     // `now`: the time of the last wake (or of the last read that filled the buffer), what
     // the loop's reads and writes are dated with.
-    let (mut s, mut waits, mut now) = serving.open::<SmolTimer>(peer);
+    let (mut s, mut waits, mut now) = conns.open::<SmolTimer>(peer);
     let (mut maybe_readable, mut rounds_without_waiting) = (true, 0);
     loop {
         // A fast pipelining peer keeps its socket readable, so this loop could go on without

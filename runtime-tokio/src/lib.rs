@@ -24,7 +24,7 @@ use weir_core::config::Layout;
 use weir_core::server::Hosted;
 use weir_kit::deadlines::{self, ConnTimer, RuntimeTimer};
 use weir_kit::serve::{Drain, accept_queued, accept_until_drained};
-use weir_kit::waits::{Serving, Wake};
+use weir_kit::waits::{Connections, Wake};
 use weir_kit::{self as rt, Server, clock, net};
 
 /// Serves `server`'s service on its I/O threads until a signal drains it; returns the exit
@@ -40,10 +40,12 @@ pub fn run<S: Hosted>(server: Server<S>) -> i32 {
         }
     };
     weir_kit::serve::run(server, accept_loops, move |s, l, d, a| match &shared {
-        Some(shared) => shared.block_on(serve(s, l, d, a)),
+        Some(shared) => shared.block_on(accept_loop(s, l, d, a)),
         // I/O only: `serve` keeps a current-thread runtime's deadlines on the thread's
         // timerfd, so tokio's time driver would only cost a walk of its wheel per park.
-        None => runtime(Builder::new_current_thread().enable_io()).block_on(serve(s, l, d, a)),
+        None => {
+            runtime(Builder::new_current_thread().enable_io()).block_on(accept_loop(s, l, d, a))
+        }
     })
 }
 
@@ -58,7 +60,12 @@ fn runtime(builder: &mut Builder) -> Arc<Runtime> {
 /// Accepts on `l` (non-blocking) until the drain, then what the kernel queued, then drops
 /// `done` (an accept-loop token) and keeps this runtime alive for its connections (the process exits from
 /// its own shutdown sequence).
-pub async fn serve<S: Hosted>(service: Arc<S>, l: StdListener, drain: Arc<Drain>, done: impl Send) {
+async fn accept_loop<S: Hosted>(
+    service: Arc<S>,
+    l: StdListener,
+    drain: Arc<Drain>,
+    done: impl Send,
+) {
     let listener = TcpListener::from_std(l).expect("invariant: the listener registers");
     // On a current-thread runtime tasks stay on this thread: connection deadlines go on its
     // timerfd (`weir_kit::deadlines`), and tokio's time driver has no timer to walk per park.
@@ -66,14 +73,14 @@ pub async fn serve<S: Hosted>(service: Arc<S>, l: StdListener, drain: Arc<Drain>
     if local {
         tokio::spawn(drive_deadlines());
     }
-    let serving = Serving {
+    let conns = Connections {
         service,
         drain,
         local,
     };
-    let spawn = |tcp, peer| drop(tokio::spawn(connection(serving.clone(), tcp, peer)));
+    let spawn = |tcp, peer| drop(tokio::spawn(connection(conns.clone(), tcp, peer)));
     let pause = |d| Timer::sleep(local, d);
-    accept_until_drained(&serving.drain, || listener.accept(), pause, spawn).await;
+    accept_until_drained(&conns.drain, || listener.accept(), pause, spawn).await;
     if let Ok(listener) = listener.into_std() {
         let _ = accept_queued(&listener, |stream, peer| {
             if let Ok(stream) = TcpStream::from_std(stream) {
@@ -118,7 +125,7 @@ impl RuntimeTimer for TokioTimer {
 type Timer = ConnTimer<TokioTimer>;
 
 #[allow(unsafe_code)] // `AsyncFd::register`: the other place of this crate (see SAFETY)
-async fn connection<S: Hosted>(serving: Serving<S>, tcp: TcpStream, peer: SocketAddr) {
+async fn connection<S: Hosted>(conns: Connections<S>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     // AsyncFd rather than TcpStream: a short read clears the readiness at once, which saves
     // the read that would only return EAGAIN — one syscall per request.
@@ -131,7 +138,7 @@ async fn connection<S: Hosted>(serving: Serving<S>, tcp: TcpStream, peer: Socket
         return;
     };
     // `now`: the time of the last wake, what the loop's writes date their timeout with.
-    let (mut s, mut waits, mut now) = serving.open::<TokioTimer>(peer);
+    let (mut s, mut waits, mut now) = conns.open::<TokioTimer>(peer);
     loop {
         let blocked = rt::flush_at(&mut s, Some(now), |bytes| net::send(sock.get_ref(), bytes));
         if waits.take_effects(&mut s, sock.get_ref()).is_some() {

@@ -1,17 +1,15 @@
 //! The endpoints (docs/api.md). Each fills the session's reusable [`Response`]; the hot ones
 //! (`/ping`, `compute/fast`) write their bodies without allocating.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::json::{write_f64, write_int, write_str, write_utf8};
-use super::{App, Deferred, Endpoint, ErrorCode, METHOD_NAMES, RequestCtx};
+use super::{App, Deferred, Endpoint, ErrorCode, Exchange};
 use crate::http::response::{put_decimal, put_u64};
 use crate::http::{Head, Reply, Response, Status};
 use crate::jobs::{JobDone, JobWatch};
-use crate::metrics::{DURATION_BOUNDS, DURATION_BOUNDS_US};
 use crate::time::Now;
 
 /// The largest |number| whose square fits in an i64.
@@ -155,17 +153,17 @@ enum Format {
 
 impl App {
     /// Runs the endpoint of an admitted request whose body is complete.
-    pub(crate) fn dispatch(
+    pub(crate) fn answer(
         &self,
         now: Now,
         head: &Head<'_>,
         body: &[u8],
-        ctx: &mut RequestCtx,
+        ex: &mut Exchange,
         res: &mut Response,
     ) -> Reply<JobWatch> {
-        let endpoint = ctx
+        let endpoint = ex
             .endpoint
-            .expect("invariant: dispatch follows a successful admit");
+            .expect("invariant: an answer follows a successful admit");
         match endpoint {
             Endpoint::Ping => {
                 res.header_line(b"Content-Type: text/plain; charset=utf-8\r\n");
@@ -173,13 +171,13 @@ impl App {
             }
             // The plain body is read inline (no `Result<_, String>` to pass back).
             Endpoint::ComputeFast => match plain_number_body(body) {
-                Some(n) => self.compute_response(now, ctx, res, 0, n.wrapping_mul(n)),
+                Some(n) => self.compute_response(now, ex, res, 0, n.wrapping_mul(n)),
                 None => match self.parse_number(body) {
-                    Ok(n) => self.compute_response(now, ctx, res, 0, n.wrapping_mul(n)),
-                    Err(msg) => self.error(now, ctx, res, ErrorCode::InvalidRequest, &msg),
+                    Ok(n) => self.compute_response(now, ex, res, 0, n.wrapping_mul(n)),
+                    Err(msg) => self.error(now, ex, res, ErrorCode::InvalidRequest, &msg),
                 },
             },
-            other => return self.dispatch_more(now, head, body, ctx, res, other),
+            other => return self.answer_more(now, head, body, ex, res, other),
         }
         Reply::Now
     }
@@ -187,18 +185,18 @@ impl App {
     /// The other endpoints, out of line: the two above keep a small stack frame (about six
     /// instructions a request, measured).
     #[inline(never)]
-    fn dispatch_more(
+    fn answer_more(
         &self,
         now: Now,
         head: &Head<'_>,
         body: &[u8],
-        ctx: &mut RequestCtx,
+        ex: &mut Exchange,
         res: &mut Response,
         endpoint: Endpoint,
     ) -> Reply<JobWatch> {
         match endpoint {
             Endpoint::Ping | Endpoint::ComputeFast => {
-                return self.dispatch(now, head, body, ctx, res);
+                return self.answer(now, head, body, ex, res);
             }
             Endpoint::ComputeIntensive => match self.parse_number(body) {
                 Ok(n) => {
@@ -206,7 +204,7 @@ impl App {
                     match self.queue.submit(now.mono, n, deadline) {
                         Ok(wait) => {
                             let watch = wait.watcher();
-                            ctx.deferred = Deferred::Job { wait, deadline };
+                            ex.deferred = Deferred::Job { wait, deadline };
                             return Reply::Later {
                                 deadline: Some(deadline),
                                 wait: Some(watch),
@@ -216,7 +214,7 @@ impl App {
                             res.header("Retry-After", b"1");
                             self.error(
                                 now,
-                                ctx,
+                                ex,
                                 res,
                                 ErrorCode::ServiceOverloaded,
                                 "job queue is full",
@@ -224,7 +222,7 @@ impl App {
                         }
                     }
                 }
-                Err(msg) => self.error(now, ctx, res, ErrorCode::InvalidRequest, &msg),
+                Err(msg) => self.error(now, ex, res, ErrorCode::InvalidRequest, &msg),
             },
             Endpoint::Echo => {
                 let ct = head
@@ -234,7 +232,7 @@ impl App {
                 res.body_mut().extend_from_slice(body);
             }
             Endpoint::User => {
-                let id = &head.path()[ctx.param.0 as usize..ctx.param.1 as usize];
+                let id = &head.path()[ex.param.0 as usize..ex.param.1 as usize];
                 res.header_line(b"Content-Type: application/json\r\n");
                 let b = res.body_mut();
                 b.extend_from_slice(b"{\"id\":");
@@ -284,7 +282,7 @@ impl App {
                 Some(format) => self.metrics_response(now, format, res),
                 None => self.error(
                     now,
-                    ctx,
+                    ex,
                     res,
                     ErrorCode::InvalidRequest,
                     "query parameter format must be json, prometheus or openmetrics",
@@ -293,7 +291,7 @@ impl App {
             Endpoint::Sleep => match query_u64(head.query(), "ms") {
                 Ok(Some(ms)) if ms <= MAX_SLEEP_MS => {
                     let until = now.mono.saturating_add(Duration::from_millis(ms));
-                    ctx.deferred = Deferred::Sleep { until, ms };
+                    ex.deferred = Deferred::Sleep { until, ms };
                     return Reply::Later {
                         deadline: Some(until),
                         wait: None,
@@ -301,14 +299,14 @@ impl App {
                 }
                 Ok(None) => self.error(
                     now,
-                    ctx,
+                    ex,
                     res,
                     ErrorCode::InvalidRequest,
                     "query parameter ms is required",
                 ),
                 _ => self.error(
                     now,
-                    ctx,
+                    ex,
                     res,
                     ErrorCode::InvalidRequest,
                     "ms must be an integer from 0 to 60000",
@@ -325,7 +323,7 @@ impl App {
                         res.header("Content-Type", b"text/event-stream");
                         res.header("Cache-Control", b"no-cache");
                         let interval = Duration::from_millis(ms.max(MIN_STREAM_INTERVAL_MS));
-                        ctx.deferred = Deferred::Stream {
+                        ex.deferred = Deferred::Stream {
                             left: count as u32,
                             seq: 0,
                             interval,
@@ -336,7 +334,7 @@ impl App {
                     }
                     _ => self.error(
                         now,
-                        ctx,
+                        ex,
                         res,
                         ErrorCode::InvalidRequest,
                         "count must be 0..=100000 and interval_ms 0..=60000",
@@ -355,7 +353,7 @@ impl App {
     fn compute_response(
         &self,
         now: Now,
-        ctx: &RequestCtx,
+        ex: &Exchange,
         res: &mut Response,
         job_id: u64,
         result: i64,
@@ -363,7 +361,7 @@ impl App {
         res.header_line(b"Content-Type: application/json\r\n");
         let b = res.body_mut();
         b.extend_from_slice(b"{\"request_id\":");
-        ctx.id.write_json(b);
+        ex.id.write_json(b);
         b.extend_from_slice(b",\"job_id\":");
         put_decimal(b, job_id);
         b.extend_from_slice(b",\"result\":");
@@ -372,7 +370,7 @@ impl App {
         }
         put_decimal(b, result.unsigned_abs());
         b.extend_from_slice(b",\"latency_us\":");
-        let latency_ns = now.mono.as_nanos().saturating_sub(ctx.started.as_nanos());
+        let latency_ns = now.mono.as_nanos().saturating_sub(ex.started.as_nanos());
         put_decimal(b, latency_ns / 1_000);
         b.extend_from_slice(b",\"timestamp\":");
         write_unix_secs(b, now.unix_secs());
@@ -380,26 +378,20 @@ impl App {
     }
 
     /// The response to a job's outcome.
-    pub(crate) fn job_response(
-        &self,
-        now: Now,
-        ctx: &RequestCtx,
-        done: JobDone,
-        res: &mut Response,
-    ) {
+    pub(crate) fn job_response(&self, now: Now, ex: &Exchange, done: JobDone, res: &mut Response) {
         res.clear();
         match done {
             JobDone::Completed { id, result, .. } => {
-                self.compute_response(now, ctx, res, id, result)
+                self.compute_response(now, ex, res, id, result)
             }
             JobDone::TimedOut => self.error(
                 now,
-                ctx,
+                ex,
                 res,
                 ErrorCode::Timeout,
                 "job did not finish within REQUEST_TIMEOUT",
             ),
-            JobDone::Failed => self.error(now, ctx, res, ErrorCode::ProcessingError, "job failed"),
+            JobDone::Failed => self.error(now, ex, res, ErrorCode::ProcessingError, "job failed"),
         }
     }
 
@@ -414,13 +406,13 @@ impl App {
     }
 
     /// Appends server-sent event number `seq` (from 1) to `out`.
-    pub(crate) fn stream_event(&self, now: Now, ctx: &RequestCtx, seq: u32, out: &mut Vec<u8>) {
+    pub(crate) fn stream_event(&self, now: Now, ex: &Exchange, seq: u32, out: &mut Vec<u8>) {
         out.extend_from_slice(b"id: ");
         write_int(out, seq);
         out.extend_from_slice(b"\nevent: tick\ndata: {\"seq\":");
         write_int(out, seq);
         out.extend_from_slice(b",\"request_id\":");
-        ctx.id.write_json(out);
+        ex.id.write_json(out);
         out.extend_from_slice(b",\"timestamp\":");
         write_int(out, now.unix_secs());
         out.extend_from_slice(b"}\n\n");
@@ -491,355 +483,6 @@ impl App {
                 res.body_mut().extend_from_slice(body.as_bytes());
             }
         }
-    }
-
-    fn requests_per_sec(&self, now: Now, total: u64) -> f64 {
-        let mut w = self.rate_window.lock().unwrap_or_else(|p| p.into_inner());
-        let (t0, n0) = *w;
-        let dt = now.mono.since(t0).as_secs_f64();
-        let rate = if dt > 0.0 {
-            total.saturating_sub(n0) as f64 / dt
-        } else {
-            0.0
-        };
-        // Slide the window once it is at least a second old, so the figure is recent.
-        if dt >= 1.0 {
-            *w = (now.mono, total);
-        }
-        rate
-    }
-
-    fn metrics_json(&self, now: Now, p: &super::ProcessStats) -> String {
-        let t = self.totals();
-        let lat = self.metrics.latency().snapshot();
-        let q = self.queue.stats();
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        let wait = self.queue.queue_wait.snapshot();
-        let success_rate = if t.total == 0 {
-            100.0
-        } else {
-            t.success as f64 * 100.0 / t.total as f64
-        };
-        let v = serde_json::json!({
-            "total_requests": t.total,
-            "success_count": t.success,
-            "error_count": t.errors,
-            "rejected_count": t.rejected,
-            "active_requests": t.active_requests,
-            "active_connections": t.active_connections,
-            "success_rate": (success_rate * 100.0).round() / 100.0,
-            "avg_latency_us": lat.mean().round() as u64,
-            "p50_latency_us": lat.quantile(0.50),
-            "p95_latency_us": lat.quantile(0.95),
-            "p99_latency_us": lat.quantile(0.99),
-            "requests_per_sec": (self.requests_per_sec(now, t.total) * 10.0).round() / 10.0,
-            "queue_depth": self.queue.depth(),
-            "queue_capacity": self.queue.capacity(),
-            "queue_wait_avg_us": wait.mean().round() as u64,
-            "queue_wait_p99_us": wait.quantile(0.99),
-            "worker_count": self.config.worker_count,
-            "jobs_completed": load(&q.completed),
-            "jobs_rejected": load(&q.rejected),
-            "jobs_cancelled": load(&q.cancelled),
-            "jobs_timed_out": load(&q.timed_out),
-            "jobs_failed": load(&q.failed),
-            "connections_total": t.connections_total,
-            "connections_refused": t.connections_refused,
-            "log_lines_dropped": p.log_lines_dropped,
-            "uptime_seconds": (now.mono.since(self.started.mono).as_secs_f64() * 1000.0).round() / 1000.0,
-            "memory_rss_bytes": p.rss_bytes,
-            "runtime": self.runtime,
-            "timestamp": now.unix_secs(),
-            "fleet": self.fleet.as_ref().map(|f| {
-                let g = f.figures(now.mono);
-                serde_json::json!({
-                    "shared": g.shared,
-                    "instances": g.instances,
-                    "leases": g.leases,
-                    "tokens_granted": g.tokens_granted,
-                    "redis_errors": g.redis_errors,
-                    "redis_rtt_us": g.rtt_us,
-                    "fallback_seconds": g.fallback_ns as f64 / 1e9,
-                })
-            }),
-        });
-        v.to_string()
-    }
-
-    fn metrics_text(&self, now: Now, p: &super::ProcessStats, om: bool) -> String {
-        let t = self.totals();
-        let q = self.queue.stats();
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        let mut s = String::with_capacity(8192);
-        let family =
-            |s: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, String)]| {
-                // OpenMetrics names a counter family without `_total`; its samples keep it.
-                let family_name = if om && kind == "counter" {
-                    name.trim_end_matches("_total")
-                } else {
-                    name
-                };
-                let _ = writeln!(s, "# HELP {family_name} {help}");
-                let _ = writeln!(s, "# TYPE {family_name} {kind}");
-                for (labels, value) in samples {
-                    if labels.is_empty() {
-                        let _ = writeln!(s, "{name} {value}");
-                    } else {
-                        let _ = writeln!(s, "{name}{{{labels}}} {value}");
-                    }
-                }
-            };
-        let num = |v: u64| v.to_string();
-        family(
-            &mut s,
-            "weir_requests_total",
-            "counter",
-            "HTTP requests answered, by outcome.",
-            &[
-                ("outcome=\"success\"", num(t.success)),
-                ("outcome=\"error\"", num(t.errors)),
-            ],
-        );
-        family(
-            &mut s,
-            "weir_requests_rejected_total",
-            "counter",
-            "Requests refused by a rate limit (429).",
-            &[("", num(t.rejected))],
-        );
-        let (global, per_ip) = self.rate_limited();
-        family(
-            &mut s,
-            "weir_rate_limited_total",
-            "counter",
-            "Requests refused with 429, by the limit that refused them.",
-            &[
-                ("policy=\"global\"", num(global)),
-                ("policy=\"per_ip\"", num(per_ip)),
-            ],
-        );
-        family(
-            &mut s,
-            "weir_active_requests",
-            "gauge",
-            "Requests in progress.",
-            &[("", t.active_requests.to_string())],
-        );
-        family(
-            &mut s,
-            "weir_active_connections",
-            "gauge",
-            "Open client connections.",
-            &[("", t.active_connections.to_string())],
-        );
-        family(
-            &mut s,
-            "weir_connections_total",
-            "counter",
-            "Client connections, by outcome.",
-            &[
-                ("outcome=\"accepted\"", num(t.connections_accepted())),
-                ("outcome=\"refused\"", num(t.connections_refused)),
-            ],
-        );
-        family(
-            &mut s,
-            "weir_jobs_total",
-            "counter",
-            "Intensive jobs, by how they ended.",
-            &[
-                ("outcome=\"completed\"", num(load(&q.completed))),
-                ("outcome=\"rejected\"", num(load(&q.rejected))),
-                ("outcome=\"cancelled\"", num(load(&q.cancelled))),
-                ("outcome=\"timed_out\"", num(load(&q.timed_out))),
-                ("outcome=\"failed\"", num(load(&q.failed))),
-            ],
-        );
-        family(
-            &mut s,
-            "weir_job_queue_depth",
-            "gauge",
-            "Jobs waiting in the queue.",
-            &[("", num(self.queue.depth() as u64))],
-        );
-        family(
-            &mut s,
-            "weir_job_queue_capacity",
-            "gauge",
-            "Places in the job queue.",
-            &[("", num(self.queue.capacity() as u64))],
-        );
-        family(
-            &mut s,
-            "weir_workers",
-            "gauge",
-            "Configured worker threads.",
-            &[("", num(self.config.worker_count as u64))],
-        );
-        for (name, help, h) in [
-            (
-                "weir_job_queue_wait_seconds",
-                "Time jobs spent queued.",
-                &self.queue.queue_wait,
-            ),
-            (
-                "weir_job_run_seconds",
-                "Time jobs spent running.",
-                &self.queue.run_time,
-            ),
-        ] {
-            let snap = h.snapshot();
-            let _ = writeln!(s, "# HELP {name} {help}");
-            let _ = writeln!(s, "# TYPE {name} histogram");
-            if om {
-                let _ = writeln!(s, "# UNIT {name} seconds");
-            }
-            for (bound, us) in DURATION_BOUNDS.iter().zip(DURATION_BOUNDS_US) {
-                let _ = writeln!(
-                    s,
-                    "{name}_bucket{{le=\"{bound}\"}} {}",
-                    snap.count_at_most(us)
-                );
-            }
-            let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {}", snap.count);
-            let _ = writeln!(s, "{name}_sum {}", snap.sum as f64 / 1e6);
-            let _ = writeln!(s, "{name}_count {}", snap.count);
-        }
-        family(
-            &mut s,
-            "weir_log_lines_dropped_total",
-            "counter",
-            "Log lines dropped by a full log buffer.",
-            &[("", num(p.log_lines_dropped))],
-        );
-        family(
-            &mut s,
-            "weir_draining",
-            "gauge",
-            "1 while a graceful shutdown is under way.",
-            &[("", num(u64::from(self.is_draining())))],
-        );
-        if let Some(f) = &self.fleet {
-            let g = f.figures(now.mono);
-            for (name, kind, help, value) in [
-                (
-                    "weir_fleet_shared",
-                    "gauge",
-                    "1 while the limit is shared through Redis, 0 on the local fallback share.",
-                    num(u64::from(g.shared)),
-                ),
-                (
-                    "weir_fleet_instances",
-                    "gauge",
-                    "Live instances of the cluster last seen in Redis.",
-                    num(g.instances),
-                ),
-                (
-                    "weir_fleet_leases_total",
-                    "counter",
-                    "Leases of the shared limit granted by Redis.",
-                    num(g.leases),
-                ),
-                (
-                    "weir_fleet_tokens_granted_total",
-                    "counter",
-                    "Requests' worth of the shared limit granted in leases.",
-                    num(g.tokens_granted),
-                ),
-                (
-                    "weir_fleet_redis_errors_total",
-                    "counter",
-                    "Failed Redis round trips.",
-                    num(g.redis_errors),
-                ),
-                (
-                    "weir_fleet_redis_rtt_seconds",
-                    "gauge",
-                    "The last Redis round trip.",
-                    (g.rtt_us as f64 / 1e6).to_string(),
-                ),
-                (
-                    "weir_fleet_fallback_seconds_total",
-                    "counter",
-                    "Time spent on the local fallback share.",
-                    (g.fallback_ns as f64 / 1e9).to_string(),
-                ),
-            ] {
-                family(&mut s, name, kind, help, &[("", value)]);
-            }
-        }
-        family(
-            &mut s,
-            "weir_build_info",
-            "gauge",
-            "Build information.",
-            &[(
-                &format!(
-                    "version=\"{}\",runtime=\"{}\"",
-                    env!("CARGO_PKG_VERSION"),
-                    self.runtime
-                ),
-                "1".into(),
-            )],
-        );
-        family(
-            &mut s,
-            "weir_uptime_seconds",
-            "gauge",
-            "Seconds since start.",
-            &[(
-                "",
-                now.mono.since(self.started.mono).as_secs_f64().to_string(),
-            )],
-        );
-        family(
-            &mut s,
-            "process_cpu_seconds_total",
-            "counter",
-            "Total user and system CPU time spent in seconds.",
-            &[("", p.cpu_seconds.to_string())],
-        );
-        family(
-            &mut s,
-            "process_resident_memory_bytes",
-            "gauge",
-            "Resident memory size in bytes.",
-            &[("", num(p.rss_bytes))],
-        );
-        family(
-            &mut s,
-            "process_open_fds",
-            "gauge",
-            "Number of open file descriptors.",
-            &[("", num(p.open_fds))],
-        );
-        family(
-            &mut s,
-            "process_max_fds",
-            "gauge",
-            "Maximum number of open file descriptors.",
-            &[("", num(p.max_fds))],
-        );
-        family(
-            &mut s,
-            "process_start_time_seconds",
-            "gauge",
-            "Start time of the process since unix epoch in seconds.",
-            &[("", p.start_time_seconds.to_string())],
-        );
-        if om {
-            self.metrics.write_duration_histogram(&mut s, &METHOD_NAMES);
-            s.push_str("# EOF\n");
-        } else {
-            let mut h = String::new();
-            self.metrics.write_duration_histogram(&mut h, &METHOD_NAMES);
-            // `# UNIT` is OpenMetrics-only; the 0.0.4 text format has no such line.
-            for line in h.lines().filter(|l| !l.starts_with("# UNIT")) {
-                s.push_str(line);
-                s.push('\n');
-            }
-        }
-        s
     }
 }
 

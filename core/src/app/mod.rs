@@ -8,6 +8,7 @@
 //! `finish` when the response is queued (metrics, access log).
 
 pub mod error;
+mod exposition;
 mod handlers;
 pub mod json;
 pub mod request_id;
@@ -399,7 +400,7 @@ impl std::fmt::Debug for App {
 /// Per-request state the session keeps for the app between `admit`, `call` and `finish`
 /// (the app's [`Service::Exchange`](crate::http::Service::Exchange)).
 #[derive(Debug)]
-pub struct RequestCtx {
+pub struct Exchange {
     /// The request's ID.
     pub id: RequestId,
     /// When the head was complete.
@@ -437,9 +438,9 @@ pub(crate) enum Deferred {
     },
 }
 
-impl Default for RequestCtx {
+impl Default for Exchange {
     fn default() -> Self {
-        RequestCtx {
+        Exchange {
             id: RequestId::default(),
             started: Instant::ZERO,
             log_started: Instant::ZERO,
@@ -455,7 +456,7 @@ impl Default for RequestCtx {
     }
 }
 
-impl RequestCtx {
+impl Exchange {
     /// Starts a new request in place: every field reset but the ID, which the caller sets
     /// next (resetting it would zero 128 bytes per request for nothing).
     fn begin(&mut self, started: Instant, method: Method) {
@@ -581,19 +582,19 @@ impl App {
 
     /// Reads the access log's fine clock at the start of a request (only while it logs).
     #[inline(always)]
-    fn start_log_clock(&self, ctx: &mut RequestCtx) {
+    fn start_log_clock(&self, ex: &mut Exchange) {
         if let (true, Some(clock)) = (self.config.access_log, self.latency_clock) {
-            ctx.log_started = clock();
+            ex.log_started = clock();
         }
     }
 
     /// Starts a request whose head could not be parsed or was refused by the HTTP layer.
-    pub(crate) fn begin_unparsed(&self, now: Now, ctx: &mut RequestCtx, peer: SocketAddr) {
-        ctx.begin(now.mono, Method::Get);
-        self.start_log_clock(ctx);
-        ctx.id.set_generated(&self.secret);
-        ctx.route = self.unmatched_route;
-        ctx.client_ip = Some(peer.ip());
+    pub(crate) fn begin_unparsed(&self, now: Now, ex: &mut Exchange, peer: SocketAddr) {
+        ex.begin(now.mono, Method::Get);
+        self.start_log_clock(ex);
+        ex.id.set_generated(&self.secret);
+        ex.route = self.unmatched_route;
+        ex.client_ip = Some(peer.ip());
         self.metrics.request_started();
     }
 
@@ -604,16 +605,16 @@ impl App {
         now: Now,
         head: &Head<'_>,
         peer: SocketAddr,
-        ctx: &mut RequestCtx,
+        ex: &mut Exchange,
         res: &mut Response,
     ) -> bool {
-        ctx.begin(now.mono, head.method);
-        self.start_log_clock(ctx);
+        ex.begin(now.mono, head.method);
+        self.start_log_clock(ex);
         if !head
             .header("x-request-id")
-            .is_some_and(|v| ctx.id.set_from_client(v))
+            .is_some_and(|v| ex.id.set_from_client(v))
         {
-            ctx.id.set_generated(&self.secret);
+            ex.id.set_generated(&self.secret);
         }
         self.metrics.request_started();
         let path = head.path();
@@ -624,11 +625,11 @@ impl App {
                 param,
             } => (endpoint, route, param),
             Match::MethodNotAllowed { route, allow } => {
-                ctx.route = route;
+                ex.route = route;
                 res.header("Allow", allow.as_bytes());
                 self.error(
                     now,
-                    ctx,
+                    ex,
                     res,
                     ErrorCode::MethodNotAllowed,
                     "method not allowed for this route",
@@ -636,22 +637,22 @@ impl App {
                 return false;
             }
             Match::NotFound => {
-                ctx.route = self.unmatched_route;
-                self.error(now, ctx, res, ErrorCode::NotFound, "no route for this path");
+                ex.route = self.unmatched_route;
+                self.error(now, ex, res, ErrorCode::NotFound, "no route for this path");
                 return false;
             }
         };
-        ctx.route = route;
-        ctx.endpoint = Some(endpoint);
+        ex.route = route;
+        ex.endpoint = Some(endpoint);
         if let Some(p) = param {
             let base = path.as_ptr() as usize;
             let start = (p.as_ptr() as usize - base) as u32;
-            ctx.param = (start, start + p.len() as u32);
+            ex.param = (start, start + p.len() as u32);
         }
         if self.needs_client_ip {
-            ctx.client_ip = Some(self.client_ip(head, peer));
+            ex.client_ip = Some(self.client_ip(head, peer));
         }
-        if !endpoint.is_monitoring() && !self.check_rate(now, ctx, res) {
+        if !endpoint.is_monitoring() && !self.check_rate(now, ex, res) {
             return false;
         }
         if let Some(token) = &self.config.api_token {
@@ -661,7 +662,7 @@ impl App {
                 res.header("WWW-Authenticate", b"Bearer");
                 self.error(
                     now,
-                    ctx,
+                    ex,
                     res,
                     ErrorCode::Unauthorized,
                     "missing or invalid bearer token",
@@ -694,9 +695,9 @@ impl App {
     /// The rate limits, per-IP first: a request refused by its client's limit spends nothing
     /// of the global (or fleet) budget, and one the global limit refuses gives its per-IP
     /// token back — so one noisy client cannot starve the others.
-    fn check_rate(&self, now: Now, ctx: &mut RequestCtx, res: &mut Response) -> bool {
+    fn check_rate(&self, now: Now, ex: &mut Exchange, res: &mut Response) -> bool {
         let mut per_ip = None;
-        if let (Some(k), Some(ip)) = (&self.per_ip, ctx.client_ip) {
+        if let (Some(k), Some(ip)) = (&self.per_ip, ex.client_ip) {
             let quota = self
                 .fleet
                 .as_ref()
@@ -705,7 +706,7 @@ impl App {
             let key = client_key(ip);
             let v = k.check_with(key, now.mono, quota);
             if !v.allowed {
-                return self.refuse_rate(now, ctx, res, v, RatePolicy::PerIp);
+                return self.refuse_rate(now, ex, res, v, RatePolicy::PerIp);
             }
             per_ip = Some((k, key, quota, v));
         }
@@ -714,13 +715,13 @@ impl App {
             (None, Some(g)) => Some(g.check(now.mono)),
             (None, None) => None,
         };
-        ctx.verdict = match (global, per_ip) {
+        ex.verdict = match (global, per_ip) {
             (Some(g), Some((k, key, quota, _))) if !g.allowed => {
                 k.give_back(key, quota);
-                return self.refuse_rate(now, ctx, res, g, RatePolicy::Global);
+                return self.refuse_rate(now, ex, res, g, RatePolicy::Global);
             }
             (Some(g), None) if !g.allowed => {
-                return self.refuse_rate(now, ctx, res, g, RatePolicy::Global);
+                return self.refuse_rate(now, ex, res, g, RatePolicy::Global);
             }
             // Both admitted: report the one with less left.
             (Some(g), Some((_, _, _, v))) if v.remaining < g.remaining => {
@@ -737,17 +738,17 @@ impl App {
     fn refuse_rate(
         &self,
         now: Now,
-        ctx: &mut RequestCtx,
+        ex: &mut Exchange,
         res: &mut Response,
         v: Verdict,
         policy: RatePolicy,
     ) -> bool {
-        ctx.verdict = Some((v, policy));
+        ex.verdict = Some((v, policy));
         self.rate_limited[policy as usize].fetch_add(1, Ordering::Relaxed);
         res.header_num("Retry-After", v.retry_after_secs);
         self.error(
             now,
-            ctx,
+            ex,
             res,
             ErrorCode::RateLimitExceeded,
             "rate limit exceeded",
@@ -795,20 +796,20 @@ impl App {
     pub(crate) fn error(
         &self,
         now: Now,
-        ctx: &RequestCtx,
+        ex: &Exchange,
         res: &mut Response,
         code: ErrorCode,
         message: &str,
     ) {
-        write_error(res, code, message, ctx.id.as_str(), now.unix_secs());
+        write_error(res, code, message, ex.id.as_str(), now.unix_secs());
     }
 
     /// The header lines every response of a request carries, written into the output as
     /// the response is encoded: `X-Request-ID`, and under a limit `RateLimit-Policy` and
     /// `RateLimit` (precomputed blocks and numbers, no per-header work).
-    pub(crate) fn write_common_lines(&self, ctx: &RequestCtx, out: &mut Vec<u8>) {
-        ctx.id.write_header_line(out);
-        if let (Some(lines), Some((v, policy))) = (&self.rate_lines, ctx.verdict) {
+    pub(crate) fn write_common_lines(&self, ex: &Exchange, out: &mut Vec<u8>) {
+        ex.id.write_header_line(out);
+        if let (Some(lines), Some((v, policy))) = (&self.rate_lines, ex.verdict) {
             put_block(out, &lines[policy as usize]);
             put_decimal(out, v.remaining);
             match v.reset_secs {
@@ -831,22 +832,22 @@ impl App {
     pub(crate) fn finish(
         &self,
         now: Now,
-        ctx: &mut RequestCtx,
+        ex: &mut Exchange,
         head: Option<&Head<'_>>,
         status: Status,
         bytes_sent: u64,
     ) {
-        if !matches!(ctx.deferred, Deferred::None) {
-            ctx.deferred = Deferred::None;
+        if !matches!(ex.deferred, Deferred::None) {
+            ex.deferred = Deferred::None;
         }
-        if !ctx.open {
+        if !ex.open {
             return;
         }
-        ctx.open = false;
-        let latency_ns = now.mono.as_nanos().saturating_sub(ctx.started.as_nanos());
+        ex.open = false;
+        let latency_ns = now.mono.as_nanos().saturating_sub(ex.started.as_nanos());
         self.metrics.request_finished(RequestRecord {
-            method: method_index(ctx.method),
-            route: ctx.route,
+            method: method_index(ex.method),
+            route: ex.route,
             status: status.code(),
             latency_us: latency_ns / 1_000,
         });
@@ -856,10 +857,10 @@ impl App {
             let latency_ns = match self.latency_clock {
                 Some(clock) => clock()
                     .as_nanos()
-                    .saturating_sub(ctx.log_started.as_nanos()),
+                    .saturating_sub(ex.log_started.as_nanos()),
                 None => latency_ns,
             };
-            log_access(ctx, head, status, latency_ns, bytes_sent);
+            log_access(ex, head, status, latency_ns, bytes_sent);
         }
     }
 }
@@ -867,7 +868,7 @@ impl App {
 /// The access log line of a finished request.
 #[inline(never)]
 fn log_access(
-    ctx: &RequestCtx,
+    ex: &Exchange,
     head: Option<&Head<'_>>,
     status: Status,
     latency_ns: u64,
@@ -886,15 +887,15 @@ fn log_access(
     let user_agent = head.and_then(|h| h.header("user-agent")).map_or("-", text);
     tracing::info!(
         target: "weir::access",
-        request_id = ctx.id.as_str(),
-        method = ctx.method.as_str(),
+        request_id = ex.id.as_str(),
+        method = ex.method.as_str(),
         path,
         query,
         protocol,
         status = status.code(),
         bytes_sent,
         latency_ms = latency_ns as f64 / 1e6,
-        client_ip = ClientIp::new(ctx.client_ip).as_str(),
+        client_ip = ClientIp::new(ex.client_ip).as_str(),
         user_agent,
     );
 }

@@ -1,11 +1,11 @@
 //! weir's application as an HTTP [`Service`]: the session calls these, and they call the
 //! app's admission, handlers and bookkeeping. Deferred replies (a queued job, a sleep, a
-//! stream) keep their state in the request's [`RequestCtx`].
+//! stream) keep their state in the request's [`Exchange`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
-use super::{App, Deferred, ErrorCode, RequestCtx};
+use super::{App, Deferred, ErrorCode, Exchange};
 use crate::fleet::FleetShare;
 use crate::http::{Chunk, Head, HttpConfig, Reply, ReplyPoll, Response, Service, Status};
 use crate::jobs::{JobQueue, JobWatch};
@@ -13,7 +13,7 @@ use crate::server::Hosted;
 use crate::time::Now;
 
 impl Service for App {
-    type Exchange = RequestCtx;
+    type Exchange = Exchange;
     type Wait = JobWatch;
 
     fn http_config(&self) -> &HttpConfig {
@@ -29,14 +29,14 @@ impl Service for App {
         now: Now,
         head: &Head<'_>,
         peer: SocketAddr,
-        ctx: &mut RequestCtx,
+        ex: &mut Exchange,
         res: &mut Response,
     ) -> bool {
-        App::admit(self, now, head, peer, ctx, res)
+        App::admit(self, now, head, peer, ex, res)
     }
 
-    fn write_common_lines(&self, ctx: &RequestCtx, out: &mut Vec<u8>) {
-        App::write_common_lines(self, ctx, out)
+    fn write_common_lines(&self, ex: &Exchange, out: &mut Vec<u8>) {
+        App::write_common_lines(self, ex, out)
     }
 
     fn call(
@@ -44,20 +44,20 @@ impl Service for App {
         now: Now,
         head: &Head<'_>,
         body: &[u8],
-        ctx: &mut RequestCtx,
+        ex: &mut Exchange,
         res: &mut Response,
     ) -> Reply<JobWatch> {
-        self.dispatch(now, head, body, ctx, res)
+        self.answer(now, head, body, ex, res)
     }
 
     fn poll_reply(
         &self,
         now: Now,
-        ctx: &mut RequestCtx,
+        ex: &mut Exchange,
         res: &mut Response,
         draining: bool,
     ) -> ReplyPoll {
-        match &ctx.deferred {
+        match &ex.deferred {
             Deferred::Job { wait, deadline } => {
                 let done = match wait.try_done() {
                     Some(done) => done,
@@ -70,8 +70,8 @@ impl Service for App {
                     }
                 };
                 // The job has ended, so dropping the wait cancels nothing.
-                ctx.deferred = Deferred::None;
-                self.job_response(now, ctx, done, res);
+                ex.deferred = Deferred::None;
+                self.job_response(now, ex, done, res);
             }
             &Deferred::Sleep { until, ms } => {
                 if now.mono < until && !draining {
@@ -80,15 +80,15 @@ impl Service for App {
                     };
                 }
                 // At a drain, answer at once with the time actually slept.
-                let slept = (now.mono.since(ctx.started).as_millis() as u64).min(ms);
-                ctx.deferred = Deferred::None;
+                let slept = (now.mono.since(ex.started).as_millis() as u64).min(ms);
+                ex.deferred = Deferred::None;
                 self.sleep_response(slept, res);
             }
             Deferred::None | Deferred::Stream { .. } => {
                 res.clear();
                 self.error(
                     now,
-                    ctx,
+                    ex,
                     res,
                     ErrorCode::InternalError,
                     "no reply was pending",
@@ -98,18 +98,12 @@ impl Service for App {
         ReplyPoll::Ready
     }
 
-    fn poll_chunk(
-        &self,
-        now: Now,
-        ctx: &mut RequestCtx,
-        out: &mut Vec<u8>,
-        draining: bool,
-    ) -> Chunk {
+    fn poll_chunk(&self, now: Now, ex: &mut Exchange, out: &mut Vec<u8>, draining: bool) -> Chunk {
         let Deferred::Stream {
             left,
             seq,
             interval,
-        } = &mut ctx.deferred
+        } = &mut ex.deferred
         else {
             return Chunk::Last;
         };
@@ -119,7 +113,7 @@ impl Service for App {
         *left -= 1;
         *seq += 1;
         let (left, seq, interval) = (*left, *seq, *interval);
-        self.stream_event(now, ctx, seq, out);
+        self.stream_event(now, ex, seq, out);
         if left == 0 {
             Chunk::Last
         } else {
@@ -133,34 +127,34 @@ impl Service for App {
         &self,
         now: Now,
         peer: SocketAddr,
-        ctx: &mut RequestCtx,
+        ex: &mut Exchange,
         res: &mut Response,
         status: Status,
         message: &str,
     ) {
-        if !ctx.open {
-            self.begin_unparsed(now, ctx, peer);
+        if !ex.open {
+            self.begin_unparsed(now, ex, peer);
         }
-        App::error(self, now, ctx, res, ErrorCode::for_status(status), message);
+        App::error(self, now, ex, res, ErrorCode::for_status(status), message);
     }
 
     #[inline(always)]
     fn finish(
         &self,
         now: Now,
-        ctx: &mut RequestCtx,
+        ex: &mut Exchange,
         head: Option<&Head<'_>>,
         status: Status,
         bytes_sent: u64,
     ) {
-        App::finish(self, now, ctx, head, status, bytes_sent)
+        App::finish(self, now, ex, head, status, bytes_sent)
     }
 
-    fn abandon(&self, ctx: &mut RequestCtx) {
+    fn abandon(&self, ex: &mut Exchange) {
         // Dropping a job's wait cancels it if it has not started.
-        ctx.deferred = Deferred::None;
-        if ctx.open {
-            ctx.open = false;
+        ex.deferred = Deferred::None;
+        if ex.open {
+            ex.open = false;
             self.metrics().request_abandoned();
         }
     }

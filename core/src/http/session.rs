@@ -134,10 +134,10 @@ const TIMERS: [Timer; 6] = [
 /// The session's deadlines, one per [`Timer`], as nanosecond instants with `u64::MAX` for
 /// none: the earliest is a plain minimum (asked after every input).
 #[derive(Clone, Copy, Debug)]
-struct Deadlines([u64; TIMERS.len()]);
+struct TimerSet([u64; TIMERS.len()]);
 
-impl Deadlines {
-    const NONE: Deadlines = Deadlines([u64::MAX; TIMERS.len()]);
+impl TimerSet {
+    const NONE: TimerSet = TimerSet([u64::MAX; TIMERS.len()]);
 
     fn get(&self, t: Timer) -> Option<Instant> {
         let at = self.0[t as usize];
@@ -205,7 +205,7 @@ pub struct Session<S: Service> {
     keep_alive: bool,
     /// `handle_drain` was called.
     draining: bool,
-    timers: Deadlines,
+    timers: TimerSet,
     wait_effect: Option<S::Wait>,
     close_effect: Option<CloseReason>,
     latest: Now,
@@ -237,7 +237,7 @@ impl<S: Service> Session<S> {
             state: State::Head,
             keep_alive: true,
             draining: false,
-            timers: Deadlines::NONE,
+            timers: TimerSet::NONE,
             wait_effect: None,
             close_effect: None,
             latest: now,
@@ -328,7 +328,7 @@ impl<S: Service> Session<S> {
             "handle_read({n}) past the buffer given by recv_buf"
         );
         self.rend += n;
-        // Deadlines hold whatever arrives: a peer that trickles bytes faster than any read
+        // TimerSet hold whatever arrives: a peer that trickles bytes faster than any read
         // times out still meets them here.
         self.fire_expired(now);
         self.drive(now);
@@ -377,7 +377,7 @@ impl<S: Service> Session<S> {
         self.after_input(now);
     }
 
-    /// Deadlines up to `now` have passed. Idempotent and safe to call early.
+    /// TimerSet up to `now` have passed. Idempotent and safe to call early.
     pub fn handle_timeout(&mut self, now: Now) {
         let now = self.clamp(now);
         self.fire_expired(now);
@@ -997,7 +997,7 @@ impl<S: Service> Session<S> {
     fn abandon(&mut self, _now: Now) {
         self.service.abandon(&mut self.ex);
         self.state = State::Closed;
-        self.timers = Deadlines::NONE;
+        self.timers = TimerSet::NONE;
     }
 
     fn release_buffers(&mut self) {
@@ -1018,7 +1018,7 @@ impl<S: Service> Session<S> {
         if let State::Closing(reason) = self.state {
             if self.sent == self.out.len() || reason != CloseReason::Done {
                 self.state = State::Closed;
-                self.timers = Deadlines::NONE;
+                self.timers = TimerSet::NONE;
                 self.close_effect = Some(reason);
             }
         }

@@ -68,7 +68,7 @@ impl<S: Hosted> Server<S> {
     /// (and `MAX_CONNECTIONS` clamped below it), the process-figures sampler, the service
     /// (`build` from a [`Setup`]), the workers (when the service has jobs), the signal
     /// handlers, then the listener. Stdout's `listening on` line comes
-    /// from [`serve::run`](crate::serve::run) once the I/O threads run and `MAX_CONNECTIONS`
+    /// from [`serve::run`] once the I/O threads run and `MAX_CONNECTIONS`
     /// is clamped to the descriptors they left — so a signal sent as soon as that line
     /// appears starts a drain, never a default death, and a client that waited for it meets
     /// the final limit.

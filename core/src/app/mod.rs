@@ -1,18 +1,31 @@
-//! The application: one [`App`] per process, shared by every connection.
+//! weir's application: one [`App`] per process, shared by every connection, serving the API
+//! of docs/api.md as an HTTP [`Service`](crate::http::Service).
 //!
-//! `App` holds the configuration, the frozen router, the limiters, the job queue, the metrics,
-//! the health checks and the connection/draining state. Every method takes `&self` and the hot
-//! path is lock-free (the per-IP table, when enabled, takes one of 64 shard locks). The HTTP
-//! session calls it at three points: [`App::admit`] when a head is complete (routing, auth,
-//! rate limits — before any body is read), `dispatch` when the body is complete, and
-//! `finish` when the response is queued (metrics, access log).
+//! `App` holds the configuration, the frozen router, the limiters, the job queue, the metrics
+//! and the health checks; it reads the server's [`Lifecycle`] to report it, never changes
+//! it. Every method takes `&self` and the hot path is lock-free (the per-IP table, when
+//! enabled, takes one of 64 shard locks). The rooms:
+//! - this module: the builder, admission (`admit`: route, auth, limits — before any
+//!   body is read) and the bookkeeping of a finished request (`finish`: metrics, access log);
+//! - `service`: the `Service` methods, calling into the rest;
+//! - `handlers`: the endpoints (`answer`, once the body is complete) and their deferred work;
+//! - `rate`: the per-IP and global limits and the `RateLimit` headers;
+//! - `client_ip`: the client's address, `X-Forwarded-For` with `TRUST_PROXY`;
+//! - `access_log`: the access log line; `exposition`: `/metrics` in JSON and Prometheus text
+//!   from one list of figures; `process`: the process's own figures; `secret`, `request_id`,
+//!   `router`, `error`, `json`.
 
+mod access_log;
+mod client_ip;
 pub mod error;
 mod exposition;
 mod handlers;
 pub mod json;
+mod process;
+mod rate;
 pub mod request_id;
 pub mod router;
+mod secret;
 mod service;
 
 use std::net::{IpAddr, SocketAddr};
@@ -25,13 +38,17 @@ use crate::fleet::FleetShare;
 use crate::http::response::{put_block, put_decimal};
 use crate::http::{Head, HttpConfig, Limits, Method, Response, Session, Status};
 use crate::jobs::{JobQueue, JobWait};
-use crate::limit::{Gcra, KeyedGcra, Quota, Verdict, client_key};
+use crate::limit::{Gcra, KeyedGcra, Quota, Verdict};
 use crate::metrics::{Metrics, RequestRecord, Totals};
 use crate::server::{Lifecycle, Setup};
 use crate::time::{Instant, Now};
+use access_log::log_access;
 pub use error::{ErrorCode, write_error};
+pub use process::{ProcessFigures, ProcessStats};
+use rate::{RATE_BLOCK, RateBlock, RatePolicy};
 pub use request_id::RequestId;
 use router::{Match, Router, RouterBuilder};
+pub use secret::Secret;
 
 /// The endpoints (docs/api.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,124 +97,7 @@ impl Endpoint {
     }
 }
 
-/// Process figures the runtime supplies for `/metrics` (the core reads no `/proc`).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-#[non_exhaustive]
-pub struct ProcessStats {
-    /// Resident set size.
-    pub rss_bytes: u64,
-    /// Open file descriptors.
-    pub open_fds: u64,
-    /// The descriptor limit.
-    pub max_fds: u64,
-    /// User + system CPU time.
-    pub cpu_seconds: f64,
-    /// Process start, Unix seconds.
-    pub start_time_seconds: f64,
-    /// Log lines dropped because the log buffer was full.
-    pub log_lines_dropped: u64,
-}
-
-impl ProcessStats {
-    /// Builds the figures (the struct is `non_exhaustive` for future fields).
-    pub fn new(
-        rss_bytes: u64,
-        open_fds: u64,
-        max_fds: u64,
-        cpu_seconds: f64,
-        start_time_seconds: f64,
-        log_lines_dropped: u64,
-    ) -> Self {
-        ProcessStats {
-            rss_bytes,
-            open_fds,
-            max_fds,
-            cpu_seconds,
-            start_time_seconds,
-            log_lines_dropped,
-        }
-    }
-}
-
-/// The per-process secret: keys the request-ID generator and the per-IP table's hash. Its
-/// `Debug` never shows it.
-#[derive(Clone)]
-pub struct Secret(pub(crate) [u8; 32]);
-
-impl Secret {
-    /// A secret from 32 random bytes (the runtime reads them from the OS).
-    pub fn new(bytes: [u8; 32]) -> Self {
-        Secret(bytes)
-    }
-
-    /// A secret for embedders that pass none: the standard library's randomly keyed hasher
-    /// (128 bits of OS randomness). Runtimes pass 256 bits of their own.
-    fn fallback() -> Self {
-        use std::hash::{BuildHasher, RandomState};
-        let state = RandomState::new();
-        let mut bytes = [0u8; 32];
-        for (i, chunk) in bytes.chunks_mut(8).enumerate() {
-            chunk.copy_from_slice(&state.hash_one(i).to_le_bytes());
-        }
-        Secret(bytes)
-    }
-
-    /// Two 64-bit keys derived from the secret for a keyed hash (a keystream apart from the
-    /// request IDs', so neither use reveals the other).
-    pub(crate) fn hash_keys(&self) -> (u64, u64) {
-        use rand_chacha::rand_core::{RngCore, SeedableRng};
-        let mut rng = rand_chacha::ChaCha12Rng::from_seed(self.0);
-        rng.set_stream(u64::MAX);
-        (rng.next_u64(), rng.next_u64())
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
 type HealthCheck = Box<dyn Fn() -> bool + Send + Sync>;
-/// The latest process figures, written by the runtime's sampler (once a second, off the I/O
-/// threads) and only read by `/metrics`: a scrape costs a few atomic loads whatever the number
-/// of connections, and never touches `/proc` on an I/O thread.
-#[derive(Debug, Default)]
-pub struct ProcessFigures {
-    rss_bytes: AtomicU64,
-    open_fds: AtomicU64,
-    max_fds: AtomicU64,
-    cpu_micros: AtomicU64,
-    start_time_millis: AtomicU64,
-    log_lines_dropped: AtomicU64,
-}
-
-impl ProcessFigures {
-    /// Publishes a new sample.
-    pub fn store(&self, s: &ProcessStats) {
-        let put = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
-        put(&self.rss_bytes, s.rss_bytes);
-        put(&self.open_fds, s.open_fds);
-        put(&self.max_fds, s.max_fds);
-        put(&self.cpu_micros, (s.cpu_seconds * 1e6) as u64);
-        put(&self.start_time_millis, (s.start_time_seconds * 1e3) as u64);
-        put(&self.log_lines_dropped, s.log_lines_dropped);
-    }
-
-    /// The latest sample (zeros before the first).
-    pub fn load(&self) -> ProcessStats {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        ProcessStats::new(
-            get(&self.rss_bytes),
-            get(&self.open_fds),
-            get(&self.max_fds),
-            get(&self.cpu_micros) as f64 / 1e6,
-            get(&self.start_time_millis) as f64 / 1e3,
-            get(&self.log_lines_dropped),
-        )
-    }
-}
-
 /// Builds an [`App`].
 pub struct AppBuilder {
     config: Config,
@@ -673,124 +573,6 @@ impl App {
         true
     }
 
-    /// Whether a TLS handshake may be spent on a new connection from `peer`: with
-    /// `RATE_LIMIT_PER_IP` (and no proxy in front, whose address is no client's), a handshake
-    /// costs its client one token, so one address cannot flood an I/O thread with handshakes.
-    pub(crate) fn admit_handshake(&self, now: Now, peer: SocketAddr) -> bool {
-        let Some(k) = self.per_ip.as_ref().filter(|_| !self.config.trust_proxy) else {
-            return true;
-        };
-        let quota = self
-            .fleet
-            .as_ref()
-            .and_then(FleetShare::per_ip_quota)
-            .unwrap_or_else(|| k.quota());
-        let allowed = k.check_with(client_key(peer.ip()), now.mono, quota).allowed;
-        if !allowed {
-            self.rate_limited[RatePolicy::PerIp as usize].fetch_add(1, Ordering::Relaxed);
-        }
-        allowed
-    }
-
-    /// The rate limits, per-IP first: a request refused by its client's limit spends nothing
-    /// of the global (or fleet) budget, and one the global limit refuses gives its per-IP
-    /// token back — so one noisy client cannot starve the others.
-    fn check_rate(&self, now: Now, ex: &mut Exchange, res: &mut Response) -> bool {
-        let mut per_ip = None;
-        if let (Some(k), Some(ip)) = (&self.per_ip, ex.client_ip) {
-            let quota = self
-                .fleet
-                .as_ref()
-                .and_then(FleetShare::per_ip_quota)
-                .unwrap_or_else(|| k.quota());
-            let key = client_key(ip);
-            let v = k.check_with(key, now.mono, quota);
-            if !v.allowed {
-                return self.refuse_rate(now, ex, res, v, RatePolicy::PerIp);
-            }
-            per_ip = Some((k, key, quota, v));
-        }
-        let global = match (&self.fleet, &self.global) {
-            (Some(f), _) => Some(f.check(now.mono)),
-            (None, Some(g)) => Some(g.check(now.mono)),
-            (None, None) => None,
-        };
-        ex.verdict = match (global, per_ip) {
-            (Some(g), Some((k, key, quota, _))) if !g.allowed => {
-                k.give_back(key, quota);
-                return self.refuse_rate(now, ex, res, g, RatePolicy::Global);
-            }
-            (Some(g), None) if !g.allowed => {
-                return self.refuse_rate(now, ex, res, g, RatePolicy::Global);
-            }
-            // Both admitted: report the one with less left.
-            (Some(g), Some((_, _, _, v))) if v.remaining < g.remaining => {
-                Some((v, RatePolicy::PerIp))
-            }
-            (Some(g), _) => Some((g, RatePolicy::Global)),
-            (None, Some((_, _, _, v))) => Some((v, RatePolicy::PerIp)),
-            (None, None) => None,
-        };
-        true
-    }
-
-    /// Answers 429 for the limit `policy` that refused with `v`.
-    fn refuse_rate(
-        &self,
-        now: Now,
-        ex: &mut Exchange,
-        res: &mut Response,
-        v: Verdict,
-        policy: RatePolicy,
-    ) -> bool {
-        ex.verdict = Some((v, policy));
-        self.rate_limited[policy as usize].fetch_add(1, Ordering::Relaxed);
-        res.header_num("Retry-After", v.retry_after_secs);
-        self.error(
-            now,
-            ex,
-            res,
-            ErrorCode::RateLimitExceeded,
-            "rate limit exceeded",
-        );
-        false
-    }
-
-    /// The client address: the peer, or with `TRUST_PROXY` the right-most `X-Forwarded-For`
-    /// entry not in `TRUSTED_PROXIES` (the left-most entries are client-controlled).
-    fn client_ip(&self, head: &Head<'_>, peer: SocketAddr) -> IpAddr {
-        let c = &self.config;
-        let peer_ip = peer.ip();
-        if !c.trust_proxy {
-            return peer_ip;
-        }
-        let trusted = |ip: IpAddr| c.trusted_proxies.iter().any(|n| n.contains(ip));
-        if !c.trusted_proxies.is_empty() && !trusted(peer_ip) {
-            // The peer is not one of our proxies: its header is the client's own words.
-            return peer_ip;
-        }
-        let mut rightmost_untrusted: Option<Option<IpAddr>> = None;
-        let mut leftmost: Option<IpAddr> = None;
-        for value in head.headers("x-forwarded-for") {
-            for entry in value.split(|&b| b == b',') {
-                let ip = parse_forwarded_ip(entry.trim_ascii());
-                if leftmost.is_none() {
-                    leftmost = ip;
-                }
-                match ip {
-                    Some(ip) if trusted(ip) => {}
-                    other => rightmost_untrusted = Some(other),
-                }
-            }
-        }
-        match rightmost_untrusted {
-            Some(Some(ip)) => ip,
-            // The nearest untrusted hop is unreadable: do not guess past it.
-            Some(None) => peer_ip,
-            None => leftmost.unwrap_or(peer_ip),
-        }
-    }
-
     /// Fills `res` with an error envelope for this request (its common headers are added
     /// when it is encoded, like every response's).
     pub(crate) fn error(
@@ -855,126 +637,11 @@ impl App {
             // The access log's latency from the fine clock when the runtime gave one (the
             // `now` of a fast request is often the one it started with: 0.000 ms).
             let latency_ns = match self.latency_clock {
-                Some(clock) => clock()
-                    .as_nanos()
-                    .saturating_sub(ex.log_started.as_nanos()),
+                Some(clock) => clock().as_nanos().saturating_sub(ex.log_started.as_nanos()),
                 None => latency_ns,
             };
             log_access(ex, head, status, latency_ns, bytes_sent);
         }
-    }
-}
-
-/// The access log line of a finished request.
-#[inline(never)]
-fn log_access(
-    ex: &Exchange,
-    head: Option<&Head<'_>>,
-    status: Status,
-    latency_ns: u64,
-    bytes_sent: u64,
-) {
-    // The target is UTF-8 (the grammar checked it); a header value may not be.
-    fn text(b: &[u8]) -> &str {
-        std::str::from_utf8(b).unwrap_or("-")
-    }
-    let path = head.map_or("-", |h| text(h.path()));
-    let query = head.and_then(|h| h.query()).map_or("", text);
-    let protocol = match head.map(|h| h.version) {
-        Some(crate::http::Version::Http10) => "HTTP/1.0",
-        _ => "HTTP/1.1",
-    };
-    let user_agent = head.and_then(|h| h.header("user-agent")).map_or("-", text);
-    tracing::info!(
-        target: "weir::access",
-        request_id = ex.id.as_str(),
-        method = ex.method.as_str(),
-        path,
-        query,
-        protocol,
-        status = status.code(),
-        bytes_sent,
-        latency_ms = latency_ns as f64 / 1e6,
-        client_ip = ClientIp::new(ex.client_ip).as_str(),
-        user_agent,
-    );
-}
-
-/// Room for a precomputed `RateLimit-Policy` line and the start of `RateLimit`: two policies
-/// with 20-digit quotas take 114 bytes, and 128 bytes are copied inline (a larger constant
-/// copy becomes a `memcpy` call: 21 instructions more a request, measured).
-const RATE_BLOCK: usize = 128;
-
-/// A precomputed header block: the bytes (in a fixed array, copied whole) and their length.
-type RateBlock = ([u8; RATE_BLOCK], usize);
-
-/// Which limit a `RateLimit` header reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(usize)]
-enum RatePolicy {
-    Global = 0,
-    PerIp = 1,
-}
-
-impl RatePolicy {
-    const ALL: [RatePolicy; 2] = [RatePolicy::Global, RatePolicy::PerIp];
-
-    fn name(self) -> &'static str {
-        match self {
-            RatePolicy::Global => "global",
-            RatePolicy::PerIp => "per-ip",
-        }
-    }
-}
-
-/// The client address in the access log as text, `-` when unknown: rendered on the stack
-/// (no `String` per request) and logged as a string field, which skips the formatting
-/// machinery a `Display` value goes through.
-struct ClientIp {
-    text: [u8; 45],
-    len: usize,
-}
-
-impl ClientIp {
-    fn new(ip: Option<IpAddr>) -> ClientIp {
-        let mut c = ClientIp {
-            text: [0; 45],
-            len: 0,
-        };
-        match ip {
-            // IPv4 digit by digit (the standard `Display` costs about ten times as much).
-            Some(IpAddr::V4(ip)) => {
-                for (i, octet) in ip.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        c.push(b'.');
-                    }
-                    if octet >= 100 {
-                        c.push(b'0' + octet / 100);
-                    }
-                    if octet >= 10 {
-                        c.push(b'0' + octet / 10 % 10);
-                    }
-                    c.push(b'0' + octet % 10);
-                }
-            }
-            // IPv6 is rarer: the standard formatting (at most 45 bytes), into the buffer.
-            Some(ip) => {
-                let mut rest = &mut c.text[..];
-                let _ = std::io::Write::write_fmt(&mut rest, format_args!("{ip}"));
-                c.len = 45 - rest.len();
-            }
-            None => c.push(b'-'),
-        }
-        c
-    }
-
-    fn push(&mut self, b: u8) {
-        self.text[self.len] = b;
-        self.len += 1;
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.text[..self.len]).unwrap_or("-")
     }
 }
 
@@ -994,13 +661,6 @@ fn method_index(m: Method) -> u8 {
         Method::Options => 6,
         _ => 7,
     }
-}
-
-fn parse_forwarded_ip(entry: &[u8]) -> Option<IpAddr> {
-    let s = std::str::from_utf8(entry).ok()?;
-    s.parse::<IpAddr>()
-        .ok()
-        .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// `Authorization: Bearer <token>` compared in constant time (for a given token length).
@@ -1040,26 +700,6 @@ mod tests {
             .unwrap()
             .unwrap();
         Box::leak(Box::new(h)).view(raw.as_bytes())
-    }
-
-    #[test]
-    fn client_addresses_print_as_the_standard_library_prints_them() {
-        for ip in [
-            "0.0.0.0",
-            "127.0.0.1",
-            "10.20.30.40",
-            "255.255.255.255",
-            "1.22.133.9",
-            "::1",
-        ] {
-            let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(ClientIp::new(Some(ip)).as_str(), ip.to_string());
-        }
-        let longest: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
-            .parse()
-            .unwrap();
-        assert_eq!(ClientIp::new(Some(longest)).as_str(), longest.to_string());
-        assert_eq!(ClientIp::new(None).as_str(), "-");
     }
 
     #[test]

@@ -127,7 +127,7 @@ impl RequestId {
     }
 
     /// Overwrites this ID with a fresh UUID v4 (see [`RequestId::generate`]), rendered in
-    /// place (SSE2 hex, [`hex16`]): no zeroing, no copy of the whole ID.
+    /// place (SSE2 hex, `hex16`): no zeroing, no copy of the whole ID.
     pub fn set_generated(&mut self, secret: &Secret) {
         let (hi, lo) = RNG.with(|cell| {
             let mut slot = cell.borrow_mut();

@@ -11,6 +11,30 @@
 //! - `handle_timeout` is idempotent and safe to call early;
 //! - in steady state on a keep-alive connection nothing allocates: the buffers are reused,
 //!   and released after [`SHRINK_AFTER`] of idleness, so an idle connection holds no heap.
+//!
+//! The states and every transition (`State`; the table h11 keeps for its own):
+//!
+//! | state | event | next |
+//! |---|---|---|
+//! | `Head` | a complete head, the service refuses it or it has no body | the response queued, then *after a response* |
+//! | `Head` | a complete head with a body (`100 Continue` sent if asked) | `Body` |
+//! | `Head` | a refused head whose client waits for `100 Continue` | the refusal, then `Closing(Done)` |
+//! | `Head` | a malformed or oversized head; the header timeout | the error (400, 413, 414, 431, 501, 505, 408), then `Closing(Done)` |
+//! | `Head`, nothing buffered | end of stream; the idle timeout (or the drain's grace) | `Closing(Done)` |
+//! | `Body` | the body complete, admitted: [`Reply::Now`] / `Later` / `Stream` | *after a response* / `Waiting` / `Stream` |
+//! | `Body` | the body complete, refused (read to discard) | the refusal, then *after a response* |
+//! | `Body` | a malformed body; the body stalls past the header timeout | the error (400, 413, 408), then `Closing(Done)` |
+//! | `Waiting` | the wait handle or the deadline, the reply ready (or the drain) | *after a response* |
+//! | `Stream` | a chunk due: [`Chunk::More`] / [`Chunk::Last`] (the drain: `Last` at once) | `Stream` / *after a response* |
+//! | any but `Head` | end of stream | the exchange abandoned, `Closing(PeerGone)` |
+//! | any | a socket error; queued output stalled past the write timeout | the exchange abandoned, `Closing(IoError)` / `Closing(WriteTimeout)` |
+//! | `Closing(r)` | every byte written (at once unless `r` is `Done`) | `Closed`, [`Effect::Close`]`(r)` |
+//!
+//! *After a response*: `Head` (the idle timer set) while the connection is kept alive, else
+//! `Closing(Done)`. It is kept alive unless the request said `Connection: close` (or is
+//! HTTP/1.0 without `keep-alive`), the response is an error or a refusal that closes, an
+//! HTTP/1.0 stream ends with the connection, or the server drains — each decided where the
+//! protocol says so, and the `Connection` header written from that one flag.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -281,7 +305,6 @@ impl<S: Service> Session<S> {
     /// Closes at once without a word ([`CloseReason::Refused`]): a TLS connection refused
     /// before its handshake, where an answer would cost the handshake it is meant to spare.
     pub fn close_unanswered(&mut self, now: Now) {
-        self.keep_alive = false;
         self.state = State::Closing(CloseReason::Refused);
         self.after_input(now);
     }
@@ -328,7 +351,7 @@ impl<S: Service> Session<S> {
             "handle_read({n}) past the buffer given by recv_buf"
         );
         self.rend += n;
-        // TimerSet hold whatever arrives: a peer that trickles bytes faster than any read
+        // Deadlines hold whatever arrives: a peer that trickles bytes faster than any read
         // times out still meets them here.
         self.fire_expired(now);
         self.drive(now);
@@ -377,7 +400,7 @@ impl<S: Service> Session<S> {
         self.after_input(now);
     }
 
-    /// TimerSet up to `now` have passed. Idempotent and safe to call early.
+    /// Deadlines up to `now` have passed. Idempotent and safe to call early.
     pub fn handle_timeout(&mut self, now: Now) {
         let now = self.clamp(now);
         self.fire_expired(now);
@@ -413,15 +436,11 @@ impl<S: Service> Session<S> {
                         self.set_timer(Timer::Idle, at);
                     }
                 }
-                State::Waiting => {
-                    self.keep_alive = false;
-                    self.poll_reply(now);
-                }
-                State::Stream { .. } => {
-                    self.keep_alive = false;
-                    self.stream_next(now);
-                }
-                _ => self.keep_alive = false,
+                // The response in progress says `Connection: close` (`connection_header`), or
+                // a stream's head already went out: either way no request follows it.
+                State::Waiting => self.poll_reply(now),
+                State::Stream { .. } => self.stream_next(now),
+                _ => {}
             }
             self.drive(now);
         }
@@ -971,7 +990,7 @@ impl<S: Service> Session<S> {
         // Per-request state ends with its response: a later error (a 408 on the next head)
         // must not inherit this request's method or path.
         self.head_valid = false;
-        if self.keep_alive {
+        if self.keep_alive && !self.draining {
             self.state = State::Head;
             self.set_timer(
                 Timer::Idle,

@@ -109,6 +109,8 @@ pub struct Config {
     pub log_level: String,
     /// `ACCESS_LOG`: one line per request.
     pub access_log: bool,
+    /// `PROFILING`: serve CPU profiles on demand (`GET /debug/pprof/profile`).
+    pub profiling: bool,
     /// `MAX_HEADER_BYTES`: request line plus headers, past it 431.
     pub max_header_bytes: usize,
     /// `MAX_HEADERS`: number of header fields, past it 431.
@@ -271,6 +273,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting::new("SHUTDOWN_DELAY", "shutdown-delay", "0s", "after SIGTERM, report not ready (/readyz 503) for this long while still serving, then drain").lasting(0, 3600000),
     Setting::new("LOG_LEVEL", "log-level", "info", "tracing filter: error, warn, info, debug, trace or directives"),
     Setting::new("ACCESS_LOG", "access-log", "true", "one log line per request").switch(),
+    Setting::new("PROFILING", "profiling", "false", "serve CPU profiles at GET /debug/pprof/profile?seconds=N[&format=svg] (behind API_TOKEN when set; needs the `profiling` build feature)").switch(),
     Setting::new("MAX_HEADER_BYTES", "max-header-bytes", "16384", "request line + headers, past it 431").within(256, 1 << 24),
     Setting::new("MAX_HEADERS", "max-headers", "64", "header fields per request, past it 431").within(1, 1024),
     Setting::new("MAX_URI_BYTES", "max-uri-bytes", "8192", "request-target length, past it 414").within(16, 1 << 24),
@@ -396,6 +399,7 @@ impl Config {
                 (!v.trim().is_empty()).then(|| v.trim().to_owned())
             })?,
             access_log: src.bool("ACCESS_LOG")?,
+            profiling: src.bool("PROFILING")?,
             max_header_bytes: src.size("MAX_HEADER_BYTES")?,
             max_headers: src.size("MAX_HEADERS")?,
             max_uri_bytes: src.size("MAX_URI_BYTES")?,
@@ -542,7 +546,7 @@ impl Config {
              rate_limit_per_ip={} rate_limit_max_keys={} trust_proxy={} max_connections={} \
              max_header_bytes={} max_headers={} max_uri_bytes={} max_body_bytes={} header_timeout={} \
              idle_timeout={} write_timeout={} request_timeout={} shutdown_timeout={} shutdown_delay={} \
-             access_log={} api_token={} tls={} fleet={} backlog={} reuse_port={} io_threads={} layout={:?} uring_buffers={}",
+             access_log={} profiling={} api_token={} tls={} fleet={} backlog={} reuse_port={} io_threads={} layout={:?} uring_buffers={}",
             self.listen,
             self.environment,
             self.worker_count,
@@ -565,6 +569,7 @@ impl Config {
             format_duration(self.shutdown_timeout),
             format_duration(self.shutdown_delay),
             self.access_log,
+            self.profiling,
             if self.api_token.is_some() {
                 "set"
             } else {

@@ -23,6 +23,7 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use crate::app::ProcessFigures;
+use crate::app::profile::Profiler;
 use crate::config::Config;
 use crate::fleet::FleetShare;
 use crate::http::{Chunk, Head, HttpConfig, Method, Reply, ReplyPoll, Response, Service, Status};
@@ -269,7 +270,7 @@ pub trait Hosted:
 /// What the runtime kit hands the function that builds the service it hosts: the settings,
 /// the lifecycle (to report, never to change), and what only the kit can provide since the
 /// core reads no clock and no entropy.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Setup {
     /// The settings (environment and flags).
     pub config: Config,
@@ -285,6 +286,17 @@ pub struct Setup {
     pub process: Arc<ProcessFigures>,
     /// A monotonic clock fine enough to time a request (no system call on Linux).
     pub clock: fn() -> Instant,
+    /// The CPU profiler, with `PROFILING=true` in a build that has one.
+    pub profiler: Option<Arc<dyn Profiler>>,
+}
+
+impl std::fmt::Debug for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setup")
+            .field("runtime", &self.runtime)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Serves `GET`/`HEAD` `/livez` and `/readyz` from the [`Lifecycle`] in front of any

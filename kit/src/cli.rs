@@ -87,6 +87,7 @@ fn heading(env: &str) -> &'static str {
         "TLS_CERT" | "TLS_KEY" => "TLS",
         "REDIS_URL" | "CLUSTER_NAME" | "CLUSTER_SIZE" | "LEASE_PERIOD" => "Fleet",
         "QUEUE_SIZE" | "WORKER_COUNT" | "JOB_COST" => "Jobs",
+        "PROFILING" => "Operations",
         _ => "Logging",
     }
 }

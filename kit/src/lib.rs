@@ -23,6 +23,8 @@ pub mod fleet;
 pub mod logging;
 pub mod net;
 pub mod process;
+#[cfg(feature = "profiling")]
+pub mod profile;
 pub mod serve;
 pub mod tls;
 pub mod waits;
@@ -92,6 +94,13 @@ impl<S: Hosted> Server<S> {
                 std::process::exit(2);
             })
         });
+        #[cfg(not(feature = "profiling"))]
+        if config.profiling {
+            eprintln!(
+                "{bin}: PROFILING is set, but this binary was built without its `profiling` feature: rebuild with `--features profiling`, or unset PROFILING"
+            );
+            std::process::exit(2);
+        }
         #[cfg(not(feature = "fleet"))]
         if config.fleet.is_some() {
             eprintln!(
@@ -152,6 +161,7 @@ impl<S: Hosted> Server<S> {
             secret: clock::random_bytes(),
             process: figures,
             clock: clock::mono,
+            profiler: profiler(&config),
         });
         #[cfg(feature = "fleet")]
         if let (Some(f), Some(client)) = (&config.fleet, redis) {
@@ -336,6 +346,16 @@ impl<S: Hosted> Server<S> {
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
         self.listener.as_ref().and_then(|l| l.local_addr().ok())
     }
+}
+
+/// The CPU profiler, with `PROFILING=true` in a build with the `profiling` feature.
+fn profiler(config: &Config) -> Option<Arc<dyn weir_core::app::profile::Profiler>> {
+    #[cfg(feature = "profiling")]
+    if config.profiling {
+        return Some(Arc::new(profile::Pprof::default()));
+    }
+    let _ = config;
+    None
 }
 
 /// The worker loop: take a job, skip it if cancelled or expired, run it, deliver the result.

@@ -47,6 +47,9 @@ pub fn binary(rt: &str) -> PathBuf {
             "weir-std",
             "-p",
             "weir-uring",
+            // As `cargo test` builds them (benches' dev-dependency on weir-kit).
+            "--features",
+            "weir-kit/profiling",
         ]);
         if dir.ends_with("release") {
             cmd.arg("--release");

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::json::{write_f64, write_int, write_str, write_utf8};
+use super::profile::{PROFILE_GRACE, PROFILE_SECONDS, ProfileFormat};
 use super::{App, Deferred, Endpoint, ErrorCode, Exchange};
 use crate::http::response::{put_decimal, put_u64};
 use crate::http::{Head, Reply, Response, Status};
@@ -341,6 +342,7 @@ impl App {
                     ),
                 }
             }
+            Endpoint::Profile => return self.start_profile(now, head, ex, res),
         }
         Reply::Now
     }
@@ -396,6 +398,90 @@ impl App {
     }
 
     /// The response to `/api/v1/sleep` once its time has come.
+    /// `GET /debug/pprof/profile?seconds=N[&format=pprof|svg]`: starts a CPU profile and
+    /// answers when it ends (see `profile`).
+    fn start_profile(
+        &self,
+        now: Now,
+        head: &Head<'_>,
+        ex: &mut Exchange,
+        res: &mut Response,
+    ) -> Reply<JobWatch> {
+        let (least, most, default) = PROFILE_SECONDS;
+        let seconds = match query_u64(head.query(), "seconds") {
+            Ok(s) => s.unwrap_or(default),
+            Err(()) => most + 1,
+        };
+        let format = match query_str(head.query(), "format") {
+            Ok(None | Some(b"pprof" | b"proto")) => Some(ProfileFormat::Pprof),
+            Ok(Some(b"svg")) => Some(ProfileFormat::Svg),
+            _ => None,
+        };
+        let (Some(format), true) = (format, (least..=most).contains(&seconds)) else {
+            let message = "seconds must be an integer from 1 to 60 and format pprof or svg";
+            self.error(now, ex, res, ErrorCode::InvalidRequest, message);
+            return Reply::Now;
+        };
+        let Some(profiler) = &self.profiler else {
+            let message = "this server was built without CPU profiling (the `profiling` feature)";
+            self.error(now, ex, res, ErrorCode::NotImplemented, message);
+            return Reply::Now;
+        };
+        let duration = Duration::from_secs(seconds);
+        let Some(slot) = profiler.start(duration, format) else {
+            res.header_num("Retry-After", seconds);
+            let message = "a profile is already being taken";
+            self.error(now, ex, res, ErrorCode::ServiceOverloaded, message);
+            return Reply::Now;
+        };
+        let until = now.mono.saturating_add(duration);
+        ex.deferred = Deferred::Profile {
+            slot,
+            format,
+            until,
+        };
+        Reply::Later {
+            deadline: Some(until),
+            wait: None,
+        }
+    }
+
+    /// The profile's answer once its slot is filled: the profile, or a 500 with the
+    /// profiler's reason; `None` while it is not (polled until `PROFILE_GRACE` past its
+    /// end, then a 500).
+    pub(crate) fn profile_response(
+        &self,
+        now: Now,
+        ex: &mut Exchange,
+        res: &mut Response,
+    ) -> Option<()> {
+        let Deferred::Profile {
+            slot,
+            format,
+            until,
+        } = &ex.deferred
+        else {
+            return Some(());
+        };
+        let (format, until) = (*format, *until);
+        let result = match slot.take() {
+            Some(result) => result,
+            None if now.mono < until.saturating_add(PROFILE_GRACE) => return None,
+            None => Err("the profiler did not finish in time".to_owned()),
+        };
+        ex.deferred = Deferred::None;
+        res.clear();
+        match result {
+            Ok(bytes) => {
+                res.header("Content-Type", format.content_type());
+                res.header("Cache-Control", b"no-store");
+                res.body_mut().extend_from_slice(&bytes);
+            }
+            Err(why) => self.error(now, ex, res, ErrorCode::InternalError, &why),
+        }
+        Some(())
+    }
+
     pub(crate) fn sleep_response(&self, ms: u64, res: &mut Response) {
         res.clear();
         res.header_line(b"Content-Type: application/json\r\n");

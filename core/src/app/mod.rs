@@ -22,6 +22,7 @@ mod exposition;
 mod handlers;
 pub mod json;
 mod process;
+pub mod profile;
 mod rate;
 pub mod request_id;
 pub mod router;
@@ -45,6 +46,7 @@ use crate::time::{Instant, Now};
 use access_log::log_access;
 pub use error::{ErrorCode, write_error};
 pub use process::{ProcessFigures, ProcessStats};
+use profile::{ProfileFormat, ProfileSlot, Profiler};
 use rate::{RATE_BLOCK, RateBlock, RatePolicy};
 pub use request_id::RequestId;
 use router::{Match, Router, RouterBuilder};
@@ -80,6 +82,8 @@ pub enum Endpoint {
     Sleep,
     /// `GET /api/v1/stream?count=N&interval_ms=M`
     Stream,
+    /// `GET /debug/pprof/profile?seconds=N[&format=svg]` (with `PROFILING=true`)
+    Profile,
 }
 
 impl Endpoint {
@@ -93,6 +97,7 @@ impl Endpoint {
                 | Endpoint::Readyz
                 | Endpoint::Metrics
                 | Endpoint::Stats
+                | Endpoint::Profile
         )
     }
 }
@@ -107,6 +112,7 @@ pub struct AppBuilder {
     process: Arc<ProcessFigures>,
     latency_clock: Option<fn() -> Instant>,
     lifecycle: Option<Arc<Lifecycle>>,
+    profiler: Option<Arc<dyn Profiler>>,
 }
 
 impl std::fmt::Debug for AppBuilder {
@@ -157,6 +163,13 @@ impl AppBuilder {
         self
     }
 
+    /// The CPU profiler `GET /debug/pprof/profile` uses with `PROFILING=true` (the runtime
+    /// kit's; without one the endpoint answers 501).
+    pub fn profiler(mut self, profiler: Arc<dyn Profiler>) -> Self {
+        self.profiler = Some(profiler);
+        self
+    }
+
     /// Where `/metrics` reads process figures; the runtime samples into it off the I/O path.
     pub fn process_figures(mut self, figures: Arc<ProcessFigures>) -> Self {
         self.process = figures;
@@ -184,8 +197,13 @@ impl AppBuilder {
             .route(Method::Post, "/echo", Endpoint::Echo)
             .route(Method::Get, "/users/:id", Endpoint::User)
             .route(Method::Get, "/api/v1/sleep", Endpoint::Sleep)
-            .route(Method::Get, "/api/v1/stream", Endpoint::Stream)
-            .build();
+            .route(Method::Get, "/api/v1/stream", Endpoint::Stream);
+        let router = if c.profiling {
+            router.route(Method::Get, "/debug/pprof/profile", Endpoint::Profile)
+        } else {
+            router
+        }
+        .build();
         let mut labels = router.patterns();
         labels.push("unmatched");
         let global = Quota::new(c.rate_limit, c.rate_burst).map(Gcra::new);
@@ -249,6 +267,7 @@ impl AppBuilder {
             checks: self.checks,
             process: self.process,
             latency_clock: self.latency_clock,
+            profiler: self.profiler,
             rate_window: Mutex::new((now.mono, 0)),
             config: self.config,
         })
@@ -260,6 +279,8 @@ pub struct App {
     config: Config,
     /// The access log's fine clock ([`AppBuilder::latency_clock`]).
     latency_clock: Option<fn() -> Instant>,
+    /// Takes CPU profiles ([`AppBuilder::profiler`]).
+    profiler: Option<Arc<dyn Profiler>>,
     http: HttpConfig,
     router: Router<Endpoint>,
     unmatched_route: u8,
@@ -336,6 +357,12 @@ pub(crate) enum Deferred {
         seq: u32,
         interval: Duration,
     },
+    /// A CPU profile being taken, due at `until`.
+    Profile {
+        slot: Arc<ProfileSlot>,
+        format: ProfileFormat,
+        until: Instant,
+    },
 }
 
 impl Default for Exchange {
@@ -389,7 +416,11 @@ impl App {
 
     /// Builds the app the runtime kit hosts, from what the kit provides.
     pub fn from_setup(setup: Setup) -> Arc<App> {
-        App::builder(setup.config)
+        let mut builder = App::builder(setup.config);
+        if let Some(profiler) = setup.profiler {
+            builder = builder.profiler(profiler);
+        }
+        builder
             .runtime(setup.runtime)
             .secret(Secret::new(setup.secret))
             .process_figures(setup.process)
@@ -423,6 +454,7 @@ impl App {
             process: Arc::default(),
             latency_clock: None,
             lifecycle: None,
+            profiler: None,
         }
     }
 
@@ -556,7 +588,7 @@ impl App {
             return false;
         }
         if let Some(token) = &self.config.api_token {
-            if path.starts_with(b"/api/")
+            if (path.starts_with(b"/api/") || endpoint == Endpoint::Profile)
                 && !bearer_matches(head.header("authorization"), token.expose().as_bytes())
             {
                 res.header("WWW-Authenticate", b"Bearer");

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
+use super::profile::PROFILE_POLL;
 use super::{App, Deferred, ErrorCode, Exchange};
 use crate::fleet::FleetShare;
 use crate::http::{Chunk, Head, HttpConfig, Reply, ReplyPoll, Response, Service, Status};
@@ -83,6 +84,14 @@ impl Service for App {
                 let slept = (now.mono.since(ex.started).as_millis() as u64).min(ms);
                 ex.deferred = Deferred::None;
                 self.sleep_response(slept, res);
+            }
+            Deferred::Profile { .. } => {
+                if self.profile_response(now, ex, res).is_none() {
+                    // Its time is up and the profiler is still rendering: look again soon.
+                    return ReplyPoll::Pending {
+                        deadline: Some(now.mono.saturating_add(PROFILE_POLL)),
+                    };
+                }
             }
             Deferred::None | Deferred::Stream { .. } => {
                 res.clear();

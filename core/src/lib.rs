@@ -18,8 +18,9 @@
 //! 1. write what [`Session::poll_transmit`] yields, then [`Session::advance_transmit`] with the
 //!    number of bytes written (partial writes are fine);
 //! 2. take every [`Effect`] from [`Session::poll_effect`]: keep an `Effect::Wait` handle,
-//!    and on [`Effect::Close`] close the socket (half-close and drain briefly when
-//!    [`CloseReason::wants_linger`]) and drop the session;
+//!    on `Effect::HalfClose` shut the socket's write side and go on (the connection lingers,
+//!    reading what the peer still sends, until its own deadline), and on [`Effect::Close`]
+//!    close the socket and drop the connection;
 //! 3. wait for the first of: the socket readable (if [`Session::wants_read`]) or writable (if
 //!    output is pending), the deadline [`Session::poll_timeout`], the wait handle, a drain signal;
 //! 4. feed what happened: [`Session::recv_buf`] + [`Session::handle_read`] (or

@@ -90,6 +90,7 @@
 pub mod app;
 pub mod config;
 pub mod fleet;
+pub mod h2;
 pub mod http;
 pub mod jobs;
 pub mod limit;

@@ -131,6 +131,12 @@ impl Response {
         self.status = status;
     }
 
+    /// The header lines set so far (`Name: value\r\n` each), for a protocol that writes
+    /// them otherwise (HTTP/2).
+    pub fn header_bytes(&self) -> &[u8] {
+        &self.headers
+    }
+
     /// The status.
     pub fn status(&self) -> Status {
         self.status

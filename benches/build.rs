@@ -18,6 +18,7 @@ const TOOLS: &[(&str, &[&str])] = &[
     ),
     ("missing_strace", &["strace"]),
     ("missing_curl", &["curl"]),
+    ("missing_h2load", &["h2load"]),
     ("missing_openssl", &["openssl"]),
     ("missing_script", &["script"]),
 ];

@@ -111,6 +111,12 @@ pub struct Config {
     pub access_log: bool,
     /// `PROFILING`: serve CPU profiles on demand (`GET /debug/pprof/profile`).
     pub profiling: bool,
+    /// `HTTP2`: HTTP/2 with prior knowledge on the plain port, ALPN `h2` over TLS.
+    pub http2: bool,
+    /// `MAX_CONCURRENT_STREAMS`: HTTP/2 streams open at once per connection.
+    pub max_concurrent_streams: u32,
+    /// `H2_INITIAL_WINDOW`: the flow-control window HTTP/2 peers may send into, per stream.
+    pub h2_initial_window: u32,
     /// `MAX_HEADER_BYTES`: request line plus headers, past it 431.
     pub max_header_bytes: usize,
     /// `MAX_HEADERS`: number of header fields, past it 431.
@@ -279,6 +285,9 @@ pub const SETTINGS: &[Setting] = &[
     Setting::new("MAX_URI_BYTES", "max-uri-bytes", "8192", "request-target length, past it 414").within(16, 1 << 24),
     Setting::new("MAX_BODY_BYTES", "max-body-bytes", "1048576", "request body, past it 413").within(0, 1 << 34),
     Setting::new("MAX_CONNECTIONS", "max-connections", "100000", "open connections, past it 503 + close").within(1, 1 << 30),
+    Setting::new("HTTP2", "http2", "true", "HTTP/2: with prior knowledge on the plain port, ALPN h2 over TLS").switch(),
+    Setting::new("MAX_CONCURRENT_STREAMS", "max-concurrent-streams", "100", "HTTP/2 streams open at once per connection (past it REFUSED_STREAM)").within(1, 10_000),
+    Setting::new("H2_INITIAL_WINDOW", "h2-initial-window", "65535", "HTTP/2 flow-control window for request bodies, per stream and per connection (bytes)").within(65_535, 16_777_216),
     Setting::new("HEADER_TIMEOUT", "header-timeout", "10s", "time to receive a request head, and the most a body may stall (408)").lasting(100, 3600000),
     Setting::new("IDLE_TIMEOUT", "idle-timeout", "60s", "idle keep-alive connection lifetime").lasting(100, 86400000),
     Setting::new("WRITE_TIMEOUT", "write-timeout", "15s", "a response write without progress").lasting(100, 3600000),
@@ -359,6 +368,10 @@ impl Config {
             idle_timeout: self.idle_timeout,
             write_timeout: self.write_timeout,
             drain_grace: crate::http::session::drain_grace(self.shutdown_timeout),
+            http2: self.http2.then_some(crate::h2::connection::H2Config {
+                max_streams: self.max_concurrent_streams,
+                initial_window: self.h2_initial_window,
+            }),
         }
     }
 
@@ -400,6 +413,9 @@ impl Config {
             })?,
             access_log: src.bool("ACCESS_LOG")?,
             profiling: src.bool("PROFILING")?,
+            http2: src.bool("HTTP2")?,
+            max_concurrent_streams: src.size("MAX_CONCURRENT_STREAMS")? as u32,
+            h2_initial_window: src.size("H2_INITIAL_WINDOW")? as u32,
             max_header_bytes: src.size("MAX_HEADER_BYTES")?,
             max_headers: src.size("MAX_HEADERS")?,
             max_uri_bytes: src.size("MAX_URI_BYTES")?,
@@ -546,7 +562,7 @@ impl Config {
              rate_limit_per_ip={} rate_limit_max_keys={} trust_proxy={} max_connections={} \
              max_header_bytes={} max_headers={} max_uri_bytes={} max_body_bytes={} header_timeout={} \
              idle_timeout={} write_timeout={} request_timeout={} shutdown_timeout={} shutdown_delay={} \
-             access_log={} profiling={} api_token={} tls={} fleet={} backlog={} reuse_port={} io_threads={} layout={:?} uring_buffers={}",
+             access_log={} profiling={} http2={} api_token={} tls={} fleet={} backlog={} reuse_port={} io_threads={} layout={:?} uring_buffers={}",
             self.listen,
             self.environment,
             self.worker_count,
@@ -570,6 +586,7 @@ impl Config {
             format_duration(self.shutdown_delay),
             self.access_log,
             self.profiling,
+            self.http2,
             if self.api_token.is_some() {
                 "set"
             } else {

@@ -63,7 +63,9 @@ pub const MAX_HANDSHAKE_BYTES: usize = 12 * 1024;
 /// the lifecycle has a TLS configuration. What a runtime drives.
 #[derive(Debug)]
 pub struct Connection<S: Service> {
-    session: Session<S>,
+    proto: Proto<S>,
+    /// A plain connection whose first bytes may still be HTTP/2's preface.
+    sniffing: bool,
     tls: Option<Box<Tls>>,
     /// Held while the connection is open (`None`: refused, or a bare session's).
     slot: Option<Slot>,
@@ -140,7 +142,9 @@ impl<S: Service> Connection<S> {
         let mut c = match config {
             None if slot.is_none() => {
                 session.refuse(now);
-                Connection::plain(session)
+                let mut c = Connection::plain(session);
+                c.sniffing = false;
+                c
             }
             None => Connection::plain(session),
             Some(config) => {
@@ -149,7 +153,9 @@ impl<S: Service> Connection<S> {
                 } else {
                     refused_before_handshake(lifecycle, now, peer, slot.is_some());
                     session.close_unanswered(now);
-                    Connection::plain(session)
+                    let mut c = Connection::plain(session);
+                    c.sniffing = false;
+                    c
                 }
             }
         };
@@ -160,8 +166,10 @@ impl<S: Service> Connection<S> {
 
     /// A plain-TCP connection.
     pub fn plain(session: Session<S>) -> Self {
+        let sniffing = session.service().http_config().http2.is_some();
         Connection {
-            session,
+            proto: Proto::H1(session),
+            sniffing,
             tls: None,
             slot: None,
             drain_heard: false,
@@ -190,6 +198,7 @@ impl<S: Service> Connection<S> {
         match tls {
             Ok(tls) => Connection {
                 tls: Some(tls),
+                sniffing: false,
                 ..Connection::plain(session)
             },
             Err(e) => {
@@ -197,16 +206,16 @@ impl<S: Service> Connection<S> {
                 // on a TLS port: close at once.
                 tracing::error!(error = %e, "TLS configuration refused by rustls");
                 let mut c = Connection::plain(session);
-                c.session
+                c.proto
                     .handle_io_error(Now::default(), ErrorKind::InvalidInput.into());
                 c
             }
         }
     }
 
-    /// The session (HTTP state, counters).
-    pub fn session(&self) -> &Session<S> {
-        &self.session
+    /// Whether the connection speaks HTTP/2.
+    pub fn is_http2(&self) -> bool {
+        matches!(self.proto, Proto::H2(_))
     }
 
     /// Whether this connection speaks TLS.
@@ -226,7 +235,7 @@ impl<S: Service> Connection<S> {
             return &mut l.sink[..];
         }
         match self.tls.as_deref_mut() {
-            None => self.session.recv_buf(),
+            None => self.proto.recv_buf(),
             Some(t) => {
                 if t.input.len() < READ_CHUNK {
                     t.input.resize(READ_CHUNK, 0);
@@ -243,7 +252,8 @@ impl<S: Service> Connection<S> {
         }
         self.hear_drain(now);
         match self.tls.as_deref_mut() {
-            None => self.session.handle_read(now, n),
+            None if self.sniffing => self.sniff(now, n),
+            None => self.proto.handle_read(now, n),
             Some(t) => {
                 assert!(n <= t.input.len(), "handle_read past recv_buf");
                 (t.taken, t.filled) = (0, n);
@@ -264,8 +274,8 @@ impl<S: Service> Connection<S> {
             l.take(now, bytes.len().max(1));
             return bytes.len();
         }
-        if self.tls.is_none() {
-            return self.session.feed(now, bytes);
+        if self.tls.is_none() && !self.sniffing {
+            return self.proto.feed(now, bytes);
         }
         let mut taken = 0;
         while taken < bytes.len() {
@@ -287,13 +297,13 @@ impl<S: Service> Connection<S> {
             return l.take(now, 0);
         }
         match self.tls.as_deref_mut() {
-            None => self.session.handle_eof(now),
+            None => self.proto.handle_eof(now),
             Some(t) => {
                 // rustls notes the end of stream; the session learns it after the plaintext
                 // before it (with or without `close_notify`).
                 let _ = t.conn.read_tls(&mut &[][..]);
                 if t.conn.is_handshaking() {
-                    self.session.handle_eof(now);
+                    self.proto.handle_eof(now);
                 }
                 self.pump(now);
             }
@@ -305,7 +315,7 @@ impl<S: Service> Connection<S> {
         if let Some(l) = self.linger.as_deref_mut() {
             return l.take(now, 0);
         }
-        self.session.handle_io_error(now, failure);
+        self.proto.handle_io_error(now, failure);
         if let Some(t) = self.tls.as_deref_mut() {
             t.out.clear();
             t.sent = 0;
@@ -319,10 +329,10 @@ impl<S: Service> Connection<S> {
             return l.over |= now.mono >= l.until;
         }
         self.hear_drain(now);
-        self.session.handle_timeout(now);
+        self.proto.handle_timeout(now);
         if let Some(t) = self.tls.as_deref_mut() {
             // The session released its buffers (idle): so do the records' own.
-            if self.session.heap_bytes() == 0 && t.taken == t.filled && t.sent == t.out.len() {
+            if self.proto.heap_bytes() == 0 && t.taken == t.filled && t.sent == t.out.len() {
                 t.input = Vec::new();
                 t.out = Vec::new();
                 (t.taken, t.filled, t.sent) = (0, 0, 0);
@@ -332,8 +342,7 @@ impl<S: Service> Connection<S> {
                 t.sent = 0;
                 t.write_deadline = None;
                 t.closing = Some(CloseReason::WriteTimeout);
-                self.session
-                    .handle_io_error(now, ErrorKind::TimedOut.into());
+                self.proto.handle_io_error(now, ErrorKind::TimedOut.into());
             }
             self.pump(now);
         }
@@ -342,7 +351,7 @@ impl<S: Service> Connection<S> {
     /// The last wait handle may be ready.
     pub fn handle_wake(&mut self, now: Now) {
         self.hear_drain(now);
-        self.session.handle_wake(now);
+        self.proto.handle_wake(now);
         self.pump(now);
     }
 
@@ -350,8 +359,28 @@ impl<S: Service> Connection<S> {
     /// Idempotent.
     pub fn handle_drain(&mut self, now: Now) {
         self.drain_heard = true;
-        self.session.handle_drain(now);
+        self.proto.handle_drain(now);
         self.pump(now);
+    }
+
+    /// The first bytes of a plain connection: HTTP/2's preface (prior knowledge) hands the
+    /// connection to HTTP/2; anything else, from its first byte that differs, is HTTP/1.1.
+    /// A beginning of the preface is kept unread until the rest arrives.
+    fn sniff(&mut self, now: Now, n: usize) {
+        let Proto::H1(session) = &mut self.proto else {
+            return;
+        };
+        let seen = session.unread_with(n);
+        let preface = &crate::h2::frame::PREFACE[..];
+        if seen.len() < preface.len() && preface.starts_with(seen) {
+            return session.stash(n);
+        }
+        self.sniffing = false;
+        if !seen.starts_with(preface) {
+            return self.proto.handle_read(now, n);
+        }
+        let bytes = seen.to_vec();
+        switch_to_http2(&mut self.proto, self.drain_heard, now, &bytes);
     }
 
     /// Delivers the drain if it began and the session has not heard it: a response queued
@@ -372,7 +401,7 @@ impl<S: Service> Connection<S> {
     /// `n` bytes of [`Connection::poll_transmit`] were written.
     pub fn advance_transmit(&mut self, now: Now, n: usize) {
         match self.tls.as_deref_mut() {
-            None => self.session.advance_transmit(now, n),
+            None => self.proto.advance_transmit(now, n),
             Some(t) => {
                 assert!(
                     t.sent + n <= t.out.len(),
@@ -399,7 +428,7 @@ impl<S: Service> Connection<S> {
             return None;
         }
         match self.tls.as_deref() {
-            None => self.session.poll_transmit(),
+            None => self.proto.poll_transmit(),
             Some(t) => (t.sent < t.out.len()).then(|| &t.out[t.sent..]),
         }
     }
@@ -417,7 +446,7 @@ impl<S: Service> Connection<S> {
         }
         match self.poll_layer_effect() {
             Some(Effect::Close(reason)) if reason.wants_linger() => {
-                let until = self.session.latest().mono.saturating_add(LINGER_TIME);
+                let until = self.proto.latest().mono.saturating_add(LINGER_TIME);
                 self.linger = Some(Box::new(Linger {
                     until,
                     left: LINGER_BYTES,
@@ -434,7 +463,7 @@ impl<S: Service> Connection<S> {
     /// The session's effects through the TLS layer.
     fn poll_layer_effect(&mut self) -> Option<Effect<S::Wait>> {
         let Some(t) = self.tls.as_deref_mut() else {
-            return self.session.poll_effect();
+            return self.proto.poll_effect();
         };
         if t.closed {
             return None;
@@ -442,7 +471,7 @@ impl<S: Service> Connection<S> {
         if t.closing.is_none() {
             // The session's close was taken by `pump` as soon as it closed; anything else
             // (a wait handle) passes through.
-            return self.session.poll_effect();
+            return self.proto.poll_effect();
         }
         let reason = t.closing?;
         let waits = reason == CloseReason::Done || t.failed;
@@ -458,7 +487,7 @@ impl<S: Service> Connection<S> {
         if let Some(l) = self.linger.as_deref() {
             return (!l.over).then_some(l.until);
         }
-        let session = self.session.poll_timeout();
+        let session = self.proto.poll_timeout();
         match self.tls.as_deref().and_then(|t| t.write_deadline) {
             None => session,
             Some(d) => Some(session.map_or(d, |s| s.min(d))),
@@ -471,12 +500,12 @@ impl<S: Service> Connection<S> {
             return !l.over;
         }
         match self.tls.as_deref() {
-            None => self.session.wants_read(),
+            None => self.proto.wants_read(),
             Some(t) => {
                 !t.failed
                     && t.closing.is_none()
                     && t.taken == t.filled
-                    && (t.conn.is_handshaking() || self.session.wants_read())
+                    && (t.conn.is_handshaking() || self.proto.wants_read())
                     && t.conn.wants_read()
             }
         }
@@ -488,14 +517,14 @@ impl<S: Service> Connection<S> {
             return l.announced;
         }
         match self.tls.as_deref() {
-            None => self.session.is_closed(),
+            None => self.proto.is_closed(),
             Some(t) => t.closed,
         }
     }
 
     /// Heap bytes held in buffers (rustls' own not counted).
     pub fn heap_bytes(&self) -> usize {
-        self.session.heap_bytes()
+        self.proto.heap_bytes()
             + self
                 .tls
                 .as_deref()
@@ -504,7 +533,7 @@ impl<S: Service> Connection<S> {
 
     /// Requests answered on this connection.
     pub fn requests_served(&self) -> u64 {
-        self.session.requests_served()
+        self.proto.requests_served()
     }
 
     // ---- the layer -------------------------------------------------------------------
@@ -533,7 +562,7 @@ impl<S: Service> Connection<S> {
                                 );
                                 t.failed = true;
                                 (t.taken, t.filled) = (0, 0);
-                                self.session
+                                self.proto
                                     .handle_io_error(now, ErrorKind::InvalidData.into());
                                 break;
                             }
@@ -546,9 +575,14 @@ impl<S: Service> Connection<S> {
                     tracing::debug!(error = %e, "TLS failure; closing after the alert");
                     t.failed = true;
                     (t.taken, t.filled) = (0, 0);
-                    self.session
+                    self.proto
                         .handle_io_error(now, ErrorKind::InvalidData.into());
                 }
+            }
+            // ALPN `h2`: the connection speaks HTTP/2 from its first plaintext byte.
+            let h2 = t.conn.alpn_protocol() == Some(b"h2");
+            if h2 && !t.failed && !t.conn.is_handshaking() && !matches!(self.proto, Proto::H2(_)) {
+                switch_to_http2(&mut self.proto, self.drain_heard, now, &[]);
             }
             // Plaintext to the session (its receive buffer is asked for only when there is
             // plaintext: an idle connection's stays released).
@@ -557,44 +591,44 @@ impl<S: Service> Connection<S> {
                     let mut reader = t.conn.reader();
                     let plain = match std::io::BufRead::fill_buf(&mut reader) {
                         Ok([]) => {
-                            self.session.handle_eof(now);
+                            self.proto.handle_eof(now);
                             break;
                         }
                         Ok(plain) => plain,
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(_) => {
                             // The peer closed without `close_notify`: an end of stream.
-                            self.session.handle_eof(now);
+                            self.proto.handle_eof(now);
                             break;
                         }
                     };
-                    let buf = self.session.recv_buf();
+                    let buf = self.proto.recv_buf();
                     if buf.is_empty() {
                         break;
                     }
                     let n = buf.len().min(plain.len());
                     buf[..n].copy_from_slice(&plain[..n]);
                     std::io::BufRead::consume(&mut reader, n);
-                    self.session.handle_read(now, n);
+                    self.proto.handle_read(now, n);
                     progress = true;
                 }
             }
             // The session's output to rustls, while the records are not backed up.
             while t.closing.is_none() && !t.failed && t.out.len() - t.sent < OUT_HIGH_WATER {
-                let Some(plain) = self.session.poll_transmit() else {
+                let Some(plain) = self.proto.poll_transmit() else {
                     break;
                 };
                 let n = t.conn.writer().write(plain).unwrap_or(0);
                 if n == 0 {
                     break;
                 }
-                self.session.advance_transmit(now, n);
+                self.proto.advance_transmit(now, n);
                 progress = true;
             }
-            if self.session.is_closed() && t.closing.is_none() {
+            if self.proto.is_closed() && t.closing.is_none() {
                 // Take the session's close now, so `close_notify` is queued before the
                 // runtime writes (and not after it has stopped writing).
-                while let Some(effect) = self.session.poll_effect() {
+                while let Some(effect) = self.proto.poll_effect() {
                     if let Effect::Close(reason) = effect {
                         let reason = if t.failed {
                             CloseReason::IoError
@@ -651,4 +685,92 @@ fn refused_before_handshake(lifecycle: &Lifecycle, now: Now, peer: SocketAddr, c
         reason = why,
         "TLS connection closed before the handshake (no answer is sent: a 503 would cost the handshake it spares); further refusals this second are not logged"
     );
+}
+
+/// Serves the connection with HTTP/2 from now on, `input` its first bytes (a drain already
+/// heard is told at once).
+fn switch_to_http2<S: Service>(proto: &mut Proto<S>, draining: bool, now: Now, input: &[u8]) {
+    let Proto::H1(session) = &*proto else {
+        return;
+    };
+    let (service, peer) = (session.service().clone(), session.peer());
+    let config = service.http_config().http2.unwrap_or_default();
+    let h2 = crate::h2::connection::Connection::new(service, peer, config, now, input);
+    *proto = Proto::H2(Box::new(h2));
+    if draining {
+        proto.handle_drain(now);
+    }
+}
+
+/// The protocol a connection speaks: HTTP/1.1 until HTTP/2's preface or ALPN `h2` says
+/// otherwise. Both have the same inputs and outputs.
+#[derive(Debug)]
+// HTTP/1.1 inline on purpose: its every call is on the hot path; HTTP/2's state is boxed.
+#[allow(clippy::large_enum_variant)]
+enum Proto<S: Service> {
+    H1(Session<S>),
+    H2(Box<crate::h2::connection::Connection<S>>),
+}
+
+macro_rules! each {
+    ($self:expr, $p:ident => $e:expr) => {
+        match $self {
+            Proto::H1($p) => $e,
+            Proto::H2($p) => $e,
+        }
+    };
+}
+
+impl<S: Service> Proto<S> {
+    fn recv_buf(&mut self) -> &mut [u8] {
+        each!(self, p => p.recv_buf())
+    }
+    fn handle_read(&mut self, now: Now, n: usize) {
+        each!(self, p => p.handle_read(now, n))
+    }
+    fn feed(&mut self, now: Now, bytes: &[u8]) -> usize {
+        each!(self, p => p.feed(now, bytes))
+    }
+    fn handle_eof(&mut self, now: Now) {
+        each!(self, p => p.handle_eof(now))
+    }
+    fn handle_io_error(&mut self, now: Now, failure: IoFailure) {
+        each!(self, p => p.handle_io_error(now, failure))
+    }
+    fn handle_timeout(&mut self, now: Now) {
+        each!(self, p => p.handle_timeout(now))
+    }
+    fn handle_wake(&mut self, now: Now) {
+        each!(self, p => p.handle_wake(now))
+    }
+    fn handle_drain(&mut self, now: Now) {
+        each!(self, p => p.handle_drain(now))
+    }
+    fn advance_transmit(&mut self, now: Now, n: usize) {
+        each!(self, p => p.advance_transmit(now, n))
+    }
+    fn poll_transmit(&self) -> Option<&[u8]> {
+        each!(self, p => p.poll_transmit())
+    }
+    fn poll_effect(&mut self) -> Option<Effect<S::Wait>> {
+        each!(self, p => p.poll_effect())
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        each!(self, p => p.poll_timeout())
+    }
+    fn wants_read(&self) -> bool {
+        each!(self, p => p.wants_read())
+    }
+    fn is_closed(&self) -> bool {
+        each!(self, p => p.is_closed())
+    }
+    fn heap_bytes(&self) -> usize {
+        each!(self, p => p.heap_bytes())
+    }
+    fn requests_served(&self) -> u64 {
+        each!(self, p => p.requests_served())
+    }
+    fn latest(&self) -> Now {
+        each!(self, p => p.latest())
+    }
 }

@@ -72,8 +72,16 @@ pub fn command(bin: &'static str) -> Command {
 /// The `--help` section of the setting `env`.
 fn heading(env: &str) -> &'static str {
     match env {
-        "SERVER_PORT" | "BACKLOG" | "REUSE_PORT" | "IO_THREADS" | "RUNTIME_LAYOUT"
-        | "URING_BUFFERS" | "MAX_CONNECTIONS" => "Network",
+        "SERVER_PORT"
+        | "BACKLOG"
+        | "REUSE_PORT"
+        | "IO_THREADS"
+        | "RUNTIME_LAYOUT"
+        | "URING_BUFFERS"
+        | "MAX_CONNECTIONS"
+        | "HTTP2"
+        | "MAX_CONCURRENT_STREAMS"
+        | "H2_INITIAL_WINDOW" => "Network",
         "MAX_HEADER_BYTES" | "MAX_HEADERS" | "MAX_URI_BYTES" | "MAX_BODY_BYTES" => "Limits",
         "HEADER_TIMEOUT" | "IDLE_TIMEOUT" | "WRITE_TIMEOUT" | "REQUEST_TIMEOUT"
         | "SHUTDOWN_TIMEOUT" | "SHUTDOWN_DELAY" => "Timeouts",

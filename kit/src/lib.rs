@@ -82,7 +82,7 @@ impl<S: Hosted> Server<S> {
     ) -> std::io::Result<Server<S>> {
         // Checked before anything is bound: a wrong file is a configuration error (exit 2).
         let tls = config.tls.as_ref().map(|files| {
-            tls::load(files).unwrap_or_else(|e| {
+            tls::load(files, config.http2).unwrap_or_else(|e| {
                 eprintln!("{bin}: {e}");
                 std::process::exit(2);
             })
@@ -296,7 +296,7 @@ impl<S: Hosted> Server<S> {
             tracing::info!("SIGHUP: TLS is not configured; nothing to reload");
             return;
         };
-        match tls::load(files) {
+        match tls::load(files, self.config.http2) {
             Ok(config) => {
                 self.lifecycle.set_tls(Some(config));
                 tracing::info!(cert = %files.cert, key = %files.key, "SIGHUP: TLS certificate and key reloaded");

@@ -11,8 +11,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use weir_core::config::TlsFiles;
 
-/// The rustls configuration for `files`, or what is wrong, naming the file.
-pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
+/// The rustls configuration for `files`, or what is wrong, naming the file; ALPN offers `h2`
+/// before `http/1.1` with `http2`.
+pub fn load(files: &TlsFiles, http2: bool) -> Result<Arc<ServerConfig>, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .map_err(|e| format!("TLS_CERT {}: {}", files.cert, pem_error(&e)))?
         .collect::<Result<_, _>>()
@@ -37,7 +38,11 @@ pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
                 files.key, files.cert
             )
         })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(Arc::new(config))
 }
 
@@ -91,8 +96,13 @@ mod tests {
         let pair = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         let dir = scratch("ok");
         let f = files(&dir, &pair.cert.pem(), &pair.signing_key.serialize_pem());
-        let config = load(&f).unwrap();
+        let config = load(&f, false).unwrap();
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        let config = load(&f, true).unwrap();
+        assert_eq!(
+            config.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -102,19 +112,19 @@ mod tests {
         let b = rcgen::generate_simple_self_signed(vec!["b".into()]).unwrap();
         let dir = scratch("bad");
         let mismatched = files(&dir, &a.cert.pem(), &b.signing_key.serialize_pem());
-        let e = load(&mismatched).unwrap_err();
+        let e = load(&mismatched, false).unwrap_err();
         assert!(
             e.contains("does not go with") && e.contains("key.pem"),
             "{e}"
         );
         let no_cert = files(&dir, "hello", &a.signing_key.serialize_pem());
-        let e = load(&no_cert).unwrap_err();
+        let e = load(&no_cert, false).unwrap_err();
         assert!(e.starts_with("TLS_CERT") && e.contains("cert.pem"), "{e}");
         let missing = TlsFiles {
             cert: dir.join("absent.pem").display().to_string(),
             key: dir.join("key.pem").display().to_string(),
         };
-        let e = load(&missing).unwrap_err();
+        let e = load(&missing, false).unwrap_err();
         assert!(e.contains("absent.pem") && e.contains("cannot read"), "{e}");
         // PEM errors in words, never byte arrays.
         let broken = files(
@@ -122,7 +132,7 @@ mod tests {
             "-----BEGIN CERTIFICATE\nAAAA\n",
             &a.signing_key.serialize_pem(),
         );
-        let e = load(&broken).unwrap_err();
+        let e = load(&broken, false).unwrap_err();
         assert!(
             e.contains("malformed `-----BEGIN` line") && !e.contains("[45"),
             "{e}"
@@ -132,7 +142,7 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\nAAAA\n",
             &a.signing_key.serialize_pem(),
         );
-        let e = load(&unended).unwrap_err();
+        let e = load(&unended, false).unwrap_err();
         assert!(
             e.contains("-----END CERTIFICATE-----") && !e.contains("[45"),
             "{e}"

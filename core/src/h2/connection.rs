@@ -352,9 +352,13 @@ impl<S: Service> Connection<S> {
         self.close.is_none() && self.out.len() - self.sent <= OUT_HIGH_WATER
     }
 
-    /// Whether the `Close` effect was emitted.
+    /// Whether the connection is closed: its `Close` effect was emitted or is due (every
+    /// byte of an orderly close written).
     pub fn is_closed(&self) -> bool {
         self.closed
+            || self
+                .close
+                .is_some_and(|r| r != CloseReason::Done || self.sent == self.out.len())
     }
 
     /// Heap held in the connection's own buffers.

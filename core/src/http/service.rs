@@ -29,6 +29,8 @@ pub struct HttpConfig {
     pub write_timeout: Duration,
     /// How long an idle connection stays open once a drain begins.
     pub drain_grace: Duration,
+    /// HTTP/2 (prior knowledge and ALPN `h2`) and its settings; `None`: HTTP/1.1 only.
+    pub http2: Option<crate::h2::connection::H2Config>,
 }
 
 impl Default for HttpConfig {
@@ -39,6 +41,7 @@ impl Default for HttpConfig {
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(15),
             drain_grace: Duration::from_secs(1),
+            http2: None,
         }
     }
 }

@@ -278,6 +278,23 @@ impl<S: Service> Session<S> {
         &self.service
     }
 
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The bytes received and not yet taken, with the `n` just read into
+    /// [`Session::recv_buf`] (before `handle_read` takes them): what a protocol sniffer reads.
+    pub fn unread_with(&self, n: usize) -> &[u8] {
+        &self.recv[self.rpos..self.rend + n]
+    }
+
+    /// Keeps the `n` bytes just read without looking at them yet (a sniffer waiting for
+    /// more); the next `handle_read` takes them with what follows.
+    pub fn stash(&mut self, n: usize) {
+        self.rend += n;
+    }
+
     /// The latest time the session was given.
     pub fn latest(&self) -> Now {
         self.latest

@@ -1,6 +1,6 @@
 //! # weir-core: the sans-IO engine of weir
 //!
-//! Everything weir decides — HTTP/1.1 parsing and framing, routing, rate limits, the job
+//! Everything weir decides — HTTP/1.1 and HTTP/2 parsing and framing, routing, rate limits, the job
 //! queue, metrics, health — lives here, and none of it touches a socket, a clock, a thread or
 //! a file. Bytes go in, bytes and effects come out, and time is an argument ([`Now`]).
 //! The runtimes (and the runtime kit, `weir-kit`, that they share) read the clocks, own the

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use rustls::{ServerConfig, ServerConnection};
 
+use crate::http::session::{ReadsInto, feed_through};
 use crate::http::{CloseReason, Effect, IoFailure, Service, Session};
 use crate::server::{Lifecycle, Slot};
 use crate::time::{Instant, Now};
@@ -277,18 +278,7 @@ impl<S: Service> Connection<S> {
         if self.tls.is_none() && !self.sniffing {
             return self.proto.feed(now, bytes);
         }
-        let mut taken = 0;
-        while taken < bytes.len() {
-            let buf = self.recv_buf();
-            if buf.is_empty() {
-                break;
-            }
-            let n = buf.len().min(bytes.len() - taken);
-            buf[..n].copy_from_slice(&bytes[taken..taken + n]);
-            taken += n;
-            self.handle_read(now, n);
-        }
-        taken
+        feed_through(self, now, bytes)
     }
 
     /// The peer closed its sending side.
@@ -685,6 +675,15 @@ fn refused_before_handshake(lifecycle: &Lifecycle, now: Now, peer: SocketAddr, c
         reason = why,
         "TLS connection closed before the handshake (no answer is sent: a 503 would cost the handshake it spares); further refusals this second are not logged"
     );
+}
+
+impl<S: Service> ReadsInto for Connection<S> {
+    fn recv_buf(&mut self) -> &mut [u8] {
+        Connection::recv_buf(self)
+    }
+    fn handle_read(&mut self, now: Now, n: usize) {
+        Connection::handle_read(self, now, n)
+    }
 }
 
 /// Serves the connection with HTTP/2 from now on, `input` its first bytes (a drain already

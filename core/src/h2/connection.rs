@@ -27,6 +27,7 @@ use std::sync::Arc;
 use super::frame::{self, ErrorCode, Header, flag, kind, setting};
 use super::hpack::{self, Decoder};
 use crate::http::response::Preamble;
+use crate::http::session::{ReadsInto, feed_through};
 use crate::http::{
     Chunk, CloseReason, Effect, IoFailure, Method, ParsedHead, Reply, ReplyPoll, Response, Service,
     Status,
@@ -234,18 +235,7 @@ impl<S: Service> Connection<S> {
 
     /// Copies `bytes` in; returns how many were taken.
     pub fn feed(&mut self, now: Now, bytes: &[u8]) -> usize {
-        let mut taken = 0;
-        while taken < bytes.len() {
-            let buf = self.recv_buf();
-            if buf.is_empty() {
-                break;
-            }
-            let n = buf.len().min(bytes.len() - taken);
-            buf[..n].copy_from_slice(&bytes[taken..taken + n]);
-            taken += n;
-            self.handle_read(now, n);
-        }
-        taken
+        feed_through(self, now, bytes)
     }
 
     /// The peer closed its side: every stream is abandoned.
@@ -1035,6 +1025,15 @@ impl<S: Service> Connection<S> {
             self.go_away(ErrorCode::NoError);
             self.finish(CloseReason::Done);
         }
+    }
+}
+
+impl<S: Service> ReadsInto for Connection<S> {
+    fn recv_buf(&mut self) -> &mut [u8] {
+        Connection::recv_buf(self)
+    }
+    fn handle_read(&mut self, now: Now, n: usize) {
+        Connection::handle_read(self, now, n)
     }
 }
 

@@ -74,6 +74,41 @@ pub fn drain_grace(shutdown_timeout: Duration) -> Duration {
     DRAIN_GRACE.min(shutdown_timeout / 10)
 }
 
+/// What reads into a buffer of its own (a session, an HTTP/2 connection, the connection
+/// layer): [`feed_through`] copies bytes in through it.
+pub(crate) trait ReadsInto {
+    /// Free space to read into; empty when it takes nothing now.
+    fn recv_buf(&mut self) -> &mut [u8];
+    /// `n` bytes were read into `recv_buf`.
+    fn handle_read(&mut self, now: Now, n: usize);
+}
+
+/// Copies `bytes` in through `r`'s own buffer (tests, fuzzing, runtimes that read
+/// elsewhere); returns how many were taken — fewer only while `r` takes nothing.
+pub(crate) fn feed_through<R: ReadsInto>(r: &mut R, now: Now, bytes: &[u8]) -> usize {
+    let mut taken = 0;
+    while taken < bytes.len() {
+        let buf = r.recv_buf();
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.len().min(bytes.len() - taken);
+        buf[..n].copy_from_slice(&bytes[taken..taken + n]);
+        taken += n;
+        r.handle_read(now, n);
+    }
+    taken
+}
+
+impl<S: Service> ReadsInto for Session<S> {
+    fn recv_buf(&mut self) -> &mut [u8] {
+        Session::recv_buf(self)
+    }
+    fn handle_read(&mut self, now: Now, n: usize) {
+        Session::handle_read(self, now, n)
+    }
+}
+
 /// Why a session wants its connection closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -378,18 +413,7 @@ impl<S: Service> Session<S> {
     /// Copies `bytes` in (tests, fuzzing, runtimes that read elsewhere); returns how many
     /// were taken — fewer than offered only while the session does not want to read.
     pub fn feed(&mut self, now: Now, bytes: &[u8]) -> usize {
-        let mut taken = 0;
-        while taken < bytes.len() {
-            let buf = self.recv_buf();
-            if buf.is_empty() {
-                break;
-            }
-            let n = buf.len().min(bytes.len() - taken);
-            buf[..n].copy_from_slice(&bytes[taken..taken + n]);
-            taken += n;
-            self.handle_read(now, n);
-        }
-        taken
+        feed_through(self, now, bytes)
     }
 
     /// The peer closed its sending side.

@@ -11,10 +11,24 @@ KIND:
   stalled-hello   a ClientHello announced as 65,000 bytes, all but the last 100 sent
                   (HELLO_SEND=N: only its first N bytes)
   unread-pipeline GET /ping pipelined (4 MB) by a client that never reads
+  idle-h2         HTTP/2 with prior knowledge: the preface, SETTINGS, one GET /ping, then idle
+  h2-streams      HTTP/2, 10 streams open per connection (GET /api/v1/sleep?ms=60000 each);
+                  the growth past idle-h2, divided by 10, is what an open stream holds
 
 The TLS kinds make a self-signed certificate with openssl. Loopback only; the server is
 stopped at the end."""
 import os, socket, ssl, subprocess, sys, tempfile, time
+
+def h2_frame(kind, flags, stream, payload):
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+def h2_get(stream, path):
+    """HEADERS (END_STREAM | END_HEADERS), literal fields without indexing, no Huffman."""
+    lit = lambda n, v: bytes([0, len(n)]) + n + bytes([len(v)]) + v
+    block = lit(b":method", b"GET") + lit(b":scheme", b"http") + lit(b":authority", b"t") + lit(b":path", path)
+    return h2_frame(1, 0x5, stream, block)
+
+H2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0, b"")
 
 def rss_kib(pid):
     with open(f"/proc/{pid}/statm") as f:
@@ -49,6 +63,8 @@ def main():
         for w in warm:
             if kind in ("idle-plain", "idle-tls"):
                 w.sendall(b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n"); w.recv(4096)
+            elif kind in ("idle-h2", "h2-streams"):
+                w.sendall(H2_HELLO + h2_get(1, b"/ping")); time.sleep(0.01); w.recv(65536)
         time.sleep(2)
         before = rss_kib(srv.pid)
         conns = []
@@ -58,6 +74,12 @@ def main():
             if kind in ("idle-plain", "idle-tls"):
                 c.sendall(b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n")
                 c.recv(4096)
+            elif kind == "idle-h2":
+                c.sendall(H2_HELLO + h2_get(1, b"/ping"))
+                time.sleep(0.002)
+                c.recv(65536)
+            elif kind == "h2-streams":
+                c.sendall(H2_HELLO + b"".join(h2_get(2 * i + 1, b"/api/v1/sleep?ms=60000") for i in range(10)))
             elif kind == "stalled-head":
                 c.sendall(b"GET /ping HTTP/1.1\r\nHost: t\r\nX: " + b"a" * (16 * 1024 - 40))
             elif kind == "stalled-hello":

@@ -521,3 +521,19 @@ fn frames_that_break_the_rules_end_the_connection() {
         assert!(c.closed, "{what}");
     }
 }
+
+/// An idle HTTP/2 connection releases its buffers a second after its last stream, as an idle
+/// HTTP/1.1 connection does.
+#[test]
+fn an_idle_connection_releases_its_buffers() {
+    let mut c = Client::new(&[("ACCESS_LOG", "false")]);
+    c.request(1, "GET", "/ping", None);
+    c.frames();
+    assert!(c.c.heap_bytes() > 0, "buffers while busy");
+    c.advance(Duration::from_secs(1));
+    assert_eq!(c.c.heap_bytes(), 0);
+    // And it serves the next request as before.
+    c.request(3, "GET", "/ping", None);
+    let frames = c.frames();
+    assert_eq!(c.response(&frames, 3).0, 200);
+}

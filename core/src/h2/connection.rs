@@ -18,7 +18,9 @@
 //!   (`REFUSED_STREAM`); streams the peer opens and resets cost a budget that answered
 //!   requests refill (rapid reset, CVE-2023-44487: at zero, `GOAWAY ENHANCE_YOUR_CALM`);
 //! - a drain sends `GOAWAY` with the last stream taken, answers every stream open, then
-//!   closes; every protocol error sends `GOAWAY` with its code and closes once it is written.
+//!   closes; every protocol error sends `GOAWAY` with its code and closes once it is written;
+//! - a connection with no stream open releases its buffers after `SHRINK_AFTER`, as an idle
+//!   HTTP/1.1 session does.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -27,12 +29,15 @@ use std::sync::Arc;
 use super::frame::{self, ErrorCode, Header, flag, kind, setting};
 use super::hpack::{self, Decoder};
 use crate::http::response::Preamble;
-use crate::http::session::{ReadsInto, feed_through};
+use crate::http::session::{ReadsInto, SHRINK_AFTER, feed_through};
 use crate::http::{
     Chunk, CloseReason, Effect, IoFailure, Method, ParsedHead, Reply, ReplyPoll, Response, Service,
     Status,
 };
 use crate::time::{Instant, Now};
+
+/// Bytes read at a time (a frame larger than this grows the buffer to its size).
+const READ_CHUNK: usize = 4096;
 
 /// Output waiting to be written above which input is not read.
 const OUT_HIGH_WATER: usize = 64 * 1024;
@@ -130,6 +135,8 @@ pub struct Connection<S: Service> {
     resets: u32,
     latest: Now,
     idle_at: Option<Instant>,
+    /// With no stream open: when the buffers are released (an idle connection holds none).
+    shrink_at: Option<Instant>,
     write_at: Option<Instant>,
     preamble: Preamble,
     served: u64,
@@ -175,6 +182,7 @@ impl<S: Service> Connection<S> {
             resets: RESET_BUDGET,
             latest: now,
             idle_at: None,
+            shrink_at: None,
             write_at: None,
             preamble: Preamble::default(),
             served: 0,
@@ -219,7 +227,12 @@ impl<S: Service> Connection<S> {
             self.recv.copy_within(self.rpos..self.rend, 0);
             (self.rend, self.rpos) = (self.rend - self.rpos, 0);
         }
-        let want = self.rend + frame::HEADER_LEN + frame::DEFAULT_MAX_FRAME;
+        // Room for what is read at a time, and for the whole of a frame begun (at most 16 KiB):
+        // a connection only grows its buffer for the frames its peer sends.
+        let partial = (self.rend >= frame::HEADER_LEN).then(|| {
+            frame::HEADER_LEN + Header::parse(&self.recv).len.min(frame::DEFAULT_MAX_FRAME)
+        });
+        let want = (self.rend + READ_CHUNK).max(partial.unwrap_or(0));
         if self.recv.len() < want {
             self.recv.resize(want, 0);
         }
@@ -264,6 +277,15 @@ impl<S: Service> Connection<S> {
         if self.streams.is_empty() && self.idle_at.is_some_and(|t| t <= now.mono) {
             self.go_away(ErrorCode::NoError);
             return self.finish(CloseReason::Done);
+        }
+        if self.shrink_at.is_some_and(|t| t <= now.mono) {
+            self.shrink_at = None;
+            let idle = self.streams.is_empty() && self.rpos == self.rend && self.block.is_none();
+            if idle && self.sent == self.out.len() {
+                (self.recv, self.out, self.block_bytes) = (Vec::new(), Vec::new(), Vec::new());
+                self.scratch = Vec::new();
+                (self.rpos, self.rend, self.sent) = (0, 0, 0);
+            }
         }
         self.poll_streams(now);
     }
@@ -334,7 +356,8 @@ impl<S: Service> Connection<S> {
         }
         let streams = self.streams.iter().filter_map(|s| s.deadline);
         let idle = self.idle_at.filter(|_| self.streams.is_empty());
-        streams.chain(idle).chain(self.write_at).min()
+        let shrink = self.shrink_at.filter(|_| self.streams.is_empty());
+        streams.chain(idle).chain(shrink).chain(self.write_at).min()
     }
 
     /// Whether the runtime should read.
@@ -353,7 +376,10 @@ impl<S: Service> Connection<S> {
 
     /// Heap held in the connection's own buffers.
     pub fn heap_bytes(&self) -> usize {
-        self.recv.capacity() + self.out.capacity() + self.block_bytes.capacity()
+        self.recv.capacity()
+            + self.out.capacity()
+            + self.block_bytes.capacity()
+            + self.scratch.capacity()
     }
 
     /// Requests answered.
@@ -976,6 +1002,7 @@ impl<S: Service> Connection<S> {
         if self.streams.is_empty() {
             let idle = self.service.http_config().idle_timeout;
             self.idle_at = Some(self.latest.mono.saturating_add(idle));
+            self.shrink_at = Some(self.latest.mono.saturating_add(SHRINK_AFTER));
         }
     }
 
